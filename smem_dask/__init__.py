@@ -1,0 +1,44 @@
+r"""smem_dask — regularized linear models on larger-than-memory data by Scale Mixture EM on Dask.
+
+Every estimator, solver and path in this package minimizes the one objective of SPEC §2:
+
+    F(β, b) = (1/W) Σ_i s_i · ℓ(y_i, η_i) + α · P(β),     η_i = x_iᵀβ + b,   W = Σ_i s_i
+
+with sample weights s_i (default 1, so W = n) and an unpenalized intercept b. With the logistic loss
+and P(β) = ½‖β‖², scikit-learn's ``LogisticRegression(C)`` is the same model with α = 1/(C·n).
+
+Each EM iteration makes one pass over the data: per row block, the E-step weights ω_i, the weighted
+Gram Xᵀ S Ω X and moment vector; summed over blocks, they give a p×p system solved on the client
+(the M-step). No learning rate; with ``acceleration="none"`` or ``"nesterov-restart"`` the objective
+never increases.
+"""
+
+from .data import make_problem, open_store, write_zarr
+from .engine import DaskEngine, NumpyEngine
+from .estimators import SMEMClassifier, SMEMRegressor
+from .losses import Logistic, Loss, Squared
+from .penalties import L2, Penalty
+from .solver import ConvergenceWarning, FitResult, SingularSystemWarning, SolverConfig, fit_em
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvergenceWarning",
+    "DaskEngine",
+    "FitResult",
+    "L2",
+    "Logistic",
+    "Loss",
+    "NumpyEngine",
+    "Penalty",
+    "SMEMClassifier",
+    "SMEMRegressor",
+    "SingularSystemWarning",
+    "SolverConfig",
+    "Squared",
+    "fit_em",
+    "make_problem",
+    "open_store",
+    "write_zarr",
+    "__version__",
+]

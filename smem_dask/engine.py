@@ -1,0 +1,277 @@
+"""Engines: where the data lives and how one pass over it is made. The only module importing dask.
+
+Both engines have one interface — ``stats(loss, coefs, expand, fit_intercept) -> BlockStats`` makes
+one pass over the data and counts it in ``n_passes`` — and compute the same pure-numpy kernel
+(:func:`smem_dask.stats.block_stats`) on row blocks:
+
+* :class:`NumpyEngine` — arrays in memory, blocks summed in a loop. The oracle for the dask path.
+* :class:`DaskEngine` — a row-chunked dask array (from dask, or a zarr array read lazily). One fused
+  ``blockwise`` task per block reads the block and returns its packed statistics; a tree reduction
+  (``sum(split_every=…)``) brings p×p + p + a few scalars to the client; one ``compute`` per pass.
+  Inputs are streamed from their source each pass unless ``persist=True``.
+
+The engine never names a concrete loss: the loss object is handed to the kernel.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import dask
+import dask.array as da
+import numpy as np
+import zarr
+
+from .losses import Loss
+from .stats import BlockStats, block_stats, packed_size
+
+__all__ = [
+    "NumpyEngine",
+    "DaskEngine",
+    "as_array",
+    "check_shapes",
+    "compute",
+    "is_lazy",
+    "linear_predictor",
+    "make_engine",
+    "unique",
+]
+
+
+def as_array(a, name: str):
+    """Numpy arrays stay numpy, dask stays dask, a zarr array becomes a lazy dask array."""
+    if isinstance(a, da.Array):
+        return a
+    if isinstance(a, zarr.Array):
+        return da.from_zarr(a)
+    if isinstance(a, zarr.Group):
+        raise ValueError(
+            f"{name} is a zarr group; pass its array (e.g. group['{name}']) or open the store "
+            "with smem_dask.data.open_store"
+        )
+    try:
+        return np.asarray(a)
+    except Exception as exc:  # pragma: no cover - exotic inputs
+        raise ValueError(f"{name} cannot be converted to an array: {exc}") from exc
+
+
+def is_lazy(a) -> bool:
+    return isinstance(a, da.Array)
+
+
+def compute(*args):
+    """Evaluate any dask arrays among ``args`` in one go; numpy values pass through."""
+    if any(is_lazy(a) for a in args):
+        return dask.compute(*args)
+    return args
+
+
+def unique(a) -> np.ndarray:
+    """Sorted distinct values of a 1-D numpy or dask array, as numpy."""
+    if is_lazy(a):
+        return np.asarray(da.unique(a).compute())
+    return np.unique(a)
+
+
+def check_shapes(X, y, sample_weight) -> None:
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-dimensional (n_samples, n_features), got shape {X.shape}")
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-dimensional (n_samples,), got shape {y.shape}")
+    if X.shape[1] < 1:
+        raise ValueError("X has no columns")
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"X and y have different lengths: X has {X.shape[0]} rows, y has {y.shape[0]}"
+        )
+    if sample_weight is not None and sample_weight.shape != y.shape:
+        raise ValueError(
+            f"sample_weight must have shape ({y.shape[0]},), got {sample_weight.shape}"
+        )
+
+
+def _checked(stats: BlockStats, engine) -> BlockStats:
+    """Stop with a message naming the problem when a pass produced non-finite statistics."""
+    if stats.is_finite():
+        return stats
+    n_x, n_y = engine.count_nonfinite()
+    if n_x:
+        raise ValueError(f"X contains {n_x} NaN or infinite values")
+    if n_y:
+        raise ValueError(f"y contains {n_y} NaN or infinite values")
+    raise FloatingPointError(
+        "a data pass produced non-finite statistics although X and y are finite: values of X are "
+        "too large for float64 products; rescale X"
+    )
+
+
+class NumpyEngine:
+    """In-memory engine: blocks of ``block_rows`` rows, statistics summed in order.
+
+    Parameters
+    ----------
+    X : (n, p) array, any real dtype (accumulated in float64)
+    y : (n,) float array
+    sample_weight : (n,) array or None
+    block_rows : int — rows per block (bounds the temporary memory of a pass)
+    """
+
+    def __init__(self, X, y, sample_weight=None, *, block_rows: int = 65536):
+        X, y = np.asarray(X), np.asarray(y, dtype=np.float64)
+        s = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        check_shapes(X, y, s)
+        self.X, self.y, self.sample_weight = X, y, s
+        self.block_rows = int(block_rows)
+        self.n_samples, self.n_features = X.shape
+        self.n_passes = 0
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.X.nbytes)
+
+    def stats(self, loss: Loss, coefs, expand, fit_intercept: bool) -> BlockStats:
+        q = self.n_features + int(fit_intercept)
+        coefs = np.asarray(coefs, dtype=np.float64).reshape(q, -1)
+        total = BlockStats.zero(q, coefs.shape[1])
+        for start in range(0, max(self.n_samples, 1), self.block_rows):
+            rows = slice(start, start + self.block_rows)
+            s = None if self.sample_weight is None else self.sample_weight[rows]
+            total = total + block_stats(
+                self.X[rows], self.y[rows], s, loss, coefs, expand, fit_intercept
+            )
+        self.n_passes += 1
+        return _checked(total, self)
+
+    def count_nonfinite(self) -> tuple[int, int]:
+        """Non-finite entries of (X, y)."""
+        return int(np.size(self.X) - np.isfinite(self.X).sum()), int(
+            np.size(self.y) - np.isfinite(self.y).sum()
+        )
+
+
+def _pass_kernel(xb, yb, sb, *, loss, coefs, expand, fit_intercept):
+    """One block of one pass: read, compute, and pack its statistics into a (1, L) row."""
+    return block_stats(xb, yb, sb, loss, coefs, expand, fit_intercept).pack()[None, :]
+
+
+class DaskEngine:
+    """Engine over row-chunked dask arrays (each block holds all columns).
+
+    Awkward inputs are fixed rather than refused: X chunked along columns is rechunked to whole
+    rows; y and sample weights are rechunked to X's row chunks.
+
+    Parameters
+    ----------
+    X : (n, p) dask array
+    y : (n,) dask or numpy array
+    sample_weight : (n,) dask or numpy array, or None
+    persist : bool — keep X, y, weights in (cluster) memory after the first read; otherwise every pass
+        streams them from their source (e.g. a zarr store).
+    split_every : int — fan-in of the tree reduction of block statistics.
+    """
+
+    def __init__(self, X, y, sample_weight=None, *, persist: bool = False, split_every: int = 8):
+        X = X if is_lazy(X) else da.from_array(np.asarray(X))
+        check_shapes(X, y, sample_weight)
+        if any(np.isnan(c) for c in X.chunks[0]):
+            raise ValueError(
+                "X has unknown chunk sizes along rows; call X.compute_chunk_sizes() first"
+            )
+        if len(X.chunks[1]) > 1:
+            X = X.rechunk({1: -1})
+        row_chunks = X.chunks[0]
+        y = _rechunk_like(y, row_chunks, "y")
+        s = None if sample_weight is None else _rechunk_like(sample_weight, row_chunks, "sample_weight")
+        if persist:
+            X, y, s = dask.persist(X, y, s)
+        self.X, self.y, self.sample_weight = X, y, s
+        self.persist = bool(persist)
+        if not (isinstance(split_every, numbers.Integral) and split_every >= 2):
+            raise ValueError(f"split_every must be an integer ≥ 2, got {split_every!r}")
+        self.split_every = int(split_every)
+        self.n_samples, self.n_features = X.shape
+        self.n_passes = 0
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.X.nbytes)
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.X.chunks[0])
+
+    def pass_graph(self, loss: Loss, coefs, expand, fit_intercept: bool) -> da.Array:
+        """The lazy packed statistics of one pass (exposed for graph inspection in tests)."""
+        q = self.n_features + int(fit_intercept)
+        coefs = np.asarray(coefs, dtype=np.float64).reshape(q, -1)
+        size = packed_size(q, coefs.shape[1])
+        s_args = (None, None) if self.sample_weight is None else (self.sample_weight, "i")
+        parts = da.blockwise(
+            _pass_kernel, "ik",
+            self.X, "ij",
+            self.y, "i",
+            *s_args,
+            new_axes={"k": size},
+            adjust_chunks={"i": 1},
+            concatenate=True,
+            dtype=np.float64,
+            meta=np.empty((0, 0), dtype=np.float64),
+            token="smem-pass",
+            loss=loss, coefs=coefs, expand=expand, fit_intercept=fit_intercept,
+        )
+        return parts.sum(axis=0, split_every=self.split_every)
+
+    def stats(self, loss: Loss, coefs, expand, fit_intercept: bool) -> BlockStats:
+        q = self.n_features + int(fit_intercept)
+        coefs = np.asarray(coefs, dtype=np.float64).reshape(q, -1)
+        packed = self.pass_graph(loss, coefs, expand, fit_intercept).compute()
+        self.n_passes += 1
+        return _checked(BlockStats.unpack(packed, q, coefs.shape[1]), self)
+
+    def count_nonfinite(self) -> tuple[int, int]:
+        """Non-finite entries of (X, y) — one extra pass, used only to explain a failure."""
+        nx, ny = dask.compute((~da.isfinite(self.X)).sum(), (~da.isfinite(self.y)).sum())
+        return int(nx), int(ny)
+
+
+def _rechunk_like(v, row_chunks, name):
+    if not is_lazy(v):
+        return da.from_array(np.asarray(v), chunks=(row_chunks,))
+    if any(np.isnan(c) for c in v.chunks[0]):
+        raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
+    return v if v.chunks[0] == row_chunks else v.rechunk((row_chunks,))
+
+
+def make_engine(X, y, sample_weight=None, *, persist: bool = False, split_every: int = 8,
+                block_rows: int = 65536):
+    """A :class:`DaskEngine` when X is lazy (dask or zarr), else a :class:`NumpyEngine`."""
+    if is_lazy(X):
+        return DaskEngine(X, y, sample_weight, persist=persist, split_every=split_every)
+    if is_lazy(y) or is_lazy(sample_weight):
+        y, sample_weight = compute(y, sample_weight)
+    return NumpyEngine(X, y, sample_weight, block_rows=block_rows)
+
+
+def _linear_block(xb, coef, intercept, transform):
+    eta = np.asarray(xb, dtype=np.float64) @ coef + intercept
+    return eta if transform is None else transform(eta)
+
+
+def linear_predictor(X, coef: np.ndarray, intercept: float, transform=None, dtype=np.float64):
+    """``transform(Xβ + b)`` (η itself if no transform): numpy in, numpy out; dask or zarr in,
+    lazy dask out (one task per block)."""
+    X = as_array(X, "X")
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-dimensional (n_samples, n_features), got shape {X.shape}")
+    if X.shape[1] != coef.shape[0]:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but the model was fitted with {coef.shape[0]}"
+        )
+    if not is_lazy(X):
+        return _linear_block(X, coef, intercept, transform)
+    if len(X.chunks[1]) > 1:
+        X = X.rechunk({1: -1})
+    return X.map_blocks(
+        _linear_block, coef, intercept, transform, drop_axis=1, dtype=dtype,
+        meta=np.empty((0,), dtype=dtype),
+    )
