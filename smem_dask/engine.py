@@ -206,14 +206,14 @@ class DaskEngine:
         coefs = np.asarray(coefs, dtype=np.float64).reshape(q, -1)
         size = packed_size(q, coefs.shape[1])
         s_args = (None, None) if self.sample_weight is None else (self.sample_weight, "i")
+        # output blocks (1, size) indexed like X's blocks ("ij", one column block): no contraction
+        # and no new axis, so the read of each block and the kernel fuse into one task
         parts = da.blockwise(
-            _pass_kernel, "ik",
+            _pass_kernel, "ij",
             self.X, "ij",
             self.y, "i",
             *s_args,
-            new_axes={"k": size},
-            adjust_chunks={"i": 1},
-            concatenate=True,
+            adjust_chunks={"i": 1, "j": size},
             dtype=np.float64,
             meta=np.empty((0, 0), dtype=np.float64),
             token="smem-pass",

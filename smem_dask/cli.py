@@ -1,0 +1,192 @@
+"""The ``smem-dask`` command: ``demo``, ``make-data``, ``fit``. Thin: parse, call the library, print.
+
+Errors are one line on stderr (``smem-dask: error: …``) with exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+from .data import open_store, write_zarr
+from .estimators import SMEMClassifier, SMEMRegressor
+from .losses import LOSSES, get_loss
+from .penalties import PENALTIES
+from .solver import ACCELERATIONS
+
+_EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, TimeoutError, KeyError)
+
+
+def _positive_int(text: str) -> int:
+    value = int(float(text))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smem-dask",
+        description="Regularized linear models on larger-than-memory data by Scale Mixture EM on Dask.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def solver_options(p, alpha_default=1e-4):
+        p.add_argument("--alpha", type=float, default=alpha_default, help="penalty strength α")
+        p.add_argument("--acceleration", choices=ACCELERATIONS, default="nesterov-restart")
+        p.add_argument("--tol", type=float, default=1e-8)
+        p.add_argument("--max-iter", type=_positive_int, default=1000)
+
+    demo = sub.add_parser(
+        "demo", help="fit a synthetic ill-conditioned logistic problem from zarr on a local cluster"
+    )
+    demo.add_argument("--n", type=_positive_int, default=1_000_000, help="rows (default 1e6)")
+    demo.add_argument("--p", type=_positive_int, default=50, help="columns (default 50)")
+    demo.add_argument("--cond", type=float, default=1e6, help="condition number of XᵀX")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--chunk-rows", type=_positive_int, default=100_000)
+    demo.add_argument("--workers", type=_positive_int, default=2, help="worker processes")
+    solver_options(demo)
+
+    make = sub.add_parser("make-data", help="write a synthetic problem to a zarr v3 store")
+    make.add_argument("out", help="path of the new store (e.g. data.zarr)")
+    make.add_argument("--n", type=_positive_int, default=100_000)
+    make.add_argument("--p", type=_positive_int, default=20)
+    make.add_argument("--cond", type=float, default=1e4, help="condition number of XᵀX")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--task", choices=("classification", "regression"), default="classification")
+    make.add_argument("--chunk-rows", type=_positive_int, default=100_000)
+    make.add_argument("--overwrite", action="store_true", help="replace an existing store")
+
+    fit = sub.add_parser("fit", help="fit a model to the arrays X and y of a zarr store")
+    fit.add_argument("store", help="zarr store with arrays X (n × p) and y (n)")
+    fit.add_argument("--loss", choices=sorted(LOSSES), default="logistic")
+    fit.add_argument("--penalty", choices=sorted(PENALTIES), default="l2")
+    solver_options(fit)
+    fit.add_argument("--scheduler", metavar="ADDRESS",
+                     help="address of a dask scheduler, e.g. tcp://127.0.0.1:8786 "
+                          "(default: threads in this process)")
+    fit.add_argument("--persist", action="store_true",
+                     help="keep the data in cluster memory instead of streaming it each pass")
+    fit.add_argument("--out", metavar="JSON", help="write coefficients and fit summary here")
+    fit.add_argument("--quiet", action="store_true", help="no per-iteration lines")
+    return parser
+
+
+def _estimator(loss: str, **params):
+    cls = SMEMClassifier if get_loss(loss).is_classifier else SMEMRegressor
+    return cls(loss=loss, **params)
+
+
+def _solver_params(args) -> dict:
+    return dict(alpha=args.alpha, acceleration=args.acceleration, tol=args.tol,
+                max_iter=args.max_iter)
+
+
+def _summary(est, seconds: float) -> str:
+    return (f"{est.n_iter_} iterations, {est.n_passes_} data passes ({est.n_restarts_} restarts), "
+            f"{seconds:.1f} s, final objective {est.objective_:.12f}, "
+            f"{'converged' if est.converged_ else 'NOT converged'}")
+
+
+def _demo(args) -> int:
+    from distributed import Client, LocalCluster
+
+    print(f"smem-dask demo: logistic regression + ridge (alpha={args.alpha:g}) on a synthetic "
+          f"problem of {args.n:,} × {args.p}, cond(XᵀX) = {args.cond:.0e}")
+    with tempfile.TemporaryDirectory(prefix="smem-demo-") as tmp:
+        path = os.path.join(tmp, "demo.zarr")
+        t0 = time.perf_counter()
+        write_zarr(path, args.n, args.p, cond=args.cond, seed=args.seed,
+                   chunk_rows=args.chunk_rows)
+        size = args.n * args.p * 8 / 1e6
+        print(f"wrote X ({size:,.0f} MB, {-(-args.n // args.chunk_rows)} chunks) and y to {path} "
+              f"in {time.perf_counter() - t0:.1f} s")
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            print(f"local cluster: {args.workers} worker processes, scheduler {client.scheduler.address}")
+            X, y = open_store(path)
+            print("fitting from the zarr store (streamed every pass):")
+            est = SMEMClassifier(verbose=1, **_solver_params(args))
+            t0 = time.perf_counter()
+            est.fit(X, y)
+            seconds = time.perf_counter() - t0
+            accuracy = est.score(X, y)
+        print(f"done: {_summary(est, seconds)}")
+        print(f"      mean pass {seconds / est.n_passes_:.2f} s, "
+              f"{size * est.n_passes_ / seconds:,.0f} MB/s; training accuracy {accuracy:.4f}")
+    return 0
+
+
+def _make_data(args) -> int:
+    t0 = time.perf_counter()
+    write_zarr(args.out, args.n, args.p, cond=args.cond, seed=args.seed, task=args.task,
+               chunk_rows=args.chunk_rows, overwrite=args.overwrite)
+    print(f"wrote {args.task} problem {args.n:,} × {args.p} (cond {args.cond:g}, seed {args.seed}) "
+          f"to {args.out} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _fit(args) -> int:
+    X, y = open_store(args.store)
+    est = _estimator(args.loss, penalty=args.penalty, persist=args.persist,
+                     verbose=0 if args.quiet else 1, **_solver_params(args))
+    with contextlib.ExitStack() as stack:
+        if args.scheduler:
+            from distributed import Client
+
+            try:
+                stack.enter_context(Client(args.scheduler, timeout="10s"))
+            except (OSError, TimeoutError) as exc:
+                raise OSError(f"cannot reach the dask scheduler at {args.scheduler}: {exc}") from exc
+        t0 = time.perf_counter()
+        est.fit(X, y)
+        seconds = time.perf_counter() - t0
+    print(f"done: {_summary(est, seconds)}")
+    if args.out:
+        result = {
+            "loss": args.loss, "penalty": args.penalty, "alpha": args.alpha,
+            "coef": est.coef_.tolist(), "intercept": est.intercept_,
+            "n_iter": est.n_iter_, "n_passes": est.n_passes_, "objective": est.objective_,
+            "converged": bool(est.converged_), "objective_history": est.objective_history_,
+        }
+        if hasattr(est, "classes_"):
+            result["classes"] = np.asarray(est.classes_).tolist()
+        with open(args.out, "w") as fh:
+            json.dump(result, fh, indent=1)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"smem-dask: warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"demo": _demo, "make-data": _make_data, "fit": _fit}[args.command]
+    previous = warnings.showwarning
+    warnings.showwarning = _one_line_warning
+    try:
+        return handler(args)
+    except _EXPECTED_ERRORS as exc:
+        text = str(exc).strip().splitlines()
+        print(f"smem-dask: error: {text[0] if text else type(exc).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("smem-dask: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        warnings.showwarning = previous
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
