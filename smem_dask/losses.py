@@ -61,6 +61,15 @@ class Loss(abc.ABC):
         """The mean of y given η (for ``predict``/``predict_proba``)."""
         return eta
 
+    def value_difference(self, y: np.ndarray, eta_ref: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """ℓ(y, η_ref + δ) − ℓ(y, η_ref), accurate for small δ (override with a stable formula).
+
+        Objective differences decide restarts and convergence; as a difference of two sums they
+        are lost below ~1e-16·F, which near the optimum is still far from it. δ is computed as
+        X·(β − β_ref), never as a difference of two linear predictors.
+        """
+        return self.value(y, eta_ref + delta) - self.value(y, eta_ref)
+
 
 @dataclass(frozen=True)
 class Logistic(Loss):
@@ -96,6 +105,14 @@ class Logistic(Loss):
         # σ(η) = (1 + tanh(η/2)) / 2: no overflow for any η
         return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(eta, dtype=np.float64)))
 
+    def value_difference(self, y, eta_ref, delta):
+        # ℓ = softplus(σ·η) with σ = 1 − 2y, so the difference is log1p(expm1(σδ)·sigmoid(σ·η_ref))
+        sign = 1.0 - 2.0 * np.asarray(y, dtype=np.float64)
+        sd = sign * delta
+        near = np.abs(sd) < 1.0
+        stable = np.log1p(np.expm1(np.where(near, sd, 0.0)) * self.inverse_link(sign * eta_ref))
+        return np.where(near, stable, self.value(y, eta_ref + delta) - self.value(y, eta_ref))
+
 
 @dataclass(frozen=True)
 class Squared(Loss):
@@ -114,6 +131,9 @@ class Squared(Loss):
 
     def derivative(self, y, eta):
         return eta - y
+
+    def value_difference(self, y, eta_ref, delta):
+        return delta * (eta_ref + 0.5 * delta - y)
 
     def e_step(self, y, eta):
         shape = np.broadcast_shapes(np.shape(y), np.shape(eta))

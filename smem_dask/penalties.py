@@ -33,6 +33,10 @@ class Penalty(abc.ABC):
     def gradient(self, beta: np.ndarray) -> np.ndarray:
         """∇P(β) (smooth penalties) — used for the gradient-norm stopping rule."""
 
+    def value_difference(self, beta: np.ndarray, beta_ref: np.ndarray) -> float:
+        """P(β) − P(β_ref), accurate when β ≈ β_ref (override with a stable formula)."""
+        return self.value(beta) - self.value(beta_ref)
+
 
 @dataclass(frozen=True)
 class L2(Penalty):
@@ -53,6 +57,10 @@ class L2(Penalty):
 
     def gradient(self, beta):
         return np.asarray(beta, dtype=np.float64)
+
+    def value_difference(self, beta, beta_ref):
+        beta, beta_ref = np.asarray(beta, np.float64), np.asarray(beta_ref, np.float64)
+        return 0.5 * float((beta - beta_ref) @ (beta + beta_ref))
 
 
 PENALTIES: dict[str, type[Penalty]] = {cls.name: cls for cls in (L2,)}

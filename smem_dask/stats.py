@@ -32,6 +32,9 @@ class BlockStats:
         W = Σ s_i.
     loss : (k,) array
         Σ s_i ℓ(y_i, η_i) at each evaluation point.
+    loss_delta : (k − 1,) array
+        Σ s_i [ℓ(y_i, η_ij) − ℓ(y_i, η_i0)] for evaluation points j ≥ 1, computed per observation
+        with the loss's stable ``value_difference`` (accurate even when the points nearly agree).
     grad : (q, k) array
         Σ s_i ℓ'(y_i, η_i) x̃_i at each evaluation point (the loss part of W·∇F).
     gram : (q, q) array
@@ -43,19 +46,22 @@ class BlockStats:
     n: float
     weight: float
     loss: np.ndarray
+    loss_delta: np.ndarray
     grad: np.ndarray
     gram: np.ndarray
     rhs: np.ndarray
 
     @classmethod
     def zero(cls, q: int, k: int) -> BlockStats:
-        return cls(0.0, 0.0, np.zeros(k), np.zeros((q, k)), np.zeros((q, q)), np.zeros(q))
+        return cls(0.0, 0.0, np.zeros(k), np.zeros(k - 1), np.zeros((q, k)), np.zeros((q, q)),
+                   np.zeros(q))
 
     def __add__(self, other: BlockStats) -> BlockStats:
         return BlockStats(
             self.n + other.n,
             self.weight + other.weight,
             self.loss + other.loss,
+            self.loss_delta + other.loss_delta,
             self.grad + other.grad,
             self.gram + other.gram,
             self.rhs + other.rhs,
@@ -64,7 +70,8 @@ class BlockStats:
     def pack(self) -> np.ndarray:
         """All fields in one flat float64 vector (what a dask block returns)."""
         return np.concatenate(
-            [[self.n, self.weight], self.loss, self.grad.ravel(), self.gram.ravel(), self.rhs]
+            [[self.n, self.weight], self.loss, self.loss_delta, self.grad.ravel(),
+             self.gram.ravel(), self.rhs]
         )
 
     @classmethod
@@ -75,12 +82,14 @@ class BlockStats:
         i = 2
         loss = vec[i : i + k]
         i += k
+        loss_delta = vec[i : i + k - 1]
+        i += k - 1
         grad = vec[i : i + q * k].reshape(q, k)
         i += q * k
         gram = vec[i : i + q * q].reshape(q, q)
         i += q * q
         rhs = vec[i : i + q]
-        return cls(float(vec[0]), float(vec[1]), loss, grad, gram, rhs)
+        return cls(float(vec[0]), float(vec[1]), loss, loss_delta, grad, gram, rhs)
 
     def is_finite(self) -> bool:
         return bool(np.isfinite(self.pack()).all())
@@ -88,7 +97,7 @@ class BlockStats:
 
 def packed_size(q: int, k: int) -> int:
     """Length of ``BlockStats.pack()`` for q columns and k evaluation points."""
-    return 2 + k + q * k + q * q + q
+    return 2 + 2 * k - 1 + q * k + q * q + q
 
 
 def block_stats(
@@ -115,19 +124,23 @@ def block_stats(
     k = coefs.shape[1]
     s = np.ones(n_rows) if sample_weight is None else np.asarray(sample_weight, np.float64).ravel()
 
-    points = coefs if expand is None else np.column_stack([coefs, expand])
+    # linear predictors of the k points, of the k − 1 steps from point 0 (so that small steps are
+    # not lost in a difference of two predictors), and of the expansion point: one product
+    steps = coefs[:, 1:] - coefs[:, :1]
+    points = np.column_stack([coefs, steps] if expand is None else [coefs, steps, expand])
     eta = X @ points[:p]
     if fit_intercept:
         eta += points[p]
 
     eta_eval = eta[:, :k]
     loss_sum = s @ loss.value(y[:, None], eta_eval)
+    loss_delta = s @ loss.value_difference(y[:, None], eta_eval[:, :1], eta[:, k : 2 * k - 1])
     dl = s[:, None] * loss.derivative(y[:, None], eta_eval)  # n × k
 
     if expand is None:
         columns = dl
     else:
-        omega, u = loss.e_step(y, eta[:, k])
+        omega, u = loss.e_step(y, eta[:, 2 * k - 1])
         sw = s * omega
         columns = np.column_stack([dl, sw, s * u])
     # one product for every X-weighted vector: gradients, Xᵀ(sω), Xᵀ(su)
@@ -147,7 +160,7 @@ def block_stats(
             gram[:p, p] = gram[p, :p] = xt_cols[:, k]
             gram[p, p] = col_sums[k]
             rhs[p] = col_sums[k + 1]
-    return BlockStats(float(n_rows), float(s.sum()), loss_sum, grad, gram, rhs)
+    return BlockStats(float(n_rows), float(s.sum()), loss_sum, loss_delta, grad, gram, rhs)
 
 
 def _weighted_gram(X: np.ndarray, w: np.ndarray) -> np.ndarray:

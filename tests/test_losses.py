@@ -1,0 +1,82 @@
+"""Losses: values, derivatives and the E-step majorization, each against an independent oracle."""
+
+import numpy as np
+import pytest
+
+from smem_dask.losses import Logistic, Squared, get_loss, polya_gamma_mean
+
+LOSSES = [Logistic(), Squared()]
+
+
+def _targets(loss, rng, size):
+    return rng.integers(0, 2, size).astype(float) if loss.is_classifier else rng.normal(0, 2, size)
+
+
+def test_logistic_value_is_stable_and_exact():
+    eta = np.array([-800.0, -30.0, -1.0, 0.0, 1e-9, 2.5, 40.0, 800.0])
+    for y in (0.0, 1.0):
+        got = Logistic().value(y, eta)
+        # closed forms: log(1+e^η) − yη, written per sign to avoid overflow
+        expected = np.where(eta > 0, eta + np.log1p(np.exp(-np.abs(eta))), np.log1p(np.exp(np.minimum(eta, 0))))
+        expected = expected - y * eta
+        assert np.all(np.isfinite(got))
+        np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-300)
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda l: l.name)
+def test_derivative_matches_finite_differences(loss, rng):
+    y = _targets(loss, rng, 200)
+    eta = rng.normal(0, 3, 200)
+    h = 1e-6
+    fd = (loss.value(y, eta + h) - loss.value(y, eta - h)) / (2 * h)
+    np.testing.assert_allclose(loss.derivative(y, eta), fd, rtol=1e-7, atol=1e-8)
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda l: l.name)
+def test_e_step_majorizes_and_touches(loss, rng):
+    """ℓ(η) ≤ ℓ(η0) + ℓ'(η0)(η − η0) + ½ω(η − η0)², equality at η0, tangency ωη0 − u = ℓ'(η0)."""
+    y = _targets(loss, rng, 500)
+    eta0 = np.concatenate([rng.normal(0, 4, 497), [0.0, 1e-7, -60.0]])
+    omega, u = loss.e_step(y, eta0)
+    assert np.all(omega > 0)
+    np.testing.assert_allclose(omega * eta0 - u, loss.derivative(y, eta0), rtol=1e-12, atol=1e-12)
+    for eta in (rng.normal(0, 6, 500), eta0 + 1e-3, -eta0, np.zeros(500)):
+        bound = (loss.value(y, eta0) + loss.derivative(y, eta0) * (eta - eta0)
+                 + 0.5 * omega * (eta - eta0) ** 2)
+        assert np.all(loss.value(y, eta) <= bound + 1e-12 * (1 + np.abs(bound)))
+
+
+def test_polya_gamma_weight_is_the_tightest_symmetric_bound():
+    """The PG bound is tangent in η², so it also touches ℓ at −η0; that pins ω without tanh:
+    ω(η0) = [ℓ(−η0) − ℓ(η0) + 2η0 ℓ'(η0)] / (2η0²)  (y = 0, ℓ = log(1 + e^η))."""
+    eta0 = np.concatenate([np.geomspace(1e-2, 30, 50), -np.geomspace(1e-2, 30, 50)])
+    value = np.log1p(np.exp(np.longdouble(eta0)))
+    value_neg = np.log1p(np.exp(-np.longdouble(eta0)))
+    sigma = 1 / (1 + np.exp(-np.longdouble(eta0)))
+    oracle = (value_neg - value + 2 * eta0 * sigma) / (2 * np.longdouble(eta0) ** 2)
+    np.testing.assert_allclose(polya_gamma_mean(eta0), oracle.astype(float), rtol=1e-12)
+
+
+def test_polya_gamma_series_branch_matches_extended_precision():
+    eta = np.concatenate([[0.0], np.geomspace(1e-9, 0.999e-2, 40), -np.geomspace(1e-9, 0.999e-2, 40)])
+    x = np.longdouble(eta)
+    exact = np.where(x == 0, np.longdouble(0.25), np.tanh(x / 2) / (2 * np.where(x == 0, 1, x)))
+    np.testing.assert_allclose(polya_gamma_mean(eta), exact.astype(float), rtol=1e-13)
+    # continuity across the cutoff
+    below, above = polya_gamma_mean(np.array([1e-2 * (1 - 1e-12), 1e-2]))
+    assert abs(below - above) < 1e-14
+
+
+def test_squared_majorizer_is_exact(rng):
+    y, eta0, eta = rng.normal(size=(3, 100))
+    omega, u = Squared().e_step(y, eta0)
+    bound = Squared().value(y, eta0) + 0.5 * omega * (eta**2 - eta0**2) - u * (eta - eta0)
+    np.testing.assert_allclose(bound, Squared().value(y, eta), rtol=1e-12, atol=1e-12)
+
+
+def test_get_loss_names_and_errors():
+    assert isinstance(get_loss("logistic"), Logistic)
+    loss = Squared()
+    assert get_loss(loss) is loss
+    with pytest.raises(ValueError, match="unknown loss 'hinge'.*supported losses: logistic, squared"):
+        get_loss("hinge")

@@ -1,0 +1,83 @@
+"""The block-statistics kernel against direct formulas, and its monoid law."""
+
+import numpy as np
+import pytest
+
+from smem_dask.losses import Logistic, Squared
+from smem_dask.stats import BlockStats, block_stats
+
+
+def _direct(X, y, s, loss, coefs, expand, fit_intercept):
+    """The statistics written out with an explicit design matrix x̃ = (x, 1)."""
+    Xa = np.column_stack([X, np.ones(len(X))]) if fit_intercept else X.astype(float)
+    eta = Xa @ coefs
+    loss_sum = np.array([np.sum(s * loss.value(y, eta[:, j])) for j in range(coefs.shape[1])])
+    grad = np.column_stack([Xa.T @ (s * loss.derivative(y, eta[:, j])) for j in range(coefs.shape[1])])
+    omega, u = loss.e_step(y, Xa @ expand)
+    gram = Xa.T @ np.diag(s * omega) @ Xa
+    rhs = Xa.T @ (s * u)
+    return loss_sum, grad, gram, rhs
+
+
+@pytest.mark.parametrize("loss", [Logistic(), Squared()], ids=lambda l: l.name)
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weighted", [True, False])
+def test_kernel_matches_direct_formulas(loss, fit_intercept, weighted, rng):
+    n, p = 300, 5
+    X = rng.normal(size=(n, p))
+    y = rng.integers(0, 2, n).astype(float) if loss.is_classifier else rng.normal(size=n)
+    s = rng.uniform(0, 3, n) if weighted else None
+    q = p + fit_intercept
+    coefs = rng.normal(size=(q, 3))
+    expand = rng.normal(size=q)
+    st = block_stats(X, y, s, loss, coefs, expand, fit_intercept)
+    loss_sum, grad, gram, rhs = _direct(X, y, np.ones(n) if s is None else s, loss, coefs, expand,
+                                        fit_intercept)
+    np.testing.assert_allclose(st.loss, loss_sum, rtol=1e-12)
+    np.testing.assert_allclose(st.grad, grad, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(st.gram, gram, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(st.rhs, rhs, rtol=1e-12, atol=1e-12)
+    assert st.n == n
+    assert st.weight == pytest.approx(n if s is None else s.sum(), rel=1e-14)
+
+
+def test_integer_and_float32_blocks_accumulate_in_float64(rng):
+    Xi = rng.integers(-5, 6, size=(200, 4))
+    y = rng.integers(0, 2, 200).astype(float)
+    coefs, expand = rng.normal(size=(5, 1)), rng.normal(size=5)
+    ref = block_stats(Xi.astype(np.float64), y, None, Logistic(), coefs, expand, True)
+    for X in (Xi, Xi.astype(np.float32)):
+        st = block_stats(X, y, None, Logistic(), coefs, expand, True)
+        np.testing.assert_array_equal(st.pack(), ref.pack())
+
+
+def test_statistics_of_whole_equal_sum_over_any_split(rng):
+    n, p = 1000, 7
+    X = rng.normal(size=(n, p))
+    y = rng.integers(0, 2, n).astype(float)
+    s = rng.uniform(0.5, 2, n)
+    coefs, expand = rng.normal(size=(p + 1, 2)), rng.normal(size=p + 1)
+    whole = block_stats(X, y, s, Logistic(), coefs, expand, True)
+    cuts = np.sort(rng.choice(np.arange(1, n), 9, replace=False))
+    total = BlockStats.zero(p + 1, 2)
+    for rows in np.split(np.arange(n), cuts):
+        total = total + block_stats(X[rows], y[rows], s[rows], Logistic(), coefs, expand, True)
+    np.testing.assert_allclose(total.pack(), whole.pack(), rtol=1e-12, atol=1e-10)
+
+
+def test_empty_block_is_zero_and_pack_round_trips(rng):
+    st = block_stats(np.zeros((0, 3)), np.zeros(0), None, Logistic(), np.zeros((4, 1)), np.zeros(4), True)
+    np.testing.assert_array_equal(st.pack(), BlockStats.zero(4, 1).pack())
+    X = rng.normal(size=(50, 3))
+    full = block_stats(X, np.ones(50), None, Squared(), rng.normal(size=(4, 2)), rng.normal(size=4), True)
+    back = BlockStats.unpack(full.pack(), 4, 2)
+    np.testing.assert_array_equal(back.pack(), full.pack())
+    with pytest.raises(ValueError, match="expected"):
+        BlockStats.unpack(full.pack()[:-1], 4, 2)
+
+
+def test_no_expansion_point_gives_gradient_only(rng):
+    X = rng.normal(size=(40, 3))
+    st = block_stats(X, rng.normal(size=40), None, Squared(), rng.normal(size=(3, 1)), None, False)
+    assert not st.gram.any() and not st.rhs.any()
+    assert st.grad.any()
