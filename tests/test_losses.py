@@ -1,5 +1,7 @@
 """Losses: values, derivatives and the E-step majorization, each against an independent oracle."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -17,13 +19,14 @@ def test_logistic_value_is_stable_and_exact():
     for y in (0.0, 1.0):
         got = Logistic().value(y, eta)
         # closed forms: log(1+e^η) − yη, written per sign to avoid overflow
-        expected = np.where(eta > 0, eta + np.log1p(np.exp(-np.abs(eta))), np.log1p(np.exp(np.minimum(eta, 0))))
+        softplus_pos = eta + np.log1p(np.exp(-np.abs(eta)))
+        expected = np.where(eta > 0, softplus_pos, np.log1p(np.exp(np.minimum(eta, 0))))
         expected = expected - y * eta
         assert np.all(np.isfinite(got))
         np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-300)
 
 
-@pytest.mark.parametrize("loss", LOSSES, ids=lambda l: l.name)
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda loss: loss.name)
 def test_derivative_matches_finite_differences(loss, rng):
     y = _targets(loss, rng, 200)
     eta = rng.normal(0, 3, 200)
@@ -32,7 +35,7 @@ def test_derivative_matches_finite_differences(loss, rng):
     np.testing.assert_allclose(loss.derivative(y, eta), fd, rtol=1e-7, atol=1e-8)
 
 
-@pytest.mark.parametrize("loss", LOSSES, ids=lambda l: l.name)
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda loss: loss.name)
 def test_e_step_majorizes_and_touches(loss, rng):
     """ℓ(η) ≤ ℓ(η0) + ℓ'(η0)(η − η0) + ½ω(η − η0)², equality at η0, tangency ωη0 − u = ℓ'(η0)."""
     y = _targets(loss, rng, 500)
@@ -80,3 +83,23 @@ def test_get_loss_names_and_errors():
     assert get_loss(loss) is loss
     with pytest.raises(ValueError, match="unknown loss 'hinge'.*supported losses: logistic, squared"):
         get_loss("hinge")
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda loss: loss.name)
+def test_value_difference_is_exact_for_tiny_steps(loss, rng):
+    """ℓ(η + δ) − ℓ(η) for δ ~ 1e-9, against the same difference in extended precision."""
+    y = _targets(loss, rng, 300)
+    eta = rng.normal(0, 5, 300)
+    for scale in (1e-12, 1e-9, 1e-3, 0.5, 3.0):
+        delta = rng.normal(0, scale, 300)
+        got = loss.value_difference(y, eta, delta)
+        if loss.is_classifier:
+            # extended precision resolves ~1e-18 of ℓ; compare at that absolute level
+            Y, E, D = (np.longdouble(a) for a in (y, eta, delta))
+            ref = (np.log1p(np.exp(E + D)) - (Y * (E + D))) - (np.log1p(np.exp(E)) - Y * E)
+            np.testing.assert_allclose(got, ref.astype(float), rtol=1e-9, atol=1e-17)
+        else:  # exact rational arithmetic on the float inputs
+            ref = [float(Fraction(1, 2) * ((Fraction(a) - Fraction(b) - Fraction(c)) ** 2
+                                           - (Fraction(a) - Fraction(b)) ** 2))
+                   for a, b, c in zip(y, eta, delta, strict=True)]
+            np.testing.assert_allclose(got, ref, rtol=1e-12, atol=0)

@@ -19,7 +19,7 @@ def _direct(X, y, s, loss, coefs, expand, fit_intercept):
     return loss_sum, grad, gram, rhs
 
 
-@pytest.mark.parametrize("loss", [Logistic(), Squared()], ids=lambda l: l.name)
+@pytest.mark.parametrize("loss", [Logistic(), Squared()], ids=lambda loss: loss.name)
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("weighted", [True, False])
 def test_kernel_matches_direct_formulas(loss, fit_intercept, weighted, rng):

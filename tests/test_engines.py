@@ -1,0 +1,152 @@
+"""The dask path against the in-memory oracle: inputs × chunkings × schedulers, graph shape."""
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+
+from smem_dask import SMEMClassifier, SMEMRegressor
+from smem_dask.engine import DaskEngine, NumpyEngine
+from smem_dask.losses import Logistic
+from smem_dask.penalties import L2
+from smem_dask.solver import SolverConfig, fit_em
+
+UNEVEN = (400, 700, 100, 800, 1, 599, 400)  # 7 blocks, 3000 rows
+SETTINGS = dict(alpha=1e-3, tol=1e-10)
+
+
+def _close(a, b, rtol=1e-10):
+    scale = np.abs(b).max()
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.fixture(scope="module")
+def reference(logistic_problem):
+    X, y = logistic_problem
+    return SMEMClassifier(**SETTINGS).fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def zarr_arrays(logistic_problem, tmp_path_factory):
+    X, y = logistic_problem
+    group = zarr.open_group(tmp_path_factory.mktemp("z") / "p.zarr", mode="w")
+    zx = group.create_array("X", shape=X.shape, chunks=(450, X.shape[1]), dtype="f8")
+    zy = group.create_array("y", shape=y.shape, chunks=(450,), dtype="f8")
+    zx[:], zy[:] = X, y
+    return zx, zy
+
+
+def _inputs(kind, X, y, zarr_arrays):
+    if kind == "numpy":
+        return X, y
+    if kind == "dask-1-block":
+        return da.from_array(X, chunks=(-1, -1)), da.from_array(y, chunks=-1)
+    if kind == "dask-7-uneven":
+        return da.from_array(X, chunks=(UNEVEN, -1)), da.from_array(y, chunks=(UNEVEN,))
+    if kind == "zarr":
+        return zarr_arrays
+    raise AssertionError(kind)
+
+
+@pytest.fixture(params=["sync", "threads",
+                        pytest.param("distributed", marks=pytest.mark.distributed)])
+def scheduler(request):
+    if request.param == "distributed":
+        client = request.getfixturevalue("cluster_client")
+        with dask.config.set(scheduler=client):
+            yield client
+    else:
+        with dask.config.set(scheduler=request.param):
+            yield request.param
+
+
+@pytest.mark.parametrize("kind", ["numpy", "dask-1-block", "dask-7-uneven", "zarr"])
+def test_same_answer_for_every_input_and_scheduler(kind, scheduler, logistic_problem, zarr_arrays,
+                                                   reference):
+    X, y = _inputs(kind, *logistic_problem, zarr_arrays)
+    est = SMEMClassifier(**SETTINGS).fit(X, y)
+    _close(est.coef_, reference.coef_)
+    assert est.intercept_ == pytest.approx(reference.intercept_, rel=1e-10)
+    assert est.objective_ == pytest.approx(reference.objective_, rel=1e-13)
+    assert est.n_iter_ == reference.n_iter_
+
+
+@pytest.mark.distributed
+def test_persisted_and_weighted_on_a_cluster(cluster_client, logistic_problem, rng):
+    X, y = logistic_problem
+    s = rng.uniform(0.5, 2.0, len(y))
+    ref = SMEMClassifier(**SETTINGS).fit(X, y, sample_weight=s)
+    Xd = da.from_array(X, chunks=(UNEVEN, -1))
+    yd = da.from_array(y, chunks=1100)  # chunked unlike X: rechunked, not refused
+    sd = da.from_array(s, chunks=700)
+    with dask.config.set(scheduler=cluster_client):
+        est = SMEMClassifier(persist=True, **SETTINGS).fit(Xd, yd, sample_weight=sd)
+    _close(est.coef_, ref.coef_)
+
+
+def test_regressor_on_dask_matches_numpy(regression_problem):
+    X, y = regression_problem
+    ref = SMEMRegressor(alpha=1e-2, tol=1e-12).fit(X, y)
+    with dask.config.set(scheduler="threads"):
+        est = SMEMRegressor(alpha=1e-2, tol=1e-12).fit(da.from_array(X, chunks=(333, -1)),
+                                                       da.from_array(y, chunks=333))
+    _close(est.coef_, ref.coef_)
+
+
+def test_awkward_inputs_are_fixed_not_refused(logistic_problem, reference):
+    X, y = logistic_problem
+    with dask.config.set(scheduler="sync"):
+        by_columns = da.from_array(X, chunks=(500, 3))  # chunked along columns too
+        est = SMEMClassifier(**SETTINGS).fit(by_columns, da.from_array(y, chunks=777))
+        _close(est.coef_, reference.coef_)
+
+    Xi = np.round(X * 10).astype(np.int32)
+    ref_i = SMEMClassifier(**SETTINGS).fit(Xi.astype(np.float64), y)
+    X32 = X.astype(np.float32)
+    ref_32 = SMEMClassifier(**SETTINGS).fit(X32.astype(np.float64), y)
+    with dask.config.set(scheduler="sync"):
+        for Xa, ref in ((Xi, ref_i), (X32, ref_32)):
+            _close(SMEMClassifier(**SETTINGS).fit(Xa, y).coef_, ref.coef_)
+            _close(SMEMClassifier(**SETTINGS).fit(da.from_array(Xa, chunks=(UNEVEN, -1)), y).coef_,
+                   ref.coef_)
+
+
+def test_one_fused_task_per_block_and_no_graph_growth(zarr_arrays):
+    zx, zy = zarr_arrays
+    engine = DaskEngine(da.from_zarr(zx), (da.from_zarr(zy) == 1.0).astype(float))
+    assert engine.n_blocks == 7
+    q = zx.shape[1] + 1
+    sizes = []
+    for k, beta in ((1, np.zeros(q)), (2, np.ones(q))):
+        graph = engine.pass_graph(Logistic(), np.tile(beta[:, None], k), beta, True)
+        (optimized,) = dask.optimize(graph)
+        tasks = [key for key in dict(optimized.__dask_graph__()) if isinstance(key, tuple)]
+        # 7 block tasks (read X and y, label map, kernel, partial sum fused) + 1 aggregate
+        assert len(tasks) == engine.n_blocks + 1
+        sizes.append(len(dict(optimized.__dask_graph__())))
+    assert sizes[0] == sizes[1]
+
+
+def test_engines_count_passes_and_agree_pass_by_pass(logistic_problem):
+    X, y = logistic_problem
+    res_np = fit_em(NumpyEngine(X, y, block_rows=512), Logistic(), L2(), 1e-3,
+                    config=SolverConfig(tol=1e-10))
+    engine = DaskEngine(da.from_array(X, chunks=(UNEVEN, -1)), y)
+    with dask.config.set(scheduler="sync"):
+        res_dask = fit_em(engine, Logistic(), L2(), 1e-3,
+                          config=SolverConfig(tol=1e-10))
+    assert engine.n_passes == res_dask.n_passes == res_np.n_passes
+    np.testing.assert_allclose(res_dask.objective_history, res_np.objective_history, rtol=1e-13)
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "decision_function"])
+def test_predictions_on_lazy_input_are_lazy_and_equal(method, logistic_problem, zarr_arrays,
+                                                      reference):
+    X, _ = logistic_problem
+    expected = getattr(reference, method)(X)
+    with dask.config.set(scheduler="sync"):
+        for lazy in (da.from_array(X, chunks=(UNEVEN, 4)), zarr_arrays[0]):
+            out = getattr(reference, method)(lazy)
+            assert isinstance(out, da.Array)
+            np.testing.assert_allclose(out.compute(), expected, rtol=1e-14, atol=1e-15)
