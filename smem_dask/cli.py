@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--scheduler", metavar="ADDRESS",
                      help="address of a dask scheduler, e.g. tcp://127.0.0.1:8786 "
                           "(default: threads in this process)")
+    fit.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                     help="give up reaching --scheduler after this long (default 10)")
     fit.add_argument("--persist", action="store_true",
                      help="keep the data in cluster memory instead of streaming it each pass")
     fit.add_argument("--out", metavar="JSON", help="write coefficients and fit summary here")
@@ -144,7 +146,7 @@ def _fit(args) -> int:
             from distributed import Client
 
             try:
-                stack.enter_context(Client(args.scheduler, timeout="10s"))
+                stack.enter_context(Client(args.scheduler, timeout=args.connect_timeout))
             except (OSError, TimeoutError) as exc:
                 raise OSError(f"cannot reach the dask scheduler at {args.scheduler}: {exc}") from exc
         t0 = time.perf_counter()

@@ -50,7 +50,7 @@ class Problem:
             z = self._z(b)
             gram += z.T @ z
         evals, evecs = np.linalg.eigh(gram / self.n)
-        if evals.min() <= 0:
+        if self.n <= self.p or evals.min() <= 1e-12 * evals.max():
             raise ValueError(f"n={self.n} is too small to whiten p={self.p} columns; use n > p")
         whiten = (evecs / np.sqrt(evals)) @ evecs.T
         rng = np.random.default_rng([self.seed, 2])

@@ -114,8 +114,14 @@ def block_stats(
     One read of ``X`` gives the linear predictors of all k evaluation points and of the expansion
     point (one matrix product), the weighted losses and gradients there, and the weighted Gram
     Σ s ω x̃ x̃ᵀ (a symmetric rank-k update, BLAS ``syrk``) and moment vector at the expansion point.
-    Any dtype of X is accumulated in float64.
+    Any dtype of X is accumulated in float64. Floating-point warnings are silenced here: a NaN or
+    overflow shows in the returned statistics, which the engines check and explain after the pass.
     """
+    with np.errstate(all="ignore"):
+        return _block_stats(X, y, sample_weight, loss, coefs, expand, fit_intercept)
+
+
+def _block_stats(X, y, sample_weight, loss, coefs, expand, fit_intercept) -> BlockStats:
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).ravel()
     n_rows, p = X.shape

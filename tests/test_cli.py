@@ -1,0 +1,108 @@
+"""The smem-dask command, run as a user would: a subprocess, its output and exit code."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import zarr
+
+from smem_dask import SMEMClassifier, SMEMRegressor, make_problem
+from smem_dask.data import open_store, write_zarr
+
+
+def run(*args, timeout=240):
+    return subprocess.run([sys.executable, "-m", "smem_dask", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(proc, match):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("smem-dask: error: "), proc.stderr
+    assert re.search(match, lines[0]), lines[0]
+
+
+def test_console_script_is_installed():
+    script = shutil.which("smem-dask")
+    assert script, "the smem-dask console script is not on PATH"
+    proc = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "demo" in proc.stdout and "make-data" in proc.stdout
+
+
+def test_make_data_then_fit_writes_the_in_memory_answer(tmp_path):
+    store, out = tmp_path / "d.zarr", tmp_path / "coef.json"
+    proc = run("make-data", store, "--n", 5000, "--p", 6, "--cond", 1e6, "--seed", 4,
+               "--chunk-rows", 1300)
+    assert proc.returncode == 0, proc.stderr
+    proc = run("fit", store, "--alpha", 1e-3, "--tol", 1e-10, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    X, y = make_problem(5000, 6, cond=1e6, seed=4)
+    ref = SMEMClassifier(alpha=1e-3, tol=1e-10).fit(X, y)
+    np.testing.assert_allclose(result["coef"], ref.coef_, rtol=1e-10, atol=1e-12)
+    assert result["intercept"] == pytest.approx(ref.intercept_, rel=1e-10)
+    assert result["classes"] == [0.0, 1.0] and result["converged"]
+    assert result["n_iter"] == ref.n_iter_
+    # one line per iteration (0 … n_iter), then the summary
+    assert len(re.findall(r"^iter +\d+", proc.stdout, flags=re.M)) == ref.n_iter_ + 1
+    assert "converged" in proc.stdout
+
+
+def test_fit_squared_loss_on_a_regression_store(tmp_path):
+    store = tmp_path / "r.zarr"
+    write_zarr(store, 3000, 4, task="regression", seed=8, chunk_rows=1000)
+    proc = run("fit", store, "--loss", "squared", "--alpha", 1e-2, "--tol", 1e-12, "--quiet",
+               "--out", tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stderr
+    X, y = open_store(store)
+    ref = SMEMRegressor(alpha=1e-2, tol=1e-12).fit(X[:], y[:])
+    np.testing.assert_allclose(json.loads((tmp_path / "r.json").read_text())["coef"], ref.coef_,
+                               rtol=1e-10)
+
+
+@pytest.mark.distributed
+def test_fit_against_a_running_scheduler(tmp_path, cluster_client):
+    store = tmp_path / "d.zarr"
+    write_zarr(store, 4000, 5, cond=1e5, seed=6, chunk_rows=900)
+    proc = run("fit", store, "--alpha", 1e-3, "--tol", 1e-10, "--quiet", "--out",
+               tmp_path / "c.json", "--scheduler", cluster_client.scheduler.address)
+    assert proc.returncode == 0, proc.stderr
+    X, y = make_problem(4000, 5, cond=1e5, seed=6)
+    ref = SMEMClassifier(alpha=1e-3, tol=1e-10).fit(X, y)
+    np.testing.assert_allclose(json.loads((tmp_path / "c.json").read_text())["coef"], ref.coef_,
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path):
+    assert_one_line_error(run("fit", tmp_path / "missing.zarr"), "no zarr group at")
+    write_zarr(tmp_path / "ok.zarr", 200, 3)
+    assert_one_line_error(run("make-data", tmp_path / "ok.zarr"), "already exists")
+    assert_one_line_error(run("fit", tmp_path / "ok.zarr", "--alpha", -1),
+                          "alpha must be a finite number")
+    assert_one_line_error(run("fit", tmp_path / "ok.zarr", "--scheduler", "tcp://127.0.0.1:9",
+                              "--connect-timeout", 2),
+                          "cannot reach the dask scheduler at tcp://127.0.0.1:9")
+    zarr.open_group(tmp_path / "noy.zarr", mode="w").create_array("X", shape=(5, 2), dtype="f8")
+    assert_one_line_error(run("fit", tmp_path / "noy.zarr"), "has no array 'y'")
+    # argparse's own usage errors also exit with 2
+    assert run("fit").returncode == 2
+
+
+def test_demo_runs_end_to_end_on_a_local_cluster():
+    proc = run("demo", "--n", 20000, "--p", 5, "--chunk-rows", 5000)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "local cluster: 2 worker processes" in out
+    final = float(re.search(r"final objective ([0-9.]+)", out).group(1))
+    iters = int(re.search(r"done: (\d+) iterations", out).group(1))
+    X, y = make_problem(20000, 5, cond=1e6, seed=0)
+    ref = SMEMClassifier(alpha=1e-4).fit(X, y)
+    assert final == pytest.approx(ref.objective_, abs=1e-12)
+    assert iters == ref.n_iter_
+    accuracy = float(re.search(r"training accuracy ([0-9.]+)", out).group(1))
+    assert accuracy == pytest.approx(ref.score(X, y), abs=1e-4)
