@@ -108,6 +108,7 @@ class _SMEMBase:
         result = fit_em(eng, loss, penalty, self.alpha, fit_intercept=bool(self.fit_intercept),
                         config=config, callback=callback)
         self._set_fitted(result, loss)
+        self.bytes_read_ = result.n_passes * eng.nbytes
         return self
 
     def _set_fitted(self, result: FitResult, loss: Loss) -> None:
@@ -157,7 +158,8 @@ class SMEMClassifier(_SMEMBase):
     Attributes
     ----------
     classes_, coef_ (p,), intercept_, n_iter_, n_passes_, n_restarts_, objective_,
-    objective_history_ (F at the start and after each iteration), history_, converged_
+    objective_history_ (F at the start and after each iteration), history_, converged_,
+    bytes_read_ (data passes × bytes of X as stored)
     """
 
     _estimator_type = "classifier"
@@ -269,9 +271,12 @@ def _weighted_mean(v, sample_weight) -> float:
 def _printer(nbytes: int, file=None):
     """A callback printing one line per iteration: objective, change, pass time, throughput."""
     out = file or sys.stdout
+    passes_before = [0]
 
     def show(rec: IterationRecord) -> None:
-        rate = nbytes / rec.pass_seconds / 1e6 if rec.pass_seconds > 0 else float("nan")
+        passes = rec.n_passes - passes_before[0]
+        passes_before[0] = rec.n_passes
+        rate = passes * nbytes / rec.pass_seconds / 1e6 if rec.pass_seconds > 0 else float("nan")
         change = "" if rec.iteration == 0 else f"{rec.change:10.2e}"
         flag = "  restart" if rec.restarted else ""
         print(f"iter {rec.iteration:4d}  F={rec.objective:.12f}  dF/F={change:>10}  "

@@ -108,6 +108,7 @@ def test_history_attributes(logistic_problem):
     assert len(est.objective_history_) == est.n_iter_ + 1
     assert est.objective_history_[-1] == est.objective_
     assert est.n_passes_ == est.n_iter_ + 1 + 2 * est.n_restarts_
+    assert est.bytes_read_ == est.n_passes_ * X.nbytes
     assert [r.iteration for r in est.history_] == list(range(est.n_iter_ + 1))
     assert est.coef_.shape == (X.shape[1],) and isinstance(est.intercept_, float)
 
