@@ -171,6 +171,10 @@ class DaskEngine:
     """
 
     def __init__(self, X, y, sample_weight=None, *, persist: bool = False, split_every: int = 8):
+        # arrays handed over in memory are wrapped and persisted once, so that no pass graph
+        # carries their data to the scheduler again
+        in_memory = {name for name, a in (("X", X), ("y", y), ("s", sample_weight))
+                     if a is not None and not is_lazy(a)}
         X = X if is_lazy(X) else da.from_array(np.asarray(X))
         check_shapes(X, y, sample_weight)
         if any(np.isnan(c) for c in X.chunks[0]):
@@ -182,8 +186,11 @@ class DaskEngine:
         row_chunks = X.chunks[0]
         y = _rechunk_like(y, row_chunks, "y")
         s = None if sample_weight is None else _rechunk_like(sample_weight, row_chunks, "sample_weight")
-        if persist:
+        if persist or "X" in in_memory:
             X, y, s = dask.persist(X, y, s)
+        elif in_memory:
+            y, s = (dask.persist(a)[0] if name in in_memory else a
+                    for name, a in (("y", y), ("s", s)))
         self.X, self.y, self.sample_weight = X, y, s
         self.persist = bool(persist)
         if not (isinstance(split_every, numbers.Integral) and split_every >= 2):

@@ -1,5 +1,6 @@
 """The dask path against the in-memory oracle: inputs × chunkings × schedulers, graph shape."""
 
+import cloudpickle
 import dask
 import dask.array as da
 import numpy as np
@@ -150,3 +151,20 @@ def test_predictions_on_lazy_input_are_lazy_and_equal(method, logistic_problem, 
             out = getattr(reference, method)(lazy)
             assert isinstance(out, da.Array)
             np.testing.assert_allclose(out.compute(), expected, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.distributed
+def test_in_memory_targets_are_sent_once_not_with_every_pass(cluster_client, rng):
+    n = 200_000
+    X = da.from_array(rng.normal(size=(n, 2)), chunks=(50_000, 2))
+    y = (rng.random(n) < 0.5).astype(float)  # numpy: 1.6 MB
+    s = rng.uniform(1, 2, n)
+    with dask.config.set(scheduler=cluster_client):
+        X = X.persist()
+        engine = DaskEngine(X, y, s)
+        graph = engine.pass_graph(Logistic(), np.zeros((3, 1)), np.zeros(3), True)
+        size = len(cloudpickle.dumps(dict(graph.__dask_graph__())))
+        assert size < y.nbytes / 10, size
+        st = engine.stats(Logistic(), np.zeros((3, 1)), np.zeros(3), True)
+    assert st.weight == pytest.approx(s.sum(), rel=1e-13)
+    assert st.loss[0] == pytest.approx(np.log(2) * s.sum(), rel=1e-13)
