@@ -74,6 +74,10 @@ def unique(a) -> np.ndarray:
 
 
 def check_shapes(X, y, sample_weight) -> None:
+    """Dimensions and lengths of the inputs, with messages naming what is wrong."""
+    for name, a in (("X", X), ("y", y), ("sample_weight", sample_weight)):
+        if a is not None and any(np.isnan(d) for d in a.shape):
+            raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
     if X.ndim != 2:
         raise ValueError(f"X must be 2-dimensional (n_samples, n_features), got shape {X.shape}")
     if y.ndim != 1:
@@ -171,21 +175,19 @@ class DaskEngine:
     """
 
     def __init__(self, X, y, sample_weight=None, *, persist: bool = False, split_every: int = 8):
+        if not (isinstance(split_every, numbers.Integral) and split_every >= 2):
+            raise ValueError(f"split_every must be an integer ≥ 2, got {split_every!r}")
         # arrays handed over in memory are wrapped and persisted once, so that no pass graph
         # carries their data to the scheduler again
         in_memory = {name for name, a in (("X", X), ("y", y), ("s", sample_weight))
                      if a is not None and not is_lazy(a)}
         X = X if is_lazy(X) else da.from_array(np.asarray(X))
         check_shapes(X, y, sample_weight)
-        if any(np.isnan(c) for c in X.chunks[0]):
-            raise ValueError(
-                "X has unknown chunk sizes along rows; call X.compute_chunk_sizes() first"
-            )
         if len(X.chunks[1]) > 1:
             X = X.rechunk({1: -1})
         row_chunks = X.chunks[0]
-        y = _rechunk_like(y, row_chunks, "y")
-        s = None if sample_weight is None else _rechunk_like(sample_weight, row_chunks, "sample_weight")
+        y = _rechunk_like(y, row_chunks)
+        s = None if sample_weight is None else _rechunk_like(sample_weight, row_chunks)
         if persist or "X" in in_memory:
             X, y, s = dask.persist(X, y, s)
         elif in_memory:
@@ -193,8 +195,6 @@ class DaskEngine:
                     for name, a in (("y", y), ("s", s)))
         self.X, self.y, self.sample_weight = X, y, s
         self.persist = bool(persist)
-        if not (isinstance(split_every, numbers.Integral) and split_every >= 2):
-            raise ValueError(f"split_every must be an integer ≥ 2, got {split_every!r}")
         self.split_every = int(split_every)
         self.n_samples, self.n_features = X.shape
         self.n_passes = 0
@@ -241,11 +241,9 @@ class DaskEngine:
         return int(nx), int(ny)
 
 
-def _rechunk_like(v, row_chunks, name):
+def _rechunk_like(v, row_chunks):
     if not is_lazy(v):
         return da.from_array(np.asarray(v), chunks=(row_chunks,))
-    if any(np.isnan(c) for c in v.chunks[0]):
-        raise ValueError(f"{name} has unknown chunk sizes; call {name}.compute_chunk_sizes() first")
     return v if v.chunks[0] == row_chunks else v.rechunk((row_chunks,))
 
 

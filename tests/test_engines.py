@@ -168,3 +168,13 @@ def test_in_memory_targets_are_sent_once_not_with_every_pass(cluster_client, rng
         st = engine.stats(Logistic(), np.zeros((3, 1)), np.zeros(3), True)
     assert st.weight == pytest.approx(s.sum(), rel=1e-13)
     assert st.loss[0] == pytest.approx(np.log(2) * s.sum(), rel=1e-13)
+
+
+def test_bad_engine_settings_and_unknown_chunks(logistic_problem):
+    X, y = logistic_problem
+    Xd = da.from_array(X, chunks=(500, -1))
+    with pytest.raises(ValueError, match="split_every must be an integer ≥ 2"):
+        DaskEngine(Xd, y, split_every=1)
+    unknown = Xd[da.from_array(y > 0.5, chunks=500)]  # boolean mask: row chunk sizes unknown
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        DaskEngine(unknown, y[y > 0.5])
