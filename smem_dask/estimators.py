@@ -16,7 +16,7 @@ import numpy as np
 
 from . import engine as _engine
 from .losses import Loss, get_loss
-from .penalties import get_penalty
+from .penalties import PENALTIES, get_penalty
 from .solver import FitResult, IterationRecord, SolverConfig, fit_em
 
 __all__ = ["SMEMClassifier", "SMEMRegressor"]
@@ -29,9 +29,13 @@ class _SMEMBase:
 
     def __init__(self, loss="logistic", penalty="l2", alpha=1e-4, fit_intercept=True,
                  acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist=False,
-                 split_every=8, verbose=0):
+                 split_every=8, verbose=0, loss_params=None, penalty_params=None,
+                 penalty_solver=None):
         self.loss = loss
         self.penalty = penalty
+        self.loss_params = loss_params
+        self.penalty_params = penalty_params
+        self.penalty_solver = penalty_solver
         self.alpha = alpha
         self.fit_intercept = fit_intercept
         self.acceleration = acceleration
@@ -67,7 +71,7 @@ class _SMEMBase:
 
     # -- fitting ---------------------------------------------------------------------------------
     def _validated_loss(self) -> Loss:
-        loss = get_loss(self.loss)
+        loss = get_loss(self.loss, **(self.loss_params or {}))
         wants_classifier = self._estimator_type == "classifier"
         if loss.is_classifier != wants_classifier:
             other = "SMEMRegressor" if wants_classifier else "SMEMClassifier"
@@ -88,8 +92,13 @@ class _SMEMBase:
         sample_weight : (n,) array of non-negative weights, optional
         """
         loss = self._validated_loss()
-        penalty = get_penalty(self.penalty)
-        config = SolverConfig(self.acceleration, self.tol, self.max_iter)
+        penalty = get_penalty(self.penalty, **(self.penalty_params or {}))
+        config = SolverConfig(self.acceleration, self.tol, self.max_iter,
+                              self.penalty_solver or penalty.default_solver)
+        if config.penalty_solver == "exact" and not penalty.has_exact:
+            exact = ", ".join(sorted(n for n, c in PENALTIES.items() if c.has_exact))
+            raise ValueError(f"penalty {penalty.name!r} has no exact solver (penalties with one: "
+                             f"{exact}); use penalty_solver='em'")
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise ValueError(f"fit_intercept must be True or False, got {self.fit_intercept!r}")
 
@@ -154,6 +163,10 @@ class SMEMClassifier(_SMEMBase):
     persist : bool — keep dask/zarr inputs in cluster memory instead of streaming them each pass
     split_every : int — fan-in of the tree reduction
     verbose : int — print one line per iteration when > 0
+    loss_params, penalty_params : dict — parameters of a loss or penalty given by name
+        (e.g. ``penalty="elasticnet", penalty_params={"l1_ratio": 0.3}``)
+    penalty_solver : None | "em" | "exact" — how the penalty enters the M-step (SPEC §5); None
+        takes the penalty's default ("exact" for l1, elastic net and group, else "em")
 
     Attributes
     ----------
@@ -166,9 +179,11 @@ class SMEMClassifier(_SMEMBase):
 
     def __init__(self, loss="logistic", penalty="l2", alpha=1e-4, fit_intercept=True,
                  acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist=False,
-                 split_every=8, verbose=0):
+                 split_every=8, verbose=0, loss_params=None, penalty_params=None,
+                 penalty_solver=None):
         super().__init__(loss, penalty, alpha, fit_intercept, acceleration, tol, max_iter,
-                         persist, split_every, verbose)
+                         persist, split_every, verbose, loss_params, penalty_params,
+                         penalty_solver)
 
     def _encode_y(self, y):
         classes = _engine.unique(y)
@@ -191,6 +206,9 @@ class SMEMClassifier(_SMEMBase):
     def predict_proba(self, X):
         """Class probabilities, shape (n, 2), columns in the order of ``classes_``."""
         self._check_fitted()
+        if not self.loss_.has_inverse_link:
+            raise ValueError(f"loss {self.loss_.name!r} gives no probabilities; use "
+                             "decision_function or predict")
         p1 = _engine.linear_predictor(X, self.coef_, self.intercept_, self.loss_.inverse_link)
         return np.stack([1.0 - p1, p1], axis=1)
 
@@ -221,16 +239,21 @@ class SMEMRegressor(_SMEMBase):
 
     def __init__(self, loss="squared", penalty="l2", alpha=1e-4, fit_intercept=True,
                  acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist=False,
-                 split_every=8, verbose=0):
+                 split_every=8, verbose=0, loss_params=None, penalty_params=None,
+                 penalty_solver=None):
         super().__init__(loss, penalty, alpha, fit_intercept, acceleration, tol, max_iter,
-                         persist, split_every, verbose)
+                         persist, split_every, verbose, loss_params, penalty_params,
+                         penalty_solver)
 
     def _encode_y(self, y):
         if y.dtype.kind not in "biuf":
             raise ValueError(f"y must hold real numbers, got dtype {y.dtype}")
-        (n_bad,) = _engine.compute((~np.isfinite(y)).sum())
+        n_bad, y_min = _engine.compute((~np.isfinite(y)).sum(), y.min())
         if n_bad:
             raise ValueError(f"y contains {int(n_bad)} NaN or infinite values")
+        loss = get_loss(self.loss, **(self.loss_params or {}))
+        if loss.nonnegative_target and y_min < 0:
+            raise ValueError(f"loss {loss.name!r} needs counts y ≥ 0; found {float(y_min)!r}")
         return y.astype(np.float64)
 
     def predict(self, X):

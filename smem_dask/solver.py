@@ -9,8 +9,9 @@ makes one pass over the data and returns summed ``BlockStats``. Each EM iteratio
    E-step and system at the next expansion point β̃' = β + m·(β − β_prev) (FISTA momentum m).
 3. *Restart check* (``"nesterov-restart"``): if F(β) > F(β_prev), β is discarded, the system is formed at
    β_prev (one extra pass) and the momentum is reset; the next M-step is then a plain, monotone EM step.
-4. *Stopping*: relative objective change ≤ tol **and** scaled gradient norm
-   ``‖∇F‖_∞ / max(1, |F|)`` ≤ tol.
+4. *Stopping*: relative objective change ≤ tol **and**, for smooth losses, the scaled optimality
+   residual ``‖∇F‖_∞ / max(1, |F|)`` ≤ tol (the minimum-norm subgradient for non-smooth penalties).
+   For non-smooth losses (hinge, quantile) only the relative change is used.
 
 Objective changes are computed per observation (``Loss.value_difference``) in the same pass, so
 restart and stopping decisions stay exact far below the ~1e-16·|F| resolution of F itself; the
@@ -33,7 +34,7 @@ import numpy as np
 import scipy.linalg
 
 from .losses import Loss
-from .penalties import Penalty
+from .penalties import EM_EPS, Penalty
 from .stats import BlockStats
 
 __all__ = [
@@ -46,11 +47,12 @@ __all__ = [
     "fit_em",
     "objective",
     "objective_change",
-    "gradient",
+    "optimality",
     "m_step",
 ]
 
 ACCELERATIONS = ("none", "nesterov", "nesterov-restart")
+PENALTY_SOLVERS = ("em", "exact")
 
 
 class ConvergenceWarning(UserWarning):
@@ -77,8 +79,12 @@ class SolverConfig:
     acceleration: str = "nesterov-restart"
     tol: float = 1e-8
     max_iter: int = 1000
+    penalty_solver: str = "em"  # "em" (parameter weights) or "exact" (see penalties.py)
 
     def __post_init__(self):
+        if self.penalty_solver not in PENALTY_SOLVERS:
+            raise ValueError(f"unknown penalty_solver {self.penalty_solver!r}; choose one of "
+                             f"{', '.join(PENALTY_SOLVERS)}")
         if self.acceleration not in ACCELERATIONS:
             raise ValueError(
                 f"unknown acceleration {self.acceleration!r}; choose one of {', '.join(ACCELERATIONS)}"
@@ -139,21 +145,29 @@ def objective_change(stats: BlockStats, beta: np.ndarray, beta_ref: np.ndarray, 
                  + alpha * penalty.value_difference(beta[:p], beta_ref[:p]))
 
 
-def gradient(stats: BlockStats, beta: np.ndarray, penalty: Penalty, alpha: float, p: int,
-             column: int = 0):
-    """∇F at evaluation point ``column`` of ``stats`` (the intercept entry is unpenalized)."""
+def optimality(stats: BlockStats, beta: np.ndarray, penalty: Penalty, alpha: float, p: int,
+               column: int = 0, zero_tol: float = 0.0) -> np.ndarray:
+    """First-order optimality residual at evaluation point ``column``: ∇F for smooth penalties,
+    the minimum-norm subgradient of F otherwise (the intercept entry is unpenalized)."""
     g = stats.grad[:, column] / stats.weight
-    g[:p] += alpha * penalty.gradient(beta[:p])
+    g[:p] = penalty.optimality(beta[:p], g[:p], alpha, zero_tol)
     return g
 
 
-def m_step(stats: BlockStats, expand: np.ndarray, penalty: Penalty, alpha: float, p: int):
-    """Solve (G + W α diag(d(β̃))) β = r; Cholesky, or least squares with a warning if singular."""
+def m_step(stats: BlockStats, expand: np.ndarray, penalty: Penalty, alpha: float, p: int,
+           penalty_solver: str = "em"):
+    """Minimize the quadratic majorizer at β̃ plus the penalty (SPEC §5).
+
+    ``"em"``: solve (G + W α diag(d(β̃))) β = r — Cholesky, or least squares with a warning if
+    singular. ``"exact"``: the penalty's own p×p solver, warm-started at β̃.
+    """
+    if not (np.isfinite(stats.gram).all() and np.isfinite(stats.rhs).all()):
+        raise FloatingPointError("the M-step system has non-finite entries")
+    if penalty_solver == "exact":
+        return penalty.solve_exact(stats.gram, stats.rhs, expand, stats.weight * alpha, p)
     d = np.zeros(stats.rhs.shape[0])
     d[:p] = penalty.weights(expand[:p])
     A = stats.gram + np.diag(stats.weight * alpha * d)
-    if not (np.isfinite(A).all() and np.isfinite(stats.rhs).all()):
-        raise FloatingPointError("the M-step system has non-finite entries")
     try:
         return scipy.linalg.cho_solve(scipy.linalg.cho_factor(A, lower=False), stats.rhs)
     except np.linalg.LinAlgError:
@@ -202,6 +216,20 @@ def fit_em(
     beta = np.zeros(q) if beta0 is None else np.asarray(beta0, dtype=np.float64).copy()
     if beta.shape != (q,):
         raise ValueError(f"beta0 must have shape ({q},), got {beta.shape}")
+    if config.penalty_solver == "exact" and not penalty.has_exact:
+        raise ValueError(f"penalty {penalty.name!r} has no exact p×p solver; use "
+                         "penalty_solver='em'")
+    solver = config.penalty_solver
+
+    def residual(st, point, column=0):
+        zero_tol = EM_EPS * max(1.0, float(np.abs(point[:p]).max())) if solver == "em" else 0.0
+        return optimality(st, point, penalty, alpha, p, column, zero_tol)
+
+    def small(rec) -> bool:
+        """The stopping rule: relative change, and (smooth losses) the optimality residual."""
+        ok = abs(rec.change) <= config.tol
+        return ok and (not loss.smooth or rec.grad_norm <= config.tol * max(1.0, abs(rec.objective)))
+
     accelerated = config.acceleration != "none"
     safeguard = config.acceleration == "nesterov-restart"
 
@@ -225,7 +253,7 @@ def fit_em(
     t0 = time.perf_counter()
     stats = system_at(beta)
     F = objective(stats, beta, penalty, alpha, p)
-    record(0, F, math.nan, gradient(stats, beta, penalty, alpha, p), time.perf_counter() - t0)
+    record(0, F, math.nan, residual(stats, beta), time.perf_counter() - t0)
     expand = beta  # the point at which `stats` holds the M-step system
     t = _next_t(1.0) if accelerated else 1.0  # t_1; m_0 = 0
     converged = stalled = False
@@ -234,8 +262,11 @@ def fit_em(
     restarted = False
     pass_seconds = 0.0
     while it < config.max_iter:
-        candidate = m_step(stats, expand, penalty, alpha, p)
+        candidate = m_step(stats, expand, penalty, alpha, p, solver)
         plain_step = expand is beta  # candidate = M(β): EM cannot increase F here
+        if plain_step and np.array_equal(candidate, beta):
+            stalled = True  # an exact fixed point of the EM map: nothing left to gain
+            break
         if accelerated:
             t_next = _next_t(t)
             momentum = (t - 1.0) / t_next
@@ -250,9 +281,7 @@ def fit_em(
         dF = objective_change(new_stats, candidate, beta, penalty, alpha, p)
 
         if dF > 0 and config.acceleration != "nesterov" and plain_step:
-            # a plain EM step that does not decrease F: rounding floor reached; keep β
-            converged = history[-1].grad_norm <= config.tol * max(1.0, abs(F))
-            stalled = True
+            stalled = True  # a plain EM step that does not decrease F: rounding floor; keep β
             break
         if dF > 0 and safeguard:
             # discard the candidate, form the system at the current β, reset the momentum
@@ -266,20 +295,23 @@ def fit_em(
             continue
 
         it += 1
-        g = gradient(new_stats, candidate, penalty, alpha, p, column=1)
+        g = residual(new_stats, candidate, column=1)
         F_new = F + dF
         change = -dF / max(abs(F_new), np.finfo(float).tiny)
         rec = record(it, F_new, change, g, pass_seconds, restarted)
         beta, F = candidate, F_new
         stats, expand, t = new_stats, next_expand, t_next
         restarted, pass_seconds = False, 0.0
-        if abs(change) <= config.tol and rec.grad_norm <= config.tol * max(1.0, abs(F)):
+        if small(rec):
             converged = True
             break
 
+    if stalled:
+        # at the floor the change test is moot; smooth losses must still pass the residual test
+        converged = not loss.smooth or history[-1].grad_norm <= config.tol * max(1.0, abs(F))
     if not converged:
         why = (
-            "the objective stopped decreasing at floating-point precision"
+            "the EM map reached a fixed point or the floating-point floor of the objective"
             if stalled
             else f"max_iter={config.max_iter} was reached"
         )

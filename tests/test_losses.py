@@ -81,8 +81,12 @@ def test_get_loss_names_and_errors():
     assert isinstance(get_loss("logistic"), Logistic)
     loss = Squared()
     assert get_loss(loss) is loss
-    with pytest.raises(ValueError, match="unknown loss 'hinge'.*supported losses: logistic, squared"):
-        get_loss("hinge")
+    with pytest.raises(ValueError, match="unknown loss 'poisson'; supported losses: hinge, huber"):
+        get_loss("poisson")
+    with pytest.raises(ValueError, match="tau must be in"):
+        get_loss("quantile", tau=1.5)
+    with pytest.raises(ValueError, match="does not take the parameters"):
+        get_loss("huber", tau=0.5)
 
 
 @pytest.mark.parametrize("loss", LOSSES, ids=lambda loss: loss.name)

@@ -14,9 +14,9 @@ from smem_dask.solver import (
     SingularSystemWarning,
     SolverConfig,
     fit_em,
-    gradient,
     m_step,
     objective,
+    optimality,
 )
 
 
@@ -53,7 +53,7 @@ def test_em_step_is_a_preconditioned_gradient_step(seed):
     # the solver's objective and gradient are SPEC §2's (finite differences of the direct F)
     assert objective(st, beta, L2(), alpha, p) == pytest.approx(
         _logistic_F(X, y, s, alpha, beta[:p], beta[p]), rel=1e-13)
-    g = gradient(st, beta, L2(), alpha, p)
+    g = optimality(st, beta, L2(), alpha, p)
     h = 1e-6
     for j in range(p + 1):
         e = np.zeros(p + 1)
