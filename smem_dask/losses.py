@@ -124,12 +124,9 @@ class Logistic(Loss):
         return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(eta, dtype=np.float64)))
 
     def value_difference(self, y, eta_ref, delta):
-        # ℓ = softplus(σ·η) with σ = 1 − 2y, so the difference is log1p(expm1(σδ)·sigmoid(σ·η_ref))
+        # ℓ = softplus(σ·η) with σ = 1 − 2y
         sign = 1.0 - 2.0 * np.asarray(y, dtype=np.float64)
-        sd = sign * delta
-        near = np.abs(sd) < 1.0
-        stable = np.log1p(np.expm1(np.where(near, sd, 0.0)) * self.inverse_link(sign * eta_ref))
-        return np.where(near, stable, self.value(y, eta_ref + delta) - self.value(y, eta_ref))
+        return _softplus_difference(sign * eta_ref, sign * delta)
 
 
 @dataclass(frozen=True)
@@ -193,6 +190,11 @@ class Hinge(Loss):
         sign = 2.0 * np.asarray(y, np.float64) - 1.0
         return np.where(sign * eta < 1.0, -sign, 0.0)
 
+    def value_difference(self, y, eta_ref, delta):
+        # max(0, m) = (m + |m|)/2 with margin m = 1 − ỹη
+        sign = 2.0 * np.asarray(y, np.float64) - 1.0
+        return 0.5 * (-sign * delta + _abs_difference(1.0 - sign * eta_ref, -sign * delta))
+
     def e_step(self, y, eta):
         sign = 2.0 * np.asarray(y, np.float64) - 1.0
         r = np.maximum(np.abs(1.0 - sign * eta), CLAMP_EPS)
@@ -230,6 +232,9 @@ class Quantile(Loss):
     def derivative(self, y, eta):  # a subgradient
         return np.where(y - eta > 0, -self.tau, 1.0 - self.tau)
 
+    def value_difference(self, y, eta_ref, delta):
+        return 0.5 * _abs_difference(y - eta_ref, -delta) - (self.tau - 0.5) * delta
+
     def e_step(self, y, eta):
         omega = 0.5 / np.maximum(np.abs(y - eta), CLAMP_EPS)
         return omega, omega * y + (self.tau - 0.5)
@@ -258,6 +263,15 @@ class Huber(Loss):
 
     def derivative(self, y, eta):
         return -np.clip(y - eta, -self.delta, self.delta)
+
+    def value_difference(self, y, eta_ref, delta):
+        r = y - eta_ref
+        new = r - delta
+        both_quadratic = (np.abs(r) <= self.delta) & (np.abs(new) <= self.delta)
+        both_linear = (np.abs(r) > self.delta) & (np.abs(new) > self.delta)
+        return np.where(both_quadratic, -delta * (r - 0.5 * delta),
+                        np.where(both_linear, self.delta * _abs_difference(r, -delta),
+                                 self.value(y, eta_ref + delta) - self.value(y, eta_ref)))
 
     def e_step(self, y, eta):
         a = np.abs(y - eta)
@@ -295,6 +309,11 @@ class StudentT(Loss):
         r = y - eta
         return -(self.nu + 1) * r / (self.nu * self.sigma**2 + r * r)
 
+    def value_difference(self, y, eta_ref, delta):
+        r = y - eta_ref
+        # r'² − r² = −δ(2r − δ), relative to νσ² + r²
+        return 0.5 * (self.nu + 1) * np.log1p(-delta * (2 * r - delta) / (self.nu * self.sigma**2 + r * r))
+
     def e_step(self, y, eta):
         r = y - eta
         omega = (self.nu + 1) / (self.nu * self.sigma**2 + r * r)
@@ -329,6 +348,9 @@ class NegativeBinomial(Loss):
     def derivative(self, y, eta):
         return (y + self.h) * 0.5 * (1.0 + np.tanh(0.5 * np.asarray(eta, np.float64))) - y
 
+    def value_difference(self, y, eta_ref, delta):
+        return (y + self.h) * _softplus_difference(eta_ref, delta) - y * delta
+
     def e_step(self, y, eta):
         omega = (y + self.h) * polya_gamma_mean(eta)
         u = np.broadcast_to(0.5 * (np.asarray(y, np.float64) - self.h), np.shape(omega))
@@ -336,6 +358,20 @@ class NegativeBinomial(Loss):
 
     def inverse_link(self, eta):
         return self.h * np.exp(eta)
+
+
+def _softplus_difference(eta_ref, delta):
+    """log(1 + e^(η+δ)) − log(1 + e^η), accurate for small δ."""
+    near = np.abs(delta) < 1.0
+    sig = 0.5 * (1.0 + np.tanh(0.5 * eta_ref))
+    stable = np.log1p(np.expm1(np.where(near, delta, 0.0)) * sig)
+    return np.where(near, stable, np.logaddexp(0.0, eta_ref + delta) - np.logaddexp(0.0, eta_ref))
+
+
+def _abs_difference(r, d):
+    """|r + d| − |r| without cancellation when r and r + d have the same sign."""
+    new = r + d
+    return np.where((r >= 0) & (new >= 0), d, np.where((r <= 0) & (new <= 0), -d, np.abs(new) - np.abs(r)))
 
 
 def polya_gamma_mean(eta: np.ndarray) -> np.ndarray:
