@@ -126,7 +126,7 @@ def test_sklearn_parameter_protocol():
 @pytest.mark.parametrize("make, kwargs, match", [
     (SMEMClassifier, {"loss": "squared"}, "loss 'squared' is not for SMEMClassifier; use SMEMRegressor"),
     (SMEMRegressor, {"loss": "logistic"}, "loss 'logistic' is not for SMEMRegressor"),
-    (SMEMClassifier, {"penalty": "l0"}, "unknown penalty 'l0'; supported penalties: elasticnet, l1, l2"),
+    (SMEMClassifier, {"penalty": "l0"}, "unknown penalty 'l0'; supported penalties: bridge, elasticnet"),
     (SMEMClassifier, {"acceleration": "momentum"}, "unknown acceleration 'momentum'"),
     (SMEMClassifier, {"alpha": -1.0}, "alpha must be a finite number"),
     (SMEMClassifier, {"fit_intercept": "yes"}, "fit_intercept must be True or False"),
