@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import inspect
 import sys
+import warnings
+from dataclasses import replace
 
 import numpy as np
 
 from . import engine as _engine
 from .losses import Loss, get_loss
-from .penalties import PENALTIES, get_penalty
-from .solver import FitResult, IterationRecord, SolverConfig, fit_em
+from .penalties import L2, PENALTIES, get_penalty
+from .solver import ConvergenceWarning, FitResult, IterationRecord, SolverConfig, fit_em
 
 __all__ = ["SMEMClassifier", "SMEMRegressor"]
 
@@ -114,8 +116,18 @@ class _SMEMBase:
         eng = _engine.make_engine(X, y, s, persist=bool(self.persist),
                                   split_every=self.split_every)
         callback = _printer(eng.nbytes) if self.verbose else None
+        beta0, warm_passes = None, 0
+        if not penalty.convex:
+            # β = 0 can be a stationary trap of a non-convex penalty: start from the ridge fit
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                warm = fit_em(eng, loss, L2(), self.alpha, fit_intercept=bool(self.fit_intercept),
+                              config=replace(config, penalty_solver="em", tol=max(config.tol, 1e-6)))
+            beta0 = np.r_[warm.coef, warm.intercept] if self.fit_intercept else warm.coef
+            warm_passes = warm.n_passes
         result = fit_em(eng, loss, penalty, self.alpha, fit_intercept=bool(self.fit_intercept),
-                        config=config, callback=callback)
+                        config=config, callback=callback, beta0=beta0)
+        result.n_passes += warm_passes
         self._set_fitted(result, loss)
         self.bytes_read_ = result.n_passes * eng.nbytes
         return self
@@ -166,7 +178,9 @@ class SMEMClassifier(_SMEMBase):
     loss_params, penalty_params : dict — parameters of a loss or penalty given by name
         (e.g. ``penalty="elasticnet", penalty_params={"l1_ratio": 0.3}``)
     penalty_solver : None | "em" | "exact" — how the penalty enters the M-step (SPEC §5); None
-        takes the penalty's default ("exact" for l1, elastic net and group, else "em")
+        takes the penalty's default ("exact" for l1 and elastic net, else "em"). Non-convex
+        penalties (bridge with q < 1, scad, mcp, log) start from the ridge fit at the same α (its
+        passes are counted in ``n_passes_``), since β = 0 can be a stationary trap.
 
     Attributes
     ----------
