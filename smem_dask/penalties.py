@@ -256,18 +256,30 @@ class _SeparableConcave(Penalty):
     def value(self, beta):
         return float(self.rho(np.abs(np.asarray(beta, dtype=np.float64))).sum())
 
+    #: ρ is quadratic between the knots (SCAD, MCP): Simpson's rule on ρ' is then exact
+    piecewise_quadratic: ClassVar[bool] = False
+
+    def _knots(self) -> list[float]:
+        """Sorted points where ρ'' jumps."""
+        return []
+
     def value_difference(self, beta, beta_ref):
-        # Simpson's rule on ρ' for small steps away from 0 (exact for piecewise-quadratic ρ, error
-        # O(Δ⁵) otherwise); the plain difference elsewhere, where it is accurate enough
+        # Σ ∫ ρ' over [|β_ref|, |β|] by Simpson's rule on each smooth piece: exact for the
+        # piecewise-quadratic ρ of SCAD and MCP, error O(Δ⁵) otherwise, so it is used for small
+        # relative steps only (for SCAD/MCP always); the plain difference elsewhere
         a = np.abs(np.asarray(beta, dtype=np.float64))
         b = np.abs(np.asarray(beta_ref, dtype=np.float64))
-        step = a - b
-        near = (np.minimum(a, b) > 0) & (np.abs(step) <= 1e-2 * np.maximum(a, b))
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        near = (lo > 0) & ((hi - lo <= 1e-3 * hi) | self.piecewise_quadratic)
+        knots = [lo] + [np.clip(k, lo, hi) for k in self._knots()] + [hi]
         with np.errstate(all="ignore"):
-            simpson = step / 6.0 * (self.rho_prime(a) + 4.0 * self.rho_prime(0.5 * (a + b))
-                                    + self.rho_prime(b))
+            integral = sum(
+                (right - left) / 6.0 * (self.rho_prime(left) + self.rho_prime(right)
+                                        + 4.0 * self.rho_prime(0.5 * (left + right)))
+                for left, right in zip(knots[:-1], knots[1:], strict=True)
+            )
             direct = self.rho(a) - self.rho(b)
-        return float(np.where(near, simpson, direct).sum())
+        return float(np.where(near, np.sign(a - b) * integral, direct).sum())
 
     def weights(self, beta):
         t = _clamped_abs(beta)
@@ -323,6 +335,10 @@ class SCAD(_SeparableConcave):
     a: float = 3.7
     name: ClassVar[str] = "scad"
     convex: ClassVar[bool] = False
+    piecewise_quadratic: ClassVar[bool] = True
+
+    def _knots(self):
+        return [self.lam, self.a * self.lam]
 
     def __post_init__(self):
         if not (float(self.lam) > 0 and float(self.a) > 2):
@@ -349,6 +365,10 @@ class MCP(_SeparableConcave):
     gamma: float = 3.0
     name: ClassVar[str] = "mcp"
     convex: ClassVar[bool] = False
+    piecewise_quadratic: ClassVar[bool] = True
+
+    def _knots(self):
+        return [self.gamma * self.lam]
 
     def __post_init__(self):
         if not (float(self.lam) > 0 and float(self.gamma) > 1):

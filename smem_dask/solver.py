@@ -279,6 +279,8 @@ def fit_em(
                                  fit_intercept)
         pass_seconds += time.perf_counter() - t0
         dF = objective_change(new_stats, candidate, beta, penalty, alpha, p)
+        if not math.isfinite(dF):
+            raise FloatingPointError(f"the objective change at iteration {it + 1} is {dF}")
 
         if dF > 0 and config.acceleration != "nesterov" and plain_step:
             stalled = True  # a plain EM step that does not decrease F: rounding floor; keep β
