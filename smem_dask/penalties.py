@@ -26,6 +26,7 @@ from typing import ClassVar
 
 import numpy as np
 import scipy.linalg
+import scipy.optimize
 
 __all__ = [
     "EM_EPS",
@@ -34,6 +35,7 @@ __all__ = [
     "SCAD",
     "Bridge",
     "ElasticNet",
+    "Group",
     "L1",
     "L2",
     "Log",
@@ -403,8 +405,124 @@ class Log(_SeparableConcave):
         return 1.0 / (self.eps + t)
 
 
+@dataclass(frozen=True)
+class Group(Penalty):
+    r"""Group lasso: :math:`P(β) = \sum_G \sqrt{|G|}\,\lVert β_G \rVert_2`.
+
+    ``groups`` gives a group label per coefficient (length p). EM weights
+    d_j = √|G|/‖β_G‖ for j ∈ G; the exact M-step is block coordinate descent on the p×p Gram, each
+    block minimized exactly (zero, or the root of a one-dimensional secular equation), so whole
+    groups are exactly zero.
+    """
+
+    groups: tuple = ()
+    name: ClassVar[str] = "group"
+    has_exact: ClassVar[bool] = True
+    default_solver: ClassVar[str] = "exact"
+
+    def __post_init__(self):
+        labels = tuple(np.asarray(self.groups).ravel().tolist())
+        if not labels:
+            raise ValueError("the group penalty needs groups: one label per coefficient")
+        object.__setattr__(self, "groups", labels)
+
+    def _members(self, p: int) -> list[np.ndarray]:
+        if len(self.groups) != p:
+            raise ValueError(f"groups has {len(self.groups)} labels but there are {p} coefficients")
+        labels = np.asarray(self.groups, dtype=object)
+        return [np.flatnonzero(labels == g) for g in dict.fromkeys(self.groups)]
+
+    def value(self, beta):
+        beta = np.asarray(beta, dtype=np.float64)
+        return float(sum(np.sqrt(len(m)) * np.linalg.norm(beta[m]) for m in self._members(len(beta))))
+
+    def value_difference(self, beta, beta_ref):
+        # ‖a‖ − ‖b‖ = (a − b)·(a + b) / (‖a‖ + ‖b‖): no cancellation for small steps
+        a, b = np.asarray(beta, dtype=np.float64), np.asarray(beta_ref, dtype=np.float64)
+        total = 0.0
+        for m in self._members(len(a)):
+            denom = float(np.linalg.norm(a[m]) + np.linalg.norm(b[m]))
+            if denom > 0:
+                total += np.sqrt(len(m)) * float((a[m] - b[m]) @ (a[m] + b[m])) / denom
+        return total
+
+    def weights(self, beta):
+        beta = np.asarray(beta, dtype=np.float64)
+        d = np.empty(len(beta))
+        floor = EM_EPS * max(1.0, float(np.abs(beta).max(initial=0.0)))
+        for m in self._members(len(beta)):
+            d[m] = np.sqrt(len(m)) / max(float(np.linalg.norm(beta[m])), floor)
+        return d
+
+    def optimality(self, beta, grad_loss, alpha, zero_tol=0.0):
+        beta = np.asarray(beta, dtype=np.float64)
+        out = np.empty(len(beta))
+        for m in self._members(len(beta)):
+            norm = float(np.linalg.norm(beta[m]))
+            weight = alpha * np.sqrt(len(m))
+            if norm <= zero_tol:
+                out[m] = max(float(np.linalg.norm(grad_loss[m])) - weight, 0.0)
+            else:
+                out[m] = grad_loss[m] + weight * beta[m] / norm
+        return out
+
+    def solve_exact(self, A, b, beta0, lam, p):
+        blocks = [(m, lam * np.sqrt(len(m))) for m in self._members(p)]
+        blocks += [(np.array([j]), 0.0) for j in range(p, len(b))]  # unpenalized (intercept)
+        return _block_coordinate_descent(A, b, beta0, blocks)
+
+
+def _block_coordinate_descent(A, b, beta0, blocks, max_sweeps=500):
+    """Minimize ½βᵀAβ − bᵀβ + Σ_G w_G‖β_G‖ by exact block updates, warm-started.
+
+    Every block update minimizes the objective over its block exactly, so the objective decreases
+    from the warm start whatever the number of sweeps; sweeps stop when no coefficient moves by
+    more than 1e-14 of the largest, or after ``max_sweeps`` (then the EM iterations go on from
+    there: still monotone, but slow when the Gram is very ill-conditioned across groups, as with
+    the clamped weights of the hinge and quantile losses).
+    """
+    beta = np.array(beta0, dtype=np.float64)
+    grad = A @ beta - b
+    eig = [np.linalg.eigh(A[np.ix_(m, m)]) for m, _ in blocks]
+    for _ in range(max_sweeps):
+        largest_move = 0.0
+        for (m, weight), (evals, evecs) in zip(blocks, eig, strict=True):
+            old = beta[m].copy()
+            c = A[np.ix_(m, m)] @ old - grad[m]  # b_G − A_{G,rest} β_rest
+            new = _group_prox(evals, evecs, c, weight)
+            step = new - old
+            if np.any(step):
+                grad += A[:, m] @ step
+                beta[m] = new
+                largest_move = max(largest_move, float(np.abs(step).max()))
+        if largest_move <= 1e-14 * max(1.0, float(np.abs(beta).max())):
+            break
+    return beta
+
+
+def _group_prox(evals, evecs, c, weight):
+    """argmin_x ½xᵀHx − cᵀx + weight·‖x‖ for H = V diag(evals) Vᵀ ⪰ 0."""
+    if weight == 0.0:
+        return evecs @ (np.divide(evecs.T @ c, evals, out=np.zeros_like(c), where=evals > 0))
+    norm_c = float(np.linalg.norm(c))
+    if norm_c <= weight:
+        return np.zeros_like(c)
+    ct = evecs.T @ c
+    # x(ν) = V (Λ + weight/ν)^{-1} Vᵀc and ‖x(ν)‖ = ν: a decreasing secular equation in ν
+    def secular(nu):
+        return float(np.sum((ct / (evals * nu + weight)) ** 2)) - 1.0
+
+    hi = (norm_c - weight) / max(float(evals.min()), 1e-300)
+    hi = max(hi, 1e-300)
+    while secular(hi) > 0:
+        hi *= 2.0
+    nu = scipy.optimize.brentq(secular, 0.0, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps,
+                               maxiter=500)
+    return evecs @ (ct * nu / (evals * nu + weight))
+
+
 PENALTIES: dict[str, type[Penalty]] = {
-    cls.name: cls for cls in (L2, L1, ElasticNet, Bridge, SCAD, MCP, Log)
+    cls.name: cls for cls in (L2, L1, ElasticNet, Group, Bridge, SCAD, MCP, Log)
 }
 
 
