@@ -178,3 +178,51 @@ def test_bad_engine_settings_and_unknown_chunks(logistic_problem):
     unknown = Xd[da.from_array(y > 0.5, chunks=500)]  # boolean mask: row chunk sizes unknown
     with pytest.raises(ValueError, match="compute_chunk_sizes"):
         DaskEngine(unknown, y[y > 0.5])
+
+
+LOSS_CASES = [("logistic", {}), ("hinge", {}), ("squared", {}), ("quantile", {"tau": 0.7}),
+              ("huber", {"delta": 1.0}), ("student_t", {"nu": 4.0}), ("negbin", {"h": 2.0})]
+PENALTY_CASES = [("l1", {}), ("elasticnet", {"l1_ratio": 0.4}), ("group", {"groups": (0, 0, 1, 1)}),
+                 ("bridge", {"q": 0.8}), ("scad", {"lam": 0.2}), ("mcp", {"lam": 0.2}),
+                 ("log", {"eps": 0.5})]
+
+
+def _case_data(loss_name):
+    rng = np.random.default_rng(21)
+    X = rng.normal(size=(1200, 4))
+    eta = X @ np.array([0.7, -0.4, 0.0, 0.2]) + 0.1
+    if loss_name in ("logistic", "hinge"):
+        return X, (rng.random(1200) < 1 / (1 + np.exp(-eta))).astype(float)
+    if loss_name == "negbin":
+        return X, rng.negative_binomial(2.0, 1 - 1 / (1 + np.exp(-eta))).astype(float)
+    return X, eta + rng.standard_t(4, 1200)
+
+
+def _fit_both(cluster_client, loss, penalty, loss_params, penalty_params, loss_name):
+    from smem_dask.losses import get_loss
+
+    X, y = _case_data(loss_name)
+    cls = SMEMClassifier if get_loss(loss, **loss_params).is_classifier else SMEMRegressor
+    # non-smooth losses stop on the objective change alone: converge them tightly so that the
+    # comparison is of solutions, not of where two rounding-different trajectories stopped
+    tol = 1e-9 if get_loss(loss, **loss_params).smooth else 1e-14
+    settings = dict(loss=loss, penalty=penalty, loss_params=loss_params,
+                    penalty_params=penalty_params, alpha=0.01, tol=tol, max_iter=3000)
+    ref = cls(**settings).fit(X, y)
+    with dask.config.set(scheduler=cluster_client):
+        est = cls(**settings).fit(da.from_array(X, chunks=((100, 350, 250, 500), -1)),
+                                  da.from_array(y, chunks=300))
+    _close(est.coef_, ref.coef_)
+    assert est.intercept_ == pytest.approx(ref.intercept_, rel=1e-10, abs=1e-12)
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("loss, params", LOSS_CASES, ids=[c[0] for c in LOSS_CASES])
+def test_every_loss_on_a_cluster_equals_in_memory(cluster_client, loss, params):
+    _fit_both(cluster_client, loss, "l2", params, {}, loss)
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("penalty, params", PENALTY_CASES, ids=[c[0] for c in PENALTY_CASES])
+def test_every_penalty_on_a_cluster_equals_in_memory(cluster_client, penalty, params):
+    _fit_both(cluster_client, "squared", penalty, {}, params, "squared")
