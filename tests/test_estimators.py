@@ -130,6 +130,11 @@ def test_sklearn_parameter_protocol():
     (SMEMClassifier, {"acceleration": "momentum"}, "unknown acceleration 'momentum'"),
     (SMEMClassifier, {"alpha": -1.0}, "alpha must be a finite number"),
     (SMEMClassifier, {"fit_intercept": "yes"}, "fit_intercept must be True or False"),
+    (SMEMClassifier, {"penalty": "bridge", "penalty_solver": "exact"},
+     r"penalty 'bridge' has no exact solver \(penalties with one: elasticnet, group, l1\)"),
+    (SMEMClassifier, {"penalty_solver": "admm"}, "unknown penalty_solver 'admm'"),
+    (SMEMClassifier, {"loss": "hinge", "loss_params": {"tau": 0.3}}, "does not take the parameters"),
+    (SMEMRegressor, {"loss": "quantile", "loss_params": {"tau": 1.0}}, r"tau must be in \(0, 1\)"),
 ])
 def test_bad_parameters_are_refused_in_fit(make, kwargs, match, logistic_problem):
     X, y = logistic_problem
@@ -148,3 +153,25 @@ def test_predict_checks_the_number_of_features(logistic_problem):
     est = SMEMClassifier().fit(X, y)
     with pytest.raises(ValueError, match="X has 3 features, but the model was fitted with 8"):
         est.predict(X[:, :3])
+
+
+def test_hinge_has_no_probabilities_and_counts_must_be_nonnegative(logistic_problem):
+    X, y = logistic_problem
+    svm = SMEMClassifier(loss="hinge", alpha=1e-2).fit(X, y)
+    with pytest.raises(ValueError, match="loss 'hinge' gives no probabilities"):
+        svm.predict_proba(X)
+    assert set(np.unique(svm.predict(X))) == {0.0, 1.0}
+    with pytest.raises(ValueError, match=r"loss 'negbin' needs counts y ≥ 0"):
+        SMEMRegressor(loss="negbin").fit(X, y - 1)
+
+
+def test_losses_and_penalties_by_name_or_object_agree(regression_problem):
+    from smem_dask.losses import Huber
+    from smem_dask.penalties import ElasticNet
+
+    X, y = regression_problem
+    by_name = SMEMRegressor(loss="huber", loss_params={"delta": 0.7}, penalty="elasticnet",
+                            penalty_params={"l1_ratio": 0.2}, alpha=0.01, tol=1e-10).fit(X, y)
+    by_object = SMEMRegressor(loss=Huber(delta=0.7), penalty=ElasticNet(l1_ratio=0.2), alpha=0.01,
+                              tol=1e-10).fit(X, y)
+    np.testing.assert_array_equal(by_name.coef_, by_object.coef_)
