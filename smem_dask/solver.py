@@ -261,8 +261,11 @@ def fit_em(
     it = 0
     restarted = False
     pass_seconds = 0.0
+    halved = None  # a shortened plain step to try next (losses with a local majorizer only)
+    n_halvings = 0
     while it < config.max_iter:
-        candidate = m_step(stats, expand, penalty, alpha, p, solver)
+        candidate = m_step(stats, expand, penalty, alpha, p, solver) if halved is None else halved
+        halved = None
         plain_step = expand is beta  # candidate = M(β): EM cannot increase F here
         if plain_step and np.array_equal(candidate, beta):
             stalled = True  # an exact fixed point of the EM map: nothing left to gain
@@ -283,6 +286,11 @@ def fit_em(
             raise FloatingPointError(f"the objective change at iteration {it + 1} is {dF}")
 
         if dF > 0 and config.acceleration != "nesterov" and plain_step:
+            if loss.local_majorizer and n_halvings < 60:
+                # the step left the region where the E-step bound holds: halve it
+                n_halvings += 1
+                halved = beta + 0.5 * (candidate - beta)
+                continue
             stalled = True  # a plain EM step that does not decrease F: rounding floor; keep β
             break
         if dF > 0 and safeguard:
@@ -297,6 +305,7 @@ def fit_em(
             continue
 
         it += 1
+        n_halvings = 0
         g = residual(new_stats, candidate, column=1)
         F_new = F + dF
         change = -dF / max(abs(F_new), np.finfo(float).tiny)

@@ -181,7 +181,8 @@ def test_bad_engine_settings_and_unknown_chunks(logistic_problem):
 
 
 LOSS_CASES = [("logistic", {}), ("hinge", {}), ("squared", {}), ("quantile", {"tau": 0.7}),
-              ("huber", {"delta": 1.0}), ("student_t", {"nu": 4.0}), ("negbin", {"h": 2.0})]
+              ("huber", {"delta": 1.0}), ("student_t", {"nu": 4.0}), ("negbin", {"h": 2.0}),
+              ("poisson", {})]
 PENALTY_CASES = [("l1", {}), ("elasticnet", {"l1_ratio": 0.4}), ("group", {"groups": (0, 0, 1, 1)}),
                  ("bridge", {"q": 0.8}), ("scad", {"lam": 0.2}), ("mcp", {"lam": 0.2}),
                  ("log", {"eps": 0.5})]
@@ -195,6 +196,8 @@ def _case_data(loss_name):
         return X, (rng.random(1200) < 1 / (1 + np.exp(-eta))).astype(float)
     if loss_name == "negbin":
         return X, rng.negative_binomial(2.0, 1 - 1 / (1 + np.exp(-eta))).astype(float)
+    if loss_name == "poisson":
+        return X, rng.poisson(np.exp(eta)).astype(float)
     return X, eta + rng.standard_t(4, 1200)
 
 

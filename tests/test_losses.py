@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from smem_dask.losses import (
+    POISSON_REACH,
     Hinge,
     Huber,
     Logistic,
     NegativeBinomial,
+    Poisson,
     Quantile,
     Squared,
     StudentT,
@@ -18,7 +20,7 @@ from smem_dask.losses import (
 )
 
 LOSSES = [Logistic(), Squared(), Hinge(), Quantile(0.2), Quantile(0.9), Huber(0.8), StudentT(3.0, 1.5),
-          NegativeBinomial(2.5)]
+          NegativeBinomial(2.5), Poisson()]
 SMOOTH = [loss for loss in LOSSES if loss.smooth]
 
 
@@ -66,7 +68,12 @@ def test_e_step_majorizes_and_touches(loss, rng):
     if loss.smooth:
         np.testing.assert_allclose(omega * eta0 - u, loss.derivative(y, eta0), rtol=1e-12,
                                    atol=1e-12)
+    if loss.local_majorizer:  # Poisson: the bound is promised on η ≤ η0 + c only; keep η0 moderate
+        eta0 = np.clip(eta0, -30, 5)
+        omega, u = loss.e_step(y, eta0)
     for eta in (rng.normal(0, 6, 500), eta0 + 1e-3, -eta0, np.zeros(500), eta0):
+        if loss.local_majorizer:
+            eta = np.minimum(eta, eta0 + POISSON_REACH)
         bound = loss.value(y, eta0) + 0.5 * omega * (eta**2 - eta0**2) - u * (eta - eta0)
         assert np.all(loss.value(y, eta) <= bound + 1e-9 * (1 + np.abs(bound)))
 
@@ -104,8 +111,8 @@ def test_get_loss_names_and_errors():
     assert isinstance(get_loss("logistic"), Logistic)
     loss = Squared()
     assert get_loss(loss) is loss
-    with pytest.raises(ValueError, match="unknown loss 'poisson'; supported losses: hinge, huber"):
-        get_loss("poisson")
+    with pytest.raises(ValueError, match="unknown loss 'multinomial'; supported losses: hinge, huber"):
+        get_loss("multinomial")
     with pytest.raises(ValueError, match="tau must be in"):
         get_loss("quantile", tau=1.5)
     with pytest.raises(ValueError, match="does not take the parameters"):
@@ -151,3 +158,19 @@ def test_clamped_kink_losses_are_finite_at_the_kink():
         omega, u = loss.e_step(y, eta)
         assert np.all(np.isfinite(omega)) and np.all(np.isfinite(u))
         assert omega.max() == pytest.approx(0.5e10)
+
+
+def test_poisson_bound_is_the_tightest_valid_on_its_region():
+    """At η = η0 + c the bound's curvature e^(η0+c) is needed: a smaller one fails there."""
+    eta0 = np.linspace(-3, 3, 13)
+    y = np.full(13, 2.0)
+    omega, u = Poisson().e_step(y, eta0)
+    eta = eta0 + POISSON_REACH
+    loss = Poisson()
+
+    def bound(w):
+        slope = w * eta0 - loss.derivative(y, eta0)
+        return loss.value(y, eta0) + 0.5 * w * (eta**2 - eta0**2) - slope * (eta - eta0)
+
+    assert np.all(Poisson().value(y, eta) <= bound(omega))
+    assert np.all(Poisson().value(y, eta) > bound(0.5 * omega))

@@ -119,6 +119,17 @@ def test_negbin_matches_statsmodels_glm():
     np.testing.assert_allclose(est.predict(X), glm.fittedvalues, rtol=1e-6)
 
 
+def test_poisson_matches_statsmodels_glm():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(800, 4))
+    y = rng.poisson(np.exp(X @ np.array([0.5, -0.3, 0.2, 0.0]) + 0.3)).astype(float)
+    glm = sm.GLM(y, sm.add_constant(X), family=sm.families.Poisson()).fit(tol=1e-14, maxiter=1000)
+    for acceleration in ("nesterov-restart", "none"):
+        est = SMEMRegressor(loss="poisson", alpha=0.0, tol=1e-10, acceleration=acceleration).fit(X, y)
+        np.testing.assert_allclose(np.r_[est.intercept_, est.coef_], glm.params, rtol=1e-6, atol=1e-8)
+        assert np.all(np.diff(est.objective_history_) <= 0)
+
+
 def _scipy_best(fun, x_starts, smooth):
     """The lowest objective scipy.optimize finds from several starts (tight tolerances)."""
     best = np.inf
@@ -166,7 +177,8 @@ def test_against_scipy_optimize_from_several_starts(loss_name, loss_params, pen_
 
 
 ALL_LOSSES = [("logistic", {}), ("hinge", {}), ("squared", {}), ("quantile", {"tau": 0.3}),
-              ("huber", {"delta": 1.0}), ("student_t", {"nu": 4.0}), ("negbin", {"h": 3.0})]
+              ("huber", {"delta": 1.0}), ("student_t", {"nu": 4.0}), ("negbin", {"h": 3.0}),
+              ("poisson", {})]
 ALL_PENALTIES = [("l2", {}, "em"), ("l1", {}, "exact"), ("l1", {}, "em"),
                  ("elasticnet", {"l1_ratio": 0.5}, "exact"), ("group", {"groups": (0, 0, 1, 1, 2)}, "exact"),
                  ("group", {"groups": (0, 0, 1, 1, 2)}, "em"), ("bridge", {"q": 1.5}, "em"),
@@ -181,6 +193,8 @@ def _pair_data(loss_name, rng):
         return X, (rng.random(300) < 1 / (1 + np.exp(-eta))).astype(float)
     if loss_name == "negbin":
         return X, rng.negative_binomial(3.0, 1 - 1 / (1 + np.exp(-eta))).astype(float)
+    if loss_name == "poisson":
+        return X, rng.poisson(np.exp(eta)).astype(float)
     return X, eta + rng.standard_t(4, 300)
 
 
