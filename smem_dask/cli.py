@@ -18,7 +18,7 @@ import numpy as np
 
 from .data import open_store, write_zarr
 from .estimators import SMEMClassifier, SMEMRegressor
-from .losses import LOSSES, get_loss
+from .losses import LOSSES
 from .penalties import PENALTIES
 from .solver import ACCELERATIONS
 
@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("store", help="zarr store with arrays X (n × p) and y (n)")
     fit.add_argument("--loss", choices=sorted(LOSSES), default="logistic")
     fit.add_argument("--penalty", choices=sorted(PENALTIES), default="l2")
+    fit.add_argument("--loss-param", action="append", default=[], metavar="NAME=VALUE",
+                     help="a parameter of the loss, e.g. tau=0.9 (repeatable)")
+    fit.add_argument("--penalty-param", action="append", default=[], metavar="NAME=VALUE",
+                     help="a parameter of the penalty, e.g. l1_ratio=0.5 or groups=0,0,1,1")
+    fit.add_argument("--penalty-solver", choices=("em", "exact"), default=None,
+                     help="how the penalty enters the M-step (default: the penalty's own)")
     solver_options(fit)
     fit.add_argument("--scheduler", metavar="ADDRESS",
                      help="address of a dask scheduler, e.g. tcp://127.0.0.1:8786 "
@@ -83,8 +89,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse_params(items: list[str], what: str) -> dict:
+    """NAME=VALUE pairs: numbers become floats (ints stay ints), comma lists become tuples."""
+    def number(text):
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                return float(text)
+            except ValueError:
+                return text
+
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--{what}-param takes NAME=VALUE, got {item!r}")
+        params[name.strip()] = (tuple(number(v) for v in value.split(",")) if "," in value
+                                else number(value))
+    return params
+
+
 def _estimator(loss: str, **params):
-    cls = SMEMClassifier if get_loss(loss).is_classifier else SMEMRegressor
+    cls = SMEMClassifier if LOSSES[loss].is_classifier else SMEMRegressor
     return cls(loss=loss, **params)
 
 
@@ -140,6 +167,9 @@ def _make_data(args) -> int:
 def _fit(args) -> int:
     X, y = open_store(args.store)
     est = _estimator(args.loss, penalty=args.penalty, persist=args.persist,
+                     loss_params=_parse_params(args.loss_param, "loss"),
+                     penalty_params=_parse_params(args.penalty_param, "penalty"),
+                     penalty_solver=args.penalty_solver,
                      verbose=0 if args.quiet else 1, **_solver_params(args))
     with contextlib.ExitStack() as stack:
         if args.scheduler:
@@ -155,7 +185,8 @@ def _fit(args) -> int:
     print(f"done: {_summary(est, seconds)}")
     if args.out:
         result = {
-            "loss": args.loss, "penalty": args.penalty, "alpha": args.alpha,
+            "loss": repr(est.loss_), "penalty": args.penalty, "alpha": args.alpha,
+            "penalty_params": _parse_params(args.penalty_param, "penalty"),
             "coef": est.coef_.tolist(), "intercept": est.intercept_,
             "n_iter": est.n_iter_, "n_passes": est.n_passes_, "objective": est.objective_,
             "converged": bool(est.converged_), "objective_history": est.objective_history_,

@@ -106,3 +106,27 @@ def test_demo_runs_end_to_end_on_a_local_cluster():
     assert iters == ref.n_iter_
     accuracy = float(re.search(r"training accuracy ([0-9.]+)", out).group(1))
     assert accuracy == pytest.approx(ref.score(X, y), abs=1e-4)
+
+
+def test_fit_with_loss_and_penalty_parameters(tmp_path):
+    store = tmp_path / "q.zarr"
+    write_zarr(store, 2000, 4, task="regression", seed=12, chunk_rows=700)
+    proc = run("fit", store, "--loss", "quantile", "--loss-param", "tau=0.8", "--penalty", "group",
+               "--penalty-param", "groups=0,0,1,1", "--alpha", 0.05, "--tol", 1e-12, "--quiet",
+               "--out", tmp_path / "q.json")
+    assert proc.returncode == 0, proc.stderr
+    X, y = open_store(store)
+    ref = SMEMRegressor(loss="quantile", loss_params={"tau": 0.8}, penalty="group",
+                        penalty_params={"groups": (0, 0, 1, 1)}, alpha=0.05, tol=1e-12
+                        ).fit(X[:], y[:])
+    result = json.loads((tmp_path / "q.json").read_text())
+    # a piecewise-linear loss: the objective is pinned to rounding, the coefficients to its square
+    # root (different chunkings follow rounding-different trajectories to the flat optimum)
+    assert result["objective"] == pytest.approx(ref.objective_, rel=1e-10)
+    np.testing.assert_allclose(result["coef"], ref.coef_, rtol=1e-5, atol=1e-9)
+    np.testing.assert_array_equal(np.array(result["coef"]) == 0, ref.coef_ == 0)
+    assert result["penalty_params"] == {"groups": [0, 0, 1, 1]}
+    assert_one_line_error(run("fit", store, "--loss", "quantile", "--loss-param", "tau"),
+                          "--loss-param takes NAME=VALUE")
+    assert_one_line_error(run("fit", store, "--loss", "quantile", "--loss-param", "tau=2"),
+                          r"tau must be in \(0, 1\)")
