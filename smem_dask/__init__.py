@@ -16,26 +16,49 @@ never increases.
 from .data import make_problem, open_store, write_zarr
 from .engine import DaskEngine, NumpyEngine
 from .estimators import SMEMClassifier, SMEMRegressor
-from .losses import Logistic, Loss, Squared
-from .penalties import L2, Penalty
+from .losses import (
+    Hinge,
+    Huber,
+    Logistic,
+    Loss,
+    NegativeBinomial,
+    Poisson,
+    Quantile,
+    Squared,
+    StudentT,
+)
+from .penalties import L1, L2, MCP, SCAD, Bridge, ElasticNet, Group, Log, Penalty
 from .solver import ConvergenceWarning, FitResult, SingularSystemWarning, SolverConfig, fit_em
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MCP",
+    "SCAD",
+    "Bridge",
     "ConvergenceWarning",
     "DaskEngine",
+    "ElasticNet",
     "FitResult",
+    "Group",
+    "Hinge",
+    "Huber",
+    "L1",
     "L2",
+    "Log",
     "Logistic",
     "Loss",
+    "NegativeBinomial",
     "NumpyEngine",
     "Penalty",
+    "Poisson",
+    "Quantile",
     "SMEMClassifier",
     "SMEMRegressor",
     "SingularSystemWarning",
     "SolverConfig",
     "Squared",
+    "StudentT",
     "fit_em",
     "make_problem",
     "open_store",

@@ -78,7 +78,8 @@ def test_logistic_l1_and_elasticnet_match_saga(cls_data, l1_ratio, C):
     loss = get_loss("logistic")
     assert rel(F(loss, penalty, alpha, X, y, est.coef_, est.intercept_),
                F(loss, penalty, alpha, X, y, ref.coef_.ravel(), ref.intercept_[0])) < 1e-7
-    assert (ref.coef_ == 0).any() == (l1_ratio == 1.0 or C == 0.05) or True
+    if C == 0.05:  # strong enough that the support check compares real zeros
+        assert (ref.coef_ == 0).any()
     np.testing.assert_array_equal(est.coef_ == 0, ref.coef_.ravel() == 0)
 
 
