@@ -33,3 +33,20 @@ def regression_problem():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def simulate_targets(loss_name, eta, rng):
+    """Targets of the kind ``loss_name`` expects, drawn around the linear predictor ``eta``."""
+    prob = 1 / (1 + np.exp(-eta))
+    if loss_name in ("logistic", "hinge"):
+        return (rng.random(len(eta)) < prob).astype(float)
+    if loss_name == "negbin":
+        return rng.negative_binomial(2.5, 1 - prob).astype(float)
+    if loss_name == "poisson":
+        return rng.poisson(np.exp(eta)).astype(float)
+    return eta + rng.standard_t(4, len(eta))
+
+
+@pytest.fixture(scope="session")
+def simulate():
+    return simulate_targets

@@ -187,24 +187,14 @@ ALL_PENALTIES = [("l2", {}, "em"), ("l1", {}, "exact"), ("l1", {}, "em"),
                  ("mcp", {"lam": 0.3}, "em"), ("log", {"eps": 1.0}, "em")]
 
 
-def _pair_data(loss_name, rng):
-    X = rng.normal(size=(300, 5)) @ np.diag([1.0, 0.5, 2.0, 1.0, 0.2])
-    eta = X @ np.array([0.8, 0.0, -0.5, 0.3, 0.0]) + 0.2
-    if loss_name in ("logistic", "hinge"):
-        return X, (rng.random(300) < 1 / (1 + np.exp(-eta))).astype(float)
-    if loss_name == "negbin":
-        return X, rng.negative_binomial(3.0, 1 - 1 / (1 + np.exp(-eta))).astype(float)
-    if loss_name == "poisson":
-        return X, rng.poisson(np.exp(eta)).astype(float)
-    return X, eta + rng.standard_t(4, 300)
-
-
 @pytest.mark.parametrize("pen_name, pen_params, solver", ALL_PENALTIES,
                          ids=[f"{p[0]}{p[1].get('q', '')}-{p[2]}" for p in ALL_PENALTIES])
 @pytest.mark.parametrize("loss_name, loss_params", ALL_LOSSES, ids=[c[0] for c in ALL_LOSSES])
-def test_every_pair_is_monotone_under_base_em(loss_name, loss_params, pen_name, pen_params, solver):
+def test_every_pair_is_monotone_under_base_em(loss_name, loss_params, pen_name, pen_params, solver,
+                                              simulate):
     rng = np.random.default_rng(zlib.crc32(f"{loss_name}-{pen_name}-{pen_params}".encode()))
-    X, y = _pair_data(loss_name, rng)
+    X = rng.normal(size=(300, 5)) @ np.diag([1.0, 0.5, 2.0, 1.0, 0.2])
+    y = simulate(loss_name, X @ np.array([0.8, 0.0, -0.5, 0.3, 0.0]) + 0.2, rng)
     loss = get_loss(loss_name, **loss_params)
     cls = SMEMClassifier if loss.is_classifier else SMEMRegressor
     with warnings.catch_warnings():
