@@ -9,6 +9,8 @@ makes one pass over the data and returns summed ``BlockStats``. Each EM iteratio
    E-step and system at the next expansion point β̃' = β + m·(β − β_prev) (FISTA momentum m).
 3. *Restart check* (``"nesterov-restart"``): if F(β) > F(β_prev), β is discarded, the system is formed at
    β_prev (one extra pass) and the momentum is reset; the next M-step is then a plain, monotone EM step.
+   A plain step that still raises F has hit the rounding floor and ends the fit — except for losses
+   whose E-step bound is only local (``Loss.local_majorizer``, Poisson), where the step is halved.
 4. *Stopping*: relative objective change ≤ tol **and**, for smooth losses, the scaled optimality
    residual ``‖∇F‖_∞ / max(1, |F|)`` ≤ tol (the minimum-norm subgradient for non-smooth penalties).
    For non-smooth losses (hinge, quantile) only the relative change is used.
