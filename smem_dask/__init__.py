@@ -15,7 +15,7 @@ never increases.
 
 from .data import make_problem, open_store, write_zarr
 from .engine import DaskEngine, NumpyEngine
-from .estimators import SMEMClassifier, SMEMRegressor
+from .estimators import SMEMClassifier, SMEMRegressor, fit_path
 from .losses import (
     Hinge,
     Huber,
@@ -27,6 +27,7 @@ from .losses import (
     Squared,
     StudentT,
 )
+from .path import PathResult
 from .penalties import L1, L2, MCP, SCAD, Bridge, ElasticNet, Group, Log, Penalty
 from .solver import ConvergenceWarning, FitResult, SingularSystemWarning, SolverConfig, fit_em
 
@@ -50,6 +51,7 @@ __all__ = [
     "Loss",
     "NegativeBinomial",
     "NumpyEngine",
+    "PathResult",
     "Penalty",
     "Poisson",
     "Quantile",
@@ -60,6 +62,7 @@ __all__ = [
     "Squared",
     "StudentT",
     "fit_em",
+    "fit_path",
     "make_problem",
     "open_store",
     "write_zarr",

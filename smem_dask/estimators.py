@@ -18,10 +18,11 @@ import numpy as np
 
 from . import engine as _engine
 from .losses import Loss, get_loss
+from .path import solve_path
 from .penalties import L2, PENALTIES, get_penalty
 from .solver import ConvergenceWarning, FitResult, IterationRecord, SolverConfig, fit_em
 
-__all__ = ["SMEMClassifier", "SMEMRegressor"]
+__all__ = ["SMEMClassifier", "SMEMRegressor", "fit_path"]
 
 
 class _SMEMBase:
@@ -93,6 +94,26 @@ class _SMEMBase:
         y : (n,) array — two classes (classifier) or real targets (regressor)
         sample_weight : (n,) array of non-negative weights, optional
         """
+        loss, penalty, config, eng = self._prepare(X, y, sample_weight)
+        callback = _printer(eng.nbytes) if self.verbose else None
+        beta0, warm_passes = None, 0
+        if not penalty.convex:
+            # β = 0 can be a stationary trap of a non-convex penalty: start from the ridge fit
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                warm = fit_em(eng, loss, L2(), self.alpha, fit_intercept=bool(self.fit_intercept),
+                              config=replace(config, penalty_solver="em", tol=max(config.tol, 1e-6)))
+            beta0 = np.r_[warm.coef, warm.intercept] if self.fit_intercept else warm.coef
+            warm_passes = warm.n_passes
+        result = fit_em(eng, loss, penalty, self.alpha, fit_intercept=bool(self.fit_intercept),
+                        config=config, callback=callback, beta0=beta0)
+        result.n_passes += warm_passes
+        self._set_fitted(result, loss)
+        self.bytes_read_ = result.n_passes * eng.nbytes
+        return self
+
+    def _prepare(self, X, y, sample_weight):
+        """Validate the parameters and the data; the loss, penalty, solver settings and engine."""
         loss = self._validated_loss()
         penalty = get_penalty(self.penalty, **(self.penalty_params or {}))
         config = SolverConfig(self.acceleration, self.tol, self.max_iter,
@@ -115,22 +136,25 @@ class _SMEMBase:
             _check_sample_weight(s)
         eng = _engine.make_engine(X, y, s, persist=bool(self.persist),
                                   split_every=self.split_every)
-        callback = _printer(eng.nbytes) if self.verbose else None
-        beta0, warm_passes = None, 0
+        return loss, penalty, config, eng
+
+    def path(self, X, y, sample_weight=None, *, alphas=None, n_alphas=40, eps=1e-3):
+        """Fit a regularization path: ``alphas`` (largest first), or ``n_alphas`` values from α_max
+        down to α_max·``eps``, each α warm-started from the previous one and its last M-step
+        system (no first data pass per α). The estimator's own ``alpha`` is not used; the
+        estimator is left fitted at the smallest α. Returns a :class:`smem_dask.path.PathResult`.
+        """
+        loss, penalty, config, eng = self._prepare(X, y, sample_weight)
         if not penalty.convex:
-            # β = 0 can be a stationary trap of a non-convex penalty: start from the ridge fit
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                warm = fit_em(eng, loss, L2(), self.alpha, fit_intercept=bool(self.fit_intercept),
-                              config=replace(config, penalty_solver="em", tol=max(config.tol, 1e-6)))
-            beta0 = np.r_[warm.coef, warm.intercept] if self.fit_intercept else warm.coef
-            warm_passes = warm.n_passes
-        result = fit_em(eng, loss, penalty, self.alpha, fit_intercept=bool(self.fit_intercept),
-                        config=config, callback=callback, beta0=beta0)
-        result.n_passes += warm_passes
-        self._set_fitted(result, loss)
-        self.bytes_read_ = result.n_passes * eng.nbytes
-        return self
+            raise ValueError(f"paths of the non-convex penalty {penalty.name!r} are not supported "
+                             "yet; fit each alpha with fit()")
+        result = solve_path(eng, loss, penalty, alphas=alphas, n_alphas=n_alphas, eps=eps,
+                            fit_intercept=bool(self.fit_intercept), config=config)
+        last = result.fits[-1]
+        self._set_fitted(last, loss)
+        self.alpha_path_ = result.alphas
+        self.bytes_read_ = result.total_passes * eng.nbytes
+        return result
 
     def _set_fitted(self, result: FitResult, loss: Loss) -> None:
         self.loss_ = loss
@@ -321,3 +345,18 @@ def _printer(nbytes: int, file=None):
               f"pass={rec.pass_seconds:6.2f}s  {rate:8.0f} MB/s{flag}", file=out, flush=True)
 
     return show
+
+
+def fit_path(X, y, loss="logistic", penalty="l2", *, sample_weight=None, alphas=None, n_alphas=40,
+             eps=1e-3, **params):
+    """A regularization path of ``loss`` + α·``penalty`` (SPEC §6): ``n_alphas`` values of α from
+    α_max down to α_max·``eps`` (or the given ``alphas``), largest first, warm-started.
+
+    ``params`` are estimator parameters (``fit_intercept``, ``tol``, ``loss_params``, …). Returns a
+    :class:`smem_dask.path.PathResult` with ``alphas``, ``coefs``, ``intercepts``, ``objectives``,
+    ``n_iter``, ``n_passes``, ``converged`` per α, and ``total_passes``.
+    """
+    loss_obj = get_loss(loss, **(params.get("loss_params") or {}))
+    cls = SMEMClassifier if loss_obj.is_classifier else SMEMRegressor
+    return cls(loss=loss, penalty=penalty, **params).path(
+        X, y, sample_weight, alphas=alphas, n_alphas=n_alphas, eps=eps)

@@ -210,7 +210,7 @@ def _active_set_elastic_net(A, b, beta0, l1, l2):
         g = H @ beta - b
         # rounding in g is about eps·(|H||β| + |b|): judge optimality relative to that
         scale = float(np.abs(H).max(initial=0.0) * np.abs(beta).max(initial=0.0)
-                      + np.abs(b).max(initial=0.0) + l1.max(initial=0.0))
+                      + np.abs(b).max(initial=0.0))
         tol = 1e-14 * max(scale, 1e-300)
         residual = np.where(active & pen, np.abs(g + l1 * theta), 0.0)
         residual[~pen] = np.abs(g[~pen])

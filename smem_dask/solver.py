@@ -46,6 +46,7 @@ __all__ = [
     "IterationRecord",
     "SingularSystemWarning",
     "SolverConfig",
+    "WarmStart",
     "fit_em",
     "objective",
     "objective_change",
@@ -113,6 +114,21 @@ class IterationRecord:
     restarted: bool = False
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """Where a fit ended, so that the next fit (e.g. the next α of a path) needs no first pass.
+
+    The loss sum and loss gradient at ``beta`` and the M-step system at ``expand`` do not depend on
+    α (only the penalty does), so they serve any α.
+    """
+
+    beta: np.ndarray
+    loss_sum: float  # Σ s ℓ at beta
+    loss_grad: np.ndarray  # Σ s ℓ' x̃ at beta
+    system: BlockStats  # gram/rhs (and weight W) at `expand`
+    expand: np.ndarray
+
+
 @dataclass
 class FitResult:
     coef: np.ndarray
@@ -124,6 +140,7 @@ class FitResult:
     converged: bool
     n_restarts: int
     history: list[IterationRecord] = field(default_factory=list)
+    warm: WarmStart | None = None
 
     @property
     def objective_history(self) -> list[float]:
@@ -197,6 +214,7 @@ def fit_em(
     config: SolverConfig = SolverConfig(),
     beta0: np.ndarray | None = None,
     callback: Callable[[IterationRecord], None] | None = None,
+    warm: WarmStart | None = None,
 ) -> FitResult:
     """Minimize F(β, b) = (1/W) Σ s_i ℓ(y_i, x_iᵀβ + b) + α P(β) by SM-EM over ``engine``.
 
@@ -209,12 +227,15 @@ def fit_em(
     config : SolverConfig
     beta0 : (q,) array, optional — starting point (coefficients, then the intercept); zeros if None
     callback : called with each accepted ``IterationRecord`` (iteration 0 included)
+    warm : WarmStart, optional — start at ``warm.beta`` reusing its statistics: no first pass
     """
     alpha = float(alpha)
     if not (math.isfinite(alpha) and alpha >= 0):
         raise ValueError(f"alpha must be a finite number ≥ 0, got {alpha!r}")
     p = engine.n_features
     q = p + int(fit_intercept)
+    if warm is not None:
+        beta0 = warm.beta
     beta = np.zeros(q) if beta0 is None else np.asarray(beta0, dtype=np.float64).copy()
     if beta.shape != (q,):
         raise ValueError(f"beta0 must have shape ({q},), got {beta.shape}")
@@ -223,9 +244,11 @@ def fit_em(
                          "penalty_solver='em'")
     solver = config.penalty_solver
 
-    def residual(st, point, column=0):
+    def residual(loss_grad, weight, point):
         zero_tol = EM_EPS * max(1.0, float(np.abs(point[:p]).max())) if solver == "em" else 0.0
-        return optimality(st, point, penalty, alpha, p, column, zero_tol)
+        g = loss_grad / weight
+        g[:p] = penalty.optimality(point[:p], g[:p], alpha, zero_tol)
+        return g
 
     def small(rec) -> bool:
         """The stopping rule: relative change, and (smooth losses) the optimality residual."""
@@ -253,10 +276,16 @@ def fit_em(
         return engine.stats(loss, point[:, None], point, fit_intercept)
 
     t0 = time.perf_counter()
-    stats = system_at(beta)
-    F = objective(stats, beta, penalty, alpha, p)
-    record(0, F, math.nan, residual(stats, beta), time.perf_counter() - t0)
-    expand = beta  # the point at which `stats` holds the M-step system
+    if warm is None:
+        stats = system_at(beta)
+        loss_sum, loss_grad, expand = float(stats.loss[0]), stats.grad[:, 0].copy(), beta
+    else:
+        stats, loss_sum, loss_grad = warm.system, warm.loss_sum, warm.loss_grad.copy()
+        expand = beta if np.array_equal(warm.expand, beta) else warm.expand
+    W = stats.weight
+    F = loss_sum / W + alpha * penalty.value(beta[:p])
+    record(0, F, math.nan, residual(loss_grad, W, beta), time.perf_counter() - t0)
+    # `stats` holds the M-step system at `expand`; loss_sum, loss_grad are at β
     t = _next_t(1.0) if accelerated else 1.0  # t_1; m_0 = 0
     converged = stalled = False
     n_restarts = 0
@@ -308,7 +337,8 @@ def fit_em(
 
         it += 1
         n_halvings = 0
-        g = residual(new_stats, candidate, column=1)
+        loss_sum, loss_grad = float(new_stats.loss[1]), new_stats.grad[:, 1].copy()
+        g = residual(loss_grad, W, candidate)
         F_new = F + dF
         change = -dF / max(abs(F_new), np.finfo(float).tiny)
         rec = record(it, F_new, change, g, pass_seconds, restarted)
@@ -345,4 +375,5 @@ def fit_em(
         converged=converged,
         n_restarts=n_restarts,
         history=history,
+        warm=WarmStart(beta.copy(), loss_sum, loss_grad, stats, expand.copy()),
     )
