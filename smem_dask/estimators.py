@@ -19,7 +19,7 @@ import numpy as np
 from . import engine as _engine
 from .losses import Loss, get_loss
 from .path import solve_path
-from .penalties import L2, PENALTIES, get_penalty
+from .penalties import L2, check_solver, get_penalty
 from .solver import ConvergenceWarning, FitResult, IterationRecord, SolverConfig, fit_em
 
 __all__ = ["SMEMClassifier", "SMEMRegressor", "fit_path"]
@@ -81,8 +81,8 @@ class _SMEMBase:
             raise ValueError(f"loss {loss.name!r} is not for {type(self).__name__}; use {other}")
         return loss
 
-    def _encode_y(self, y):
-        """Validated y as floats for the loss (classifiers also set ``classes_``)."""
+    def _encode_y(self, y, loss: Loss):
+        """Validated y as floats for ``loss`` (classifiers also set ``classes_``)."""
         raise NotImplementedError
 
     def fit(self, X, y, sample_weight=None):
@@ -118,10 +118,7 @@ class _SMEMBase:
         penalty = get_penalty(self.penalty, **(self.penalty_params or {}))
         config = SolverConfig(self.acceleration, self.tol, self.max_iter,
                               self.penalty_solver or penalty.default_solver)
-        if config.penalty_solver == "exact" and not penalty.has_exact:
-            exact = ", ".join(sorted(n for n, c in PENALTIES.items() if c.has_exact))
-            raise ValueError(f"penalty {penalty.name!r} has no exact solver (penalties with one: "
-                             f"{exact}); use penalty_solver='em'")
+        check_solver(penalty, config.penalty_solver)
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise ValueError(f"fit_intercept must be True or False, got {self.fit_intercept!r}")
 
@@ -131,7 +128,7 @@ class _SMEMBase:
         _engine.check_shapes(X, y, s)
         if X.dtype.kind not in "biuf":
             raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
-        y = self._encode_y(y)
+        y = self._encode_y(y, loss)
         if s is not None:
             _check_sample_weight(s)
         eng = _engine.make_engine(X, y, s, persist=bool(self.persist),
@@ -223,7 +220,7 @@ class SMEMClassifier(_SMEMBase):
                          persist, split_every, verbose, loss_params, penalty_params,
                          penalty_solver)
 
-    def _encode_y(self, y):
+    def _encode_y(self, y, loss):
         classes = _engine.unique(y)
         if classes.dtype.kind == "f" and np.isnan(classes).any():
             raise ValueError("y contains NaN")
@@ -236,8 +233,8 @@ class SMEMClassifier(_SMEMBase):
             )
         if classes.size > 2:
             shown = ", ".join(repr(c) for c in classes[:5]) + (", …" if classes.size > 5 else "")
-            raise ValueError(f"y has {classes.size} classes ({shown}); loss "
-                             f"{get_loss(self.loss).name!r} needs exactly two")
+            raise ValueError(f"y has {classes.size} classes ({shown}); loss {loss.name!r} "
+                             "needs exactly two")
         self.classes_ = classes
         return (y == classes[1]).astype(np.float64)
 
@@ -283,13 +280,12 @@ class SMEMRegressor(_SMEMBase):
                          persist, split_every, verbose, loss_params, penalty_params,
                          penalty_solver)
 
-    def _encode_y(self, y):
+    def _encode_y(self, y, loss):
         if y.dtype.kind not in "biuf":
             raise ValueError(f"y must hold real numbers, got dtype {y.dtype}")
         n_bad, y_min = _engine.compute((~np.isfinite(y)).sum(), y.min())
         if n_bad:
             raise ValueError(f"y contains {int(n_bad)} NaN or infinite values")
-        loss = get_loss(self.loss, **(self.loss_params or {}))
         if loss.nonnegative_target and y_min < 0:
             raise ValueError(f"loss {loss.name!r} needs counts y ≥ 0; found {float(y_min)!r}")
         return y.astype(np.float64)

@@ -45,18 +45,6 @@ class PathResult:
         return int(self.n_passes.sum())
 
 
-def _threshold_gradient(penalty: Penalty, grad: np.ndarray) -> float | None:
-    """The smallest α at which β = 0 is optimal, given the loss gradient at 0; None if none."""
-    name = penalty.name
-    if name in ("l1", "elasticnet"):
-        ratio = getattr(penalty, "l1_ratio", 1.0)
-        return float(np.abs(grad).max() / ratio) if ratio > 0 else None
-    if name == "group":
-        members = penalty._members(len(grad))
-        return float(max(np.linalg.norm(grad[m]) / np.sqrt(len(m)) for m in members))
-    return None
-
-
 def alpha_max(engine, loss: Loss, penalty: Penalty, *, fit_intercept: bool = True,
               config: SolverConfig | None = None) -> tuple[float, FitResult]:
     """α_max: for l1, elastic net and group the smallest α with every penalized coefficient zero
@@ -74,7 +62,7 @@ def alpha_max(engine, loss: Loss, penalty: Penalty, *, fit_intercept: bool = Tru
         start = fit_em(engine, loss, L1(), 1e30, fit_intercept=fit_intercept,
                        config=replace(config, penalty_solver="exact", acceleration="none"))
     grad = start.warm.loss_grad[:p] / start.warm.system.weight
-    threshold = _threshold_gradient(penalty, grad)
+    threshold = penalty.zero_threshold(grad)
     if threshold is not None:
         threshold *= 1.0 + ALPHA_MAX_MARGIN
     else:

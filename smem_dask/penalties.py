@@ -30,6 +30,8 @@ import scipy.optimize
 
 __all__ = [
     "EM_EPS",
+    "check_solver",
+    "em_floor",
     "MCP",
     "PENALTIES",
     "SCAD",
@@ -79,16 +81,33 @@ class Penalty(abc.ABC):
         """P(β) − P(β_ref), accurate when β ≈ β_ref (override with a stable formula)."""
         return self.value(beta) - self.value(beta_ref)
 
+    def zero_threshold(self, grad_loss: np.ndarray) -> float | None:
+        """The smallest α at which β = 0 is optimal given the loss gradient there; None if no α
+        makes it optimal (penalties with no kink at 0)."""
+        return None
+
     def solve_exact(self, A: np.ndarray, b: np.ndarray, beta0: np.ndarray, lam: float,
                     p: int) -> np.ndarray:
         """argmin ½βᵀAβ − bᵀβ + lam·P(β[:p]) (entries past p unpenalized), from ``beta0``."""
         raise NotImplementedError(f"penalty {self.name!r} has no exact solver; use penalty_solver='em'")
 
 
+def em_floor(beta: np.ndarray) -> float:
+    """EM_EPS·max(1, ‖β‖∞): the clamp of |β_j| in EM weights, and the size below which an
+    ``"em"`` fit's coefficient counts as zero."""
+    return EM_EPS * max(1.0, float(np.abs(np.asarray(beta, dtype=np.float64)).max(initial=0.0)))
+
+
+def check_solver(penalty: Penalty, penalty_solver: str) -> None:
+    """Refuse ``penalty_solver="exact"`` for a penalty without one, naming those that have one."""
+    if penalty_solver == "exact" and not penalty.has_exact:
+        exact = ", ".join(sorted(n for n, c in PENALTIES.items() if c.has_exact))
+        raise ValueError(f"penalty {penalty.name!r} has no exact solver (penalties with one: "
+                         f"{exact}); use penalty_solver='em'")
+
+
 def _clamped_abs(beta: np.ndarray) -> np.ndarray:
-    beta = np.abs(np.asarray(beta, dtype=np.float64))
-    scale = max(1.0, float(beta.max())) if beta.size else 1.0
-    return np.maximum(beta, EM_EPS * scale)
+    return np.maximum(np.abs(np.asarray(beta, dtype=np.float64)), em_floor(beta))
 
 
 @dataclass(frozen=True)
@@ -121,7 +140,7 @@ class L2(Penalty):
 class ElasticNet(Penalty):
     r"""Elastic net: :math:`P(β) = r\lVert β\rVert_1 + \frac{1-r}{2}\lVert β\rVert_2^2`, r = ``l1_ratio``.
 
-    EM weights d_j = r/|β_j| + (1 − r); exact solve by coordinate descent with soft-thresholding.
+    EM weights d_j = r/|β_j| + (1 − r); exact solve by an active-set (feature-sign) search.
     scikit-learn: ``ElasticNet(alpha=a, l1_ratio=r)`` on squared loss is α = a;
     ``LogisticRegression(penalty="elasticnet", C, l1_ratio=r)`` is α = 1/(C·n).
     """
@@ -156,6 +175,10 @@ class ElasticNet(Penalty):
         zero = np.abs(beta) <= zero_tol
         return np.where(zero, np.maximum(np.abs(grad_loss) - alpha * r, 0.0),
                         smooth + alpha * r * np.sign(beta))
+
+    def zero_threshold(self, grad_loss):
+        r = self.l1_ratio
+        return float(np.abs(grad_loss).max() / r) if r > 0 else None
 
     def solve_exact(self, A, b, beta0, lam, p):
         l1 = np.zeros(len(b))
@@ -449,7 +472,7 @@ class Group(Penalty):
     def weights(self, beta):
         beta = np.asarray(beta, dtype=np.float64)
         d = np.empty(len(beta))
-        floor = EM_EPS * max(1.0, float(np.abs(beta).max(initial=0.0)))
+        floor = em_floor(beta)
         for m in self._members(len(beta)):
             d[m] = np.sqrt(len(m)) / max(float(np.linalg.norm(beta[m])), floor)
         return d
@@ -465,6 +488,10 @@ class Group(Penalty):
             else:
                 out[m] = grad_loss[m] + weight * beta[m] / norm
         return out
+
+    def zero_threshold(self, grad_loss):
+        return float(max(np.linalg.norm(grad_loss[m]) / np.sqrt(len(m))
+                         for m in self._members(len(grad_loss))))
 
     def solve_exact(self, A, b, beta0, lam, p):
         blocks = [(m, lam * np.sqrt(len(m))) for m in self._members(p)]

@@ -36,7 +36,7 @@ import numpy as np
 import scipy.linalg
 
 from .losses import Loss
-from .penalties import EM_EPS, Penalty
+from .penalties import Penalty, check_solver, em_floor
 from .stats import BlockStats
 
 __all__ = [
@@ -147,10 +147,10 @@ class FitResult:
         return [r.objective for r in self.history]
 
 
-def objective(stats: BlockStats, beta: np.ndarray, penalty: Penalty, alpha: float, p: int,
-              column: int = 0) -> float:
-    """F = (1/W) Σ s ℓ + α P(β) at evaluation point ``column`` of ``stats`` (SPEC §2)."""
-    return float(stats.loss[column] / stats.weight + alpha * penalty.value(beta[:p]))
+def objective(loss_sum: float, weight: float, beta: np.ndarray, penalty: Penalty, alpha: float,
+              p: int) -> float:
+    """F = (1/W) Σ s ℓ + α P(β) from the weighted loss sum at β (SPEC §2)."""
+    return float(loss_sum / weight + alpha * penalty.value(beta[:p]))
 
 
 def objective_change(stats: BlockStats, beta: np.ndarray, beta_ref: np.ndarray, penalty: Penalty,
@@ -164,11 +164,11 @@ def objective_change(stats: BlockStats, beta: np.ndarray, beta_ref: np.ndarray, 
                  + alpha * penalty.value_difference(beta[:p], beta_ref[:p]))
 
 
-def optimality(stats: BlockStats, beta: np.ndarray, penalty: Penalty, alpha: float, p: int,
-               column: int = 0, zero_tol: float = 0.0) -> np.ndarray:
-    """First-order optimality residual at evaluation point ``column``: ∇F for smooth penalties,
-    the minimum-norm subgradient of F otherwise (the intercept entry is unpenalized)."""
-    g = stats.grad[:, column] / stats.weight
+def optimality(loss_grad: np.ndarray, weight: float, beta: np.ndarray, penalty: Penalty,
+               alpha: float, p: int, zero_tol: float = 0.0) -> np.ndarray:
+    """First-order optimality residual at β from the weighted loss gradient Σ s ℓ' x̃ there: ∇F
+    for smooth penalties, the minimum-norm subgradient of F otherwise (intercept unpenalized)."""
+    g = loss_grad / weight
     g[:p] = penalty.optimality(beta[:p], g[:p], alpha, zero_tol)
     return g
 
@@ -239,21 +239,20 @@ def fit_em(
     beta = np.zeros(q) if beta0 is None else np.asarray(beta0, dtype=np.float64).copy()
     if beta.shape != (q,):
         raise ValueError(f"beta0 must have shape ({q},), got {beta.shape}")
-    if config.penalty_solver == "exact" and not penalty.has_exact:
-        raise ValueError(f"penalty {penalty.name!r} has no exact p×p solver; use "
-                         "penalty_solver='em'")
+    check_solver(penalty, config.penalty_solver)
     solver = config.penalty_solver
 
     def residual(loss_grad, weight, point):
-        zero_tol = EM_EPS * max(1.0, float(np.abs(point[:p]).max())) if solver == "em" else 0.0
-        g = loss_grad / weight
-        g[:p] = penalty.optimality(point[:p], g[:p], alpha, zero_tol)
-        return g
+        zero_tol = em_floor(point[:p]) if solver == "em" else 0.0
+        return optimality(loss_grad, weight, point, penalty, alpha, p, zero_tol)
+
+    def residual_ok(rec) -> bool:
+        """Smooth losses must have a small optimality residual; non-smooth ones are not asked."""
+        return not loss.smooth or rec.grad_norm <= config.tol * max(1.0, abs(rec.objective))
 
     def small(rec) -> bool:
-        """The stopping rule: relative change, and (smooth losses) the optimality residual."""
-        ok = abs(rec.change) <= config.tol
-        return ok and (not loss.smooth or rec.grad_norm <= config.tol * max(1.0, abs(rec.objective)))
+        """The stopping rule: relative change and the residual test."""
+        return abs(rec.change) <= config.tol and residual_ok(rec)
 
     accelerated = config.acceleration != "none"
     safeguard = config.acceleration == "nesterov-restart"
@@ -283,7 +282,7 @@ def fit_em(
         stats, loss_sum, loss_grad = warm.system, warm.loss_sum, warm.loss_grad.copy()
         expand = beta if np.array_equal(warm.expand, beta) else warm.expand
     W = stats.weight
-    F = loss_sum / W + alpha * penalty.value(beta[:p])
+    F = objective(loss_sum, W, beta, penalty, alpha, p)
     record(0, F, math.nan, residual(loss_grad, W, beta), time.perf_counter() - t0)
     # `stats` holds the M-step system at `expand`; loss_sum, loss_grad are at β
     t = _next_t(1.0) if accelerated else 1.0  # t_1; m_0 = 0
@@ -351,7 +350,7 @@ def fit_em(
 
     if stalled:
         # at the floor the change test is moot; smooth losses must still pass the residual test
-        converged = not loss.smooth or history[-1].grad_norm <= config.tol * max(1.0, abs(F))
+        converged = residual_ok(history[-1])
     if not converged:
         why = (
             "the EM map reached a fixed point or the floating-point floor of the objective"

@@ -51,9 +51,9 @@ def test_em_step_is_a_preconditioned_gradient_step(seed):
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-11)
 
     # the solver's objective and gradient are SPEC §2's (finite differences of the direct F)
-    assert objective(st, beta, L2(), alpha, p) == pytest.approx(
+    assert objective(st.loss[0], st.weight, beta, L2(), alpha, p) == pytest.approx(
         _logistic_F(X, y, s, alpha, beta[:p], beta[p]), rel=1e-13)
-    g = optimality(st, beta, L2(), alpha, p)
+    g = optimality(st.grad[:, 0], st.weight, beta, L2(), alpha, p)
     h = 1e-6
     for j in range(p + 1):
         e = np.zeros(p + 1)
