@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import zarr
 
+from .losses import sigmoid
+
 __all__ = ["Problem", "make_problem", "write_zarr", "open_store", "GEN_ROWS"]
 
 GEN_ROWS = 65536  # rows per generation block (fixed: the data must not depend on chunking)
@@ -82,7 +84,7 @@ class Problem:
         eta = X @ self.coef + self.intercept
         rng = np.random.default_rng([self.seed, 1, b])
         if self.task == "classification":
-            prob = 0.5 * (1.0 + np.tanh(0.5 * eta))
+            prob = sigmoid(eta)
             y = (rng.random(eta.shape[0]) < prob).astype(np.float64)
         else:
             y = eta + self.noise * rng.standard_normal(eta.shape[0])

@@ -124,8 +124,7 @@ class Logistic(Loss):
         return omega, u
 
     def inverse_link(self, eta):
-        # σ(η) = (1 + tanh(η/2)) / 2: no overflow for any η
-        return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(eta, dtype=np.float64)))
+        return sigmoid(eta)
 
     def value_difference(self, y, eta_ref, delta):
         # ℓ = softplus(σ·η) with σ = 1 − 2y
@@ -350,7 +349,7 @@ class NegativeBinomial(Loss):
         return (y + self.h) * np.logaddexp(0.0, eta) - y * eta
 
     def derivative(self, y, eta):
-        return (y + self.h) * 0.5 * (1.0 + np.tanh(0.5 * np.asarray(eta, np.float64))) - y
+        return (y + self.h) * sigmoid(eta) - y
 
     def value_difference(self, y, eta_ref, delta):
         return (y + self.h) * _softplus_difference(eta_ref, delta) - y * delta
@@ -406,10 +405,15 @@ class Poisson(Loss):
         return np.exp(eta)
 
 
+def sigmoid(eta: np.ndarray) -> np.ndarray:
+    """σ(η) = (1 + tanh(η/2)) / 2: no overflow for any η."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(eta, dtype=np.float64)))
+
+
 def _softplus_difference(eta_ref, delta):
     """log(1 + e^(η+δ)) − log(1 + e^η), accurate for small δ."""
     near = np.abs(delta) < 1.0
-    sig = 0.5 * (1.0 + np.tanh(0.5 * eta_ref))
+    sig = sigmoid(eta_ref)
     stable = np.log1p(np.expm1(np.where(near, delta, 0.0)) * sig)
     return np.where(near, stable, np.logaddexp(0.0, eta_ref + delta) - np.logaddexp(0.0, eta_ref))
 
