@@ -1,8 +1,9 @@
 """Engines: where the data lives and how one pass over it is made. The only module importing dask.
 
-Both engines have one interface — ``stats(loss, coefs, expand, fit_intercept) -> BlockStats`` makes
-one pass over the data and counts it in ``n_passes`` — and compute the same pure-numpy kernel
-(:func:`smem_dask.stats.block_stats`) on row blocks:
+Both engines have one interface — ``stats_many(loss, requests, fit_intercept) -> [BlockStats]`` makes
+one pass over the data serving every request (e.g. every α of a path running in lockstep) and counts
+it in ``n_passes``; ``stats(loss, coefs, expand, fit_intercept)`` is the one-request case — and compute
+the same pure-numpy kernel (:func:`smem_dask.stats.block_stats_many`) on row blocks:
 
 * :class:`NumpyEngine` — arrays in memory, blocks summed in a loop. The oracle for the dask path.
 * :class:`DaskEngine` — a row-chunked dask array (from dask, or a zarr array read lazily). One fused
@@ -23,7 +24,7 @@ import numpy as np
 import zarr
 
 from .losses import Loss
-from .stats import BlockStats, block_stats, packed_size
+from .stats import BlockStats, Request, block_stats_many, pack_many, unpack_many
 
 __all__ = [
     "NumpyEngine",
@@ -94,9 +95,9 @@ def check_shapes(X, y, sample_weight) -> None:
         )
 
 
-def _checked(stats: BlockStats, engine) -> BlockStats:
+def _checked(stats: list[BlockStats], engine) -> list[BlockStats]:
     """Stop with a message naming the problem when a pass produced non-finite statistics."""
-    if stats.is_finite():
+    if all(st.is_finite() for st in stats):
         return stats
     n_x, n_y = engine.count_nonfinite()
     if n_x:
@@ -134,17 +135,20 @@ class NumpyEngine:
         return int(self.X.nbytes)
 
     def stats(self, loss: Loss, coefs, expand, fit_intercept: bool) -> BlockStats:
+        """One pass for one request: statistics at ``coefs`` (q × k) and the system at ``expand``."""
+        return self.stats_many(loss, [_request(self, coefs, expand, fit_intercept)], fit_intercept)[0]
+
+    def stats_many(self, loss: Loss, requests: list[Request], fit_intercept: bool) -> list[BlockStats]:
+        """One pass serving every request."""
         q = self.n_features + int(fit_intercept)
-        coefs = np.asarray(coefs, dtype=np.float64).reshape(q, -1)
-        total = BlockStats.zero(q, coefs.shape[1])
+        totals = [BlockStats.zero(q, r.k) for r in requests]
         for start in range(0, max(self.n_samples, 1), self.block_rows):
             rows = slice(start, start + self.block_rows)
             s = None if self.sample_weight is None else self.sample_weight[rows]
-            total = total + block_stats(
-                self.X[rows], self.y[rows], s, loss, coefs, expand, fit_intercept
-            )
+            parts = block_stats_many(self.X[rows], self.y[rows], s, loss, requests, fit_intercept)
+            totals = [t + b for t, b in zip(totals, parts, strict=True)]
         self.n_passes += 1
-        return _checked(total, self)
+        return _checked(totals, self)
 
     def count_nonfinite(self) -> tuple[int, int]:
         """Non-finite entries of (X, y)."""
@@ -153,9 +157,15 @@ class NumpyEngine:
         )
 
 
-def _pass_kernel(xb, yb, sb, *, loss, coefs, expand, fit_intercept):
+def _request(engine, coefs, expand, fit_intercept: bool) -> Request:
+    q = engine.n_features + int(fit_intercept)
+    return Request(np.asarray(coefs, dtype=np.float64).reshape(q, -1),
+                   None if expand is None else np.asarray(expand, dtype=np.float64))
+
+
+def _pass_kernel(xb, yb, sb, *, loss, requests, fit_intercept):
     """One block of one pass: read, compute, and pack its statistics into a (1, L) row."""
-    return block_stats(xb, yb, sb, loss, coefs, expand, fit_intercept).pack()[None, :]
+    return pack_many(block_stats_many(xb, yb, sb, loss, requests, fit_intercept), requests)[None, :]
 
 
 class DaskEngine:
@@ -207,11 +217,10 @@ class DaskEngine:
     def n_blocks(self) -> int:
         return len(self.X.chunks[0])
 
-    def pass_graph(self, loss: Loss, coefs, expand, fit_intercept: bool) -> da.Array:
+    def pass_graph(self, loss: Loss, requests: list[Request], fit_intercept: bool) -> da.Array:
         """The lazy packed statistics of one pass (exposed for graph inspection in tests)."""
-        q = self.n_features + int(fit_intercept)
-        coefs = np.asarray(coefs, dtype=np.float64).reshape(q, -1)
-        size = packed_size(q, coefs.shape[1])
+        size = len(pack_many([BlockStats.zero(self.n_features + int(fit_intercept), r.k)
+                              for r in requests], requests))
         s_args = (None, None) if self.sample_weight is None else (self.sample_weight, "i")
         # output blocks (1, size) indexed like X's blocks ("ij", one column block): no contraction
         # and no new axis, so the read of each block and the kernel fuse into one task
@@ -224,16 +233,20 @@ class DaskEngine:
             dtype=np.float64,
             meta=np.empty((0, 0), dtype=np.float64),
             token="smem-pass",
-            loss=loss, coefs=coefs, expand=expand, fit_intercept=fit_intercept,
+            loss=loss, requests=list(requests), fit_intercept=fit_intercept,
         )
         return parts.sum(axis=0, split_every=self.split_every)
 
     def stats(self, loss: Loss, coefs, expand, fit_intercept: bool) -> BlockStats:
+        """One pass for one request: statistics at ``coefs`` (q × k) and the system at ``expand``."""
+        return self.stats_many(loss, [_request(self, coefs, expand, fit_intercept)], fit_intercept)[0]
+
+    def stats_many(self, loss: Loss, requests: list[Request], fit_intercept: bool) -> list[BlockStats]:
+        """One pass (one ``compute``) serving every request."""
         q = self.n_features + int(fit_intercept)
-        coefs = np.asarray(coefs, dtype=np.float64).reshape(q, -1)
-        packed = self.pass_graph(loss, coefs, expand, fit_intercept).compute()
+        packed = self.pass_graph(loss, requests, fit_intercept).compute()
         self.n_passes += 1
-        return _checked(BlockStats.unpack(packed, q, coefs.shape[1]), self)
+        return _checked(unpack_many(packed, q, requests), self)
 
     def count_nonfinite(self) -> tuple[int, int]:
         """Non-finite entries of (X, y) — one extra pass, used only to explain a failure."""

@@ -3,9 +3,10 @@
 ``BlockStats`` is a monoid (``zero`` and ``+``): the statistics of the whole data are the sum of the
 statistics of any split into row blocks. Every engine computes ``block_stats`` on its blocks and sums.
 
-Notation: x̃ = (x, 1) when an intercept is fitted (q = p + 1 columns), else x̃ = x (q = p). A pass is
-given ``coefs`` (q × k: k points at which to evaluate the loss and its gradient) and optionally one
-``expand`` point (q,) at which to run the E-step and form the M-step system.
+Notation: x̃ = (x, 1) when an intercept is fitted (q = p + 1 columns), else x̃ = x (q = p). A pass
+serves one or several :class:`Request` s — several fits (e.g. the α of a path) can share one read of X.
+A request gives ``coefs`` (q × k: k points at which to evaluate the loss and its gradient) and
+optionally one ``expand`` point (q,) at which to run the E-step and form the M-step system.
 """
 
 from __future__ import annotations
@@ -17,7 +18,32 @@ from scipy.linalg import blas
 
 from .losses import Loss
 
-__all__ = ["BlockStats", "block_stats", "packed_size"]
+__all__ = ["BlockStats", "Request", "block_stats", "block_stats_many", "pack_many", "packed_size",
+           "unpack_many"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one fit asks of a data pass.
+
+    coefs : (q, k) array — points at which to evaluate the loss, its gradient and (for j ≥ 1) the loss
+        change from point 0.
+    expand : (q,) array or None — the expansion point of the E-step; None: no M-step system.
+    curvature : float or None — None: the loss's own E-step. A number b: the fixed-curvature majorizer
+        ω = b, u = b·η̃ − ℓ'(η̃) (valid for losses whose ω never exceeds b; SPEC §6).
+    """
+
+    coefs: np.ndarray
+    expand: np.ndarray | None = None
+    curvature: float | None = None
+
+    @property
+    def k(self) -> int:
+        return self.coefs.shape[1]
+
+    @property
+    def system(self) -> bool:
+        return self.expand is not None
 
 
 @dataclass(frozen=True)
@@ -67,18 +93,20 @@ class BlockStats:
             self.rhs + other.rhs,
         )
 
-    def pack(self) -> np.ndarray:
-        """All fields in one flat float64 vector (what a dask block returns)."""
-        return np.concatenate(
-            [[self.n, self.weight], self.loss, self.loss_delta, self.grad.ravel(),
-             self.gram.ravel(), self.rhs]
-        )
+    def pack(self, system: bool = True) -> np.ndarray:
+        """All fields in one flat float64 vector (what a dask block returns); without the system
+        (gram, rhs) when ``system`` is False."""
+        parts = [[self.n, self.weight], self.loss, self.loss_delta, self.grad.ravel()]
+        if system:
+            parts += [self.gram.ravel(), self.rhs]
+        return np.concatenate(parts)
 
     @classmethod
-    def unpack(cls, vec: np.ndarray, q: int, k: int) -> BlockStats:
+    def unpack(cls, vec: np.ndarray, q: int, k: int, system: bool = True) -> BlockStats:
         vec = np.asarray(vec, dtype=np.float64).ravel()
-        if vec.size != packed_size(q, k):
-            raise ValueError(f"packed statistics have {vec.size} values, expected {packed_size(q, k)}")
+        expected = packed_size(q, k, system)
+        if vec.size != expected:
+            raise ValueError(f"packed statistics have {vec.size} values, expected {expected}")
         i = 2
         loss = vec[i : i + k]
         i += k
@@ -86,18 +114,36 @@ class BlockStats:
         i += k - 1
         grad = vec[i : i + q * k].reshape(q, k)
         i += q * k
-        gram = vec[i : i + q * q].reshape(q, q)
-        i += q * q
-        rhs = vec[i : i + q]
+        if system:
+            gram = vec[i : i + q * q].reshape(q, q)
+            i += q * q
+            rhs = vec[i : i + q]
+        else:
+            gram, rhs = np.zeros((q, q)), np.zeros(q)
         return cls(float(vec[0]), float(vec[1]), loss, loss_delta, grad, gram, rhs)
 
     def is_finite(self) -> bool:
         return bool(np.isfinite(self.pack()).all())
 
 
-def packed_size(q: int, k: int) -> int:
-    """Length of ``BlockStats.pack()`` for q columns and k evaluation points."""
-    return 2 + 2 * k - 1 + q * k + q * q + q
+def packed_size(q: int, k: int, system: bool = True) -> int:
+    """Length of ``BlockStats.pack(system)`` for q columns and k evaluation points."""
+    return 2 + 2 * k - 1 + q * k + (q * q + q if system else 0)
+
+
+def pack_many(stats: list[BlockStats], requests: list[Request]) -> np.ndarray:
+    """The statistics of several requests in one flat vector (systems only where requested)."""
+    return np.concatenate([st.pack(r.system) for st, r in zip(stats, requests, strict=True)])
+
+
+def unpack_many(vec: np.ndarray, q: int, requests: list[Request]) -> list[BlockStats]:
+    vec = np.asarray(vec, dtype=np.float64).ravel()
+    sizes = [packed_size(q, r.k, r.system) for r in requests]
+    if vec.size != sum(sizes):
+        raise ValueError(f"packed statistics have {vec.size} values, expected {sum(sizes)}")
+    bounds = np.cumsum([0, *sizes])
+    return [BlockStats.unpack(vec[a:b], q, r.k, r.system)
+            for a, b, r in zip(bounds[:-1], bounds[1:], requests, strict=True)]
 
 
 def block_stats(
@@ -109,64 +155,102 @@ def block_stats(
     expand: np.ndarray | None,
     fit_intercept: bool,
 ) -> BlockStats:
-    """Statistics of one row block: the fused per-block work of one EM pass.
+    """Statistics of one row block for one request (see :func:`block_stats_many`)."""
+    q = np.shape(X)[1] + int(fit_intercept)
+    request = Request(np.asarray(coefs, dtype=np.float64).reshape(q, -1), expand)
+    return block_stats_many(X, y, sample_weight, loss, [request], fit_intercept)[0]
 
-    One read of ``X`` gives the linear predictors of all k evaluation points and of the expansion
-    point (one matrix product), the weighted losses and gradients there, and the weighted Gram
-    Σ s ω x̃ x̃ᵀ (a symmetric rank-k update, BLAS ``syrk``) and moment vector at the expansion point.
-    Any dtype of X is accumulated in float64. Floating-point warnings are silenced here: a NaN or
-    overflow shows in the returned statistics, which the engines check and explain after the pass.
+
+def block_stats_many(
+    X: np.ndarray,
+    y: np.ndarray,
+    sample_weight: np.ndarray | None,
+    loss: Loss,
+    requests: list[Request],
+    fit_intercept: bool,
+) -> list[BlockStats]:
+    """Statistics of one row block for each request: the fused per-block work of one EM pass.
+
+    One read of ``X`` gives the linear predictors of every request's evaluation points and expansion
+    point (one matrix product), the weighted losses and gradients there (one product with Xᵀ), and
+    for each expansion point the weighted Gram Σ s ω x̃ x̃ᵀ (a symmetric rank-k update, BLAS ``syrk``)
+    and moment vector. Any dtype of X is accumulated in float64. Floating-point warnings are
+    silenced here: a NaN or overflow shows in the returned statistics, which the engines check and
+    explain after the pass.
     """
     with np.errstate(all="ignore"):
-        return _block_stats(X, y, sample_weight, loss, coefs, expand, fit_intercept)
+        return _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept)
 
 
-def _block_stats(X, y, sample_weight, loss, coefs, expand, fit_intercept) -> BlockStats:
+def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept) -> list[BlockStats]:
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).ravel()
     n_rows, p = X.shape
     q = p + int(fit_intercept)
-    coefs = np.asarray(coefs, dtype=np.float64).reshape(q, -1)
-    k = coefs.shape[1]
     s = np.ones(n_rows) if sample_weight is None else np.asarray(sample_weight, np.float64).ravel()
+    W = float(s.sum())
 
-    # linear predictors of the k points, of the k − 1 steps from point 0 (so that small steps are
-    # not lost in a difference of two predictors), and of the expansion point: one product
-    steps = coefs[:, 1:] - coefs[:, :1]
-    points = np.column_stack([coefs, steps] if expand is None else [coefs, steps, expand])
+    # per request: its k points, the k − 1 steps from point 0 (so that small steps are not lost in
+    # a difference of two predictors) and its expansion point — all in one product
+    blocks, offsets = [], [0]
+    for r in requests:
+        coefs = np.asarray(r.coefs, dtype=np.float64).reshape(q, -1)
+        cols = [coefs, coefs[:, 1:] - coefs[:, :1]]
+        if r.system:
+            cols.append(np.asarray(r.expand, dtype=np.float64).reshape(q, 1))
+        blocks.append(np.column_stack(cols))
+        offsets.append(offsets[-1] + blocks[-1].shape[1])
+    points = np.column_stack(blocks)
     eta = X @ points[:p]
     if fit_intercept:
         eta += points[p]
 
-    eta_eval = eta[:, :k]
-    loss_sum = s @ loss.value(y[:, None], eta_eval)
-    loss_delta = s @ loss.value_difference(y[:, None], eta_eval[:, :1], eta[:, k : 2 * k - 1])
-    dl = s[:, None] * loss.derivative(y[:, None], eta_eval)  # n × k
-
-    if expand is None:
-        columns = dl
-    else:
-        omega, u = loss.e_step(y, eta[:, 2 * k - 1])
-        sw = s * omega
-        columns = np.column_stack([dl, sw, s * u])
-    # one product for every X-weighted vector: gradients, Xᵀ(sω), Xᵀ(su)
+    # the X-weighted vectors of every request: gradients, and s·ω, s·u for the systems
+    columns, weights, per_request = [], [], []
+    for r, start in zip(requests, offsets[:-1], strict=True):
+        k = r.k
+        eta_eval = eta[:, start : start + k]
+        loss_sum = s @ loss.value(y[:, None], eta_eval)
+        loss_delta = s @ loss.value_difference(y[:, None], eta_eval[:, :1],
+                                               eta[:, start + k : start + 2 * k - 1])
+        dl = loss.derivative(y[:, None], eta_eval)
+        columns.append(s[:, None] * dl)
+        sw = None
+        if r.system:
+            eta_x = eta[:, start + 2 * k - 1]
+            if r.curvature is None:
+                omega, u = loss.e_step(y, eta_x)
+            else:
+                omega = np.full(n_rows, float(r.curvature))
+                u = r.curvature * eta_x - loss.derivative(y, eta_x)
+            sw = s * omega
+            columns.append(np.column_stack([sw, s * u]))
+        weights.append(sw)
+        per_request.append((loss_sum, loss_delta))
+    columns = np.column_stack(columns)
     xt_cols = X.T @ columns
     col_sums = columns.sum(axis=0)
 
-    grad = np.empty((q, k))
-    grad[:p] = xt_cols[:, :k]
-    gram = np.zeros((q, q))
-    rhs = np.zeros(q)
-    if fit_intercept:
-        grad[p] = col_sums[:k]
-    if expand is not None:
-        gram[:p, :p] = _weighted_gram(X, sw)
-        rhs[:p] = xt_cols[:, k + 1]
+    out, c = [], 0
+    for r, sw, (loss_sum, loss_delta) in zip(requests, weights, per_request, strict=True):
+        k = r.k
+        grad = np.empty((q, k))
+        grad[:p] = xt_cols[:, c : c + k]
         if fit_intercept:
-            gram[:p, p] = gram[p, :p] = xt_cols[:, k]
-            gram[p, p] = col_sums[k]
-            rhs[p] = col_sums[k + 1]
-    return BlockStats(float(n_rows), float(s.sum()), loss_sum, loss_delta, grad, gram, rhs)
+            grad[p] = col_sums[c : c + k]
+        c += k
+        gram = np.zeros((q, q))
+        rhs = np.zeros(q)
+        if r.system:
+            gram[:p, :p] = _weighted_gram(X, sw)
+            rhs[:p] = xt_cols[:, c + 1]
+            if fit_intercept:
+                gram[:p, p] = gram[p, :p] = xt_cols[:, c]
+                gram[p, p] = col_sums[c]
+                rhs[p] = col_sums[c + 1]
+            c += 2
+        out.append(BlockStats(float(n_rows), W, loss_sum, loss_delta, grad, gram, rhs))
+    return out
 
 
 def _weighted_gram(X: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from smem_dask.engine import DaskEngine, NumpyEngine
 from smem_dask.losses import Logistic
 from smem_dask.penalties import L2
 from smem_dask.solver import SolverConfig, fit_em
+from smem_dask.stats import Request
 
 UNEVEN = (400, 700, 100, 800, 1, 599, 400)  # 7 blocks, 3000 rows
 SETTINGS = dict(alpha=1e-3, tol=1e-10)
@@ -120,7 +121,7 @@ def test_one_fused_task_per_block_and_no_graph_growth(zarr_arrays):
     q = zx.shape[1] + 1
     sizes = []
     for k, beta in ((1, np.zeros(q)), (2, np.ones(q))):
-        graph = engine.pass_graph(Logistic(), np.tile(beta[:, None], k), beta, True)
+        graph = engine.pass_graph(Logistic(), [Request(np.tile(beta[:, None], k), beta)], True)
         (optimized,) = dask.optimize(graph)
         tasks = [key for key in dict(optimized.__dask_graph__()) if isinstance(key, tuple)]
         # 7 block tasks (read X and y, label map, kernel, partial sum fused) + 1 aggregate
@@ -162,7 +163,7 @@ def test_in_memory_targets_are_sent_once_not_with_every_pass(cluster_client, rng
     with dask.config.set(scheduler=cluster_client):
         X = X.persist()
         engine = DaskEngine(X, y, s)
-        graph = engine.pass_graph(Logistic(), np.zeros((3, 1)), np.zeros(3), True)
+        graph = engine.pass_graph(Logistic(), [Request(np.zeros((3, 1)), np.zeros(3))], True)
         size = len(cloudpickle.dumps(dict(graph.__dask_graph__())))
         assert size < y.nbytes / 10, size
         st = engine.stats(Logistic(), np.zeros((3, 1)), np.zeros(3), True)
