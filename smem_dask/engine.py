@@ -16,6 +16,7 @@ The engine never names a concrete loss: the loss object is handed to the kernel.
 
 from __future__ import annotations
 
+import hashlib
 import numbers
 
 import dask
@@ -95,6 +96,21 @@ def check_shapes(X, y, sample_weight) -> None:
         )
 
 
+def _digest(n_samples: int, n_features: int, dtype, chunks, blocks) -> dict:
+    """A fingerprint of the data: shape, dtype, row chunks, and a SHA-256 of sampled row blocks
+    (the first, middle and last block of X, y and the sample weights, as float64 bytes)."""
+    h = hashlib.sha256()
+    for block in blocks:
+        h.update(np.ascontiguousarray(block, dtype=np.float64).tobytes())
+    return {"shape": [int(n_samples), int(n_features)], "dtype": str(np.dtype(dtype)),
+            "chunks": None if chunks is None else [int(c) for c in chunks],
+            "checksum": h.hexdigest()}
+
+
+def _sampled(n_blocks: int) -> list[int]:
+    return sorted({0, n_blocks // 2, max(n_blocks - 1, 0)})
+
+
 def _checked(stats: list[BlockStats], engine) -> list[BlockStats]:
     """Stop with a message naming the problem when a pass produced non-finite statistics."""
     if all(st.is_finite() for st in stats):
@@ -149,6 +165,17 @@ class NumpyEngine:
             totals = [t + b for t, b in zip(totals, parts, strict=True)]
         self.n_passes += 1
         return _checked(totals, self)
+
+    def fingerprint(self) -> dict:
+        """Shape, dtype and a checksum of sampled blocks (see :func:`_digest`); no data pass."""
+        n_blocks = max(1, -(-self.n_samples // self.block_rows))
+        blocks = []
+        for b in _sampled(n_blocks):
+            rows = slice(b * self.block_rows, (b + 1) * self.block_rows)
+            blocks += [self.X[rows], self.y[rows]]
+            if self.sample_weight is not None:
+                blocks.append(self.sample_weight[rows])
+        return _digest(self.n_samples, self.n_features, self.X.dtype, None, blocks)
 
     def count_nonfinite(self) -> tuple[int, int]:
         """Non-finite entries of (X, y)."""
@@ -247,6 +274,17 @@ class DaskEngine:
         packed = self.pass_graph(loss, requests, fit_intercept).compute()
         self.n_passes += 1
         return _checked(unpack_many(packed, q, requests), self)
+
+    def fingerprint(self) -> dict:
+        """Shape, dtype, row chunks and a checksum of sampled blocks (three blocks are read; not
+        counted as a pass)."""
+        parts = []
+        for b in _sampled(self.n_blocks):
+            parts += [self.X.blocks[b], self.y.blocks[b]]
+            if self.sample_weight is not None:
+                parts.append(self.sample_weight.blocks[b])
+        blocks = dask.compute(*parts)
+        return _digest(self.n_samples, self.n_features, self.X.dtype, self.X.chunks[0], blocks)
 
     def count_nonfinite(self) -> tuple[int, int]:
         """Non-finite entries of (X, y) — one extra pass, used only to explain a failure."""

@@ -20,7 +20,14 @@ from . import engine as _engine
 from .losses import Loss, get_loss
 from .path import solve_path
 from .penalties import L2, check_solver, get_penalty
-from .solver import ConvergenceWarning, FitResult, IterationRecord, SolverConfig, fit_em
+from .solver import (
+    ConvergenceWarning,
+    FitResult,
+    IterationRecord,
+    SolverConfig,
+    curvature_bound,
+    fit_em,
+)
 
 __all__ = ["SMEMClassifier", "SMEMRegressor", "fit_path"]
 
@@ -33,12 +40,13 @@ class _SMEMBase:
     def __init__(self, loss="logistic", penalty="l2", alpha=1e-4, fit_intercept=True,
                  acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist=False,
                  split_every=8, verbose=0, loss_params=None, penalty_params=None,
-                 penalty_solver=None):
+                 penalty_solver=None, curvature="adaptive"):
         self.loss = loss
         self.penalty = penalty
         self.loss_params = loss_params
         self.penalty_params = penalty_params
         self.penalty_solver = penalty_solver
+        self.curvature = curvature
         self.alpha = alpha
         self.fit_intercept = fit_intercept
         self.acceleration = acceleration
@@ -117,8 +125,10 @@ class _SMEMBase:
         loss = self._validated_loss()
         penalty = get_penalty(self.penalty, **(self.penalty_params or {}))
         config = SolverConfig(self.acceleration, self.tol, self.max_iter,
-                              self.penalty_solver or penalty.default_solver)
+                              self.penalty_solver or penalty.default_solver, self.curvature)
         check_solver(penalty, config.penalty_solver)
+        if config.curvature == "fixed":
+            curvature_bound(loss)
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise ValueError(f"fit_intercept must be True or False, got {self.fit_intercept!r}")
 
@@ -135,20 +145,25 @@ class _SMEMBase:
                                   split_every=self.split_every)
         return loss, penalty, config, eng
 
-    def path(self, X, y, sample_weight=None, *, alphas=None, n_alphas=40, eps=1e-3):
+    def path(self, X, y, sample_weight=None, *, alphas=None, n_alphas=40, eps=1e-3, batch="auto",
+             store=None, callback=None):
         """Fit a regularization path: ``alphas`` (largest first), or ``n_alphas`` values from α_max
-        down to α_max·``eps``, each α warm-started from the previous one and its last M-step
-        system (no first data pass per α). The estimator's own ``alpha`` is not used; the
-        estimator is left fitted at the smallest α. Returns a :class:`smem_dask.path.PathResult`.
+        down to α_max·``eps``. ``batch`` consecutive α run in lockstep (one data pass serves all of
+        them; ``"auto"``: all when their Grams fit in memory, see :func:`~smem_dask.path.solve_path`),
+        each batch starting where the previous one's smallest α ended (coefficients and last
+        M-step system: no first pass). ``store``: a directory or zarr group keeping shared
+        statistics and each finished α, so an interrupted path resumes (:mod:`smem_dask.store`).
+        ``callback(i, fit)`` runs after α i finishes. The estimator's own ``alpha`` is not used; it
+        is left fitted at the smallest α. Returns a :class:`smem_dask.path.PathResult`.
         """
         loss, penalty, config, eng = self._prepare(X, y, sample_weight)
         if not penalty.convex:
             raise ValueError(f"paths of the non-convex penalty {penalty.name!r} are not supported "
                              "yet; fit each alpha with fit()")
         result = solve_path(eng, loss, penalty, alphas=alphas, n_alphas=n_alphas, eps=eps,
-                            fit_intercept=bool(self.fit_intercept), config=config)
-        last = result.fits[-1]
-        self._set_fitted(last, loss)
+                            fit_intercept=bool(self.fit_intercept), config=config, batch=batch,
+                            store=store, callback=callback)
+        self._set_fitted(result.fits[-1], loss)
         self.alpha_path_ = result.alphas
         self.bytes_read_ = result.total_passes * eng.nbytes
         return result
@@ -202,6 +217,8 @@ class SMEMClassifier(_SMEMBase):
         takes the penalty's default ("exact" for l1 and elastic net, else "em"). Non-convex
         penalties (bridge with q < 1, scad, mcp, log) start from the ridge fit at the same α (its
         passes are counted in ``n_passes_``), since β = 0 can be a stationary trap.
+    curvature : "adaptive" | "fixed" — the loss's own E-step (fewest passes), or the fixed bound
+        ω = ¼ (logistic) / 1 (squared, huber): one Gram pass, then gradient-only passes (SPEC §6)
 
     Attributes
     ----------
@@ -215,10 +232,10 @@ class SMEMClassifier(_SMEMBase):
     def __init__(self, loss="logistic", penalty="l2", alpha=1e-4, fit_intercept=True,
                  acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist=False,
                  split_every=8, verbose=0, loss_params=None, penalty_params=None,
-                 penalty_solver=None):
+                 penalty_solver=None, curvature="adaptive"):
         super().__init__(loss, penalty, alpha, fit_intercept, acceleration, tol, max_iter,
                          persist, split_every, verbose, loss_params, penalty_params,
-                         penalty_solver)
+                         penalty_solver, curvature)
 
     def _encode_y(self, y, loss):
         classes = _engine.unique(y)
@@ -275,10 +292,10 @@ class SMEMRegressor(_SMEMBase):
     def __init__(self, loss="squared", penalty="l2", alpha=1e-4, fit_intercept=True,
                  acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist=False,
                  split_every=8, verbose=0, loss_params=None, penalty_params=None,
-                 penalty_solver=None):
+                 penalty_solver=None, curvature="adaptive"):
         super().__init__(loss, penalty, alpha, fit_intercept, acceleration, tol, max_iter,
                          persist, split_every, verbose, loss_params, penalty_params,
-                         penalty_solver)
+                         penalty_solver, curvature)
 
     def _encode_y(self, y, loss):
         if y.dtype.kind not in "biuf":
@@ -344,15 +361,17 @@ def _printer(nbytes: int, file=None):
 
 
 def fit_path(X, y, loss="logistic", penalty="l2", *, sample_weight=None, alphas=None, n_alphas=40,
-             eps=1e-3, **params):
+             eps=1e-3, batch="auto", store=None, callback=None, **params):
     """A regularization path of ``loss`` + α·``penalty`` (SPEC §6): ``n_alphas`` values of α from
     α_max down to α_max·``eps`` (or the given ``alphas``), largest first, warm-started.
 
     ``params`` are estimator parameters (``fit_intercept``, ``tol``, ``loss_params``, …). Returns a
     :class:`smem_dask.path.PathResult` with ``alphas``, ``coefs``, ``intercepts``, ``objectives``,
-    ``n_iter``, ``n_passes``, ``converged`` per α, and ``total_passes``.
+    ``n_iter``, ``n_passes``, ``converged`` per α, and ``total_passes``. ``batch``, ``store`` and
+    ``callback``: see :meth:`SMEMClassifier.path`.
     """
     loss_obj = get_loss(loss, **(params.get("loss_params") or {}))
     cls = SMEMClassifier if loss_obj.is_classifier else SMEMRegressor
     return cls(loss=loss, penalty=penalty, **params).path(
-        X, y, sample_weight, alphas=alphas, n_alphas=n_alphas, eps=eps)
+        X, y, sample_weight, alphas=alphas, n_alphas=n_alphas, eps=eps, batch=batch, store=store,
+        callback=callback)

@@ -411,11 +411,18 @@ def sigmoid(eta: np.ndarray) -> np.ndarray:
 
 
 def _softplus_difference(eta_ref, delta):
-    """log(1 + e^(η+δ)) − log(1 + e^η), accurate for small δ."""
-    near = np.abs(delta) < 1.0
-    sig = sigmoid(eta_ref)
-    stable = np.log1p(np.expm1(np.where(near, delta, 0.0)) * sig)
-    return np.where(near, stable, np.logaddexp(0.0, eta_ref + delta) - np.logaddexp(0.0, eta_ref))
+    """log(1 + e^(η+δ)) − log(1 + e^η), accurate for small δ.
+
+    log1p(expm1(δ)·σ(η)) for |δ| < 1; the (rare, in EM steps) entries with |δ| ≥ 1 are recomputed
+    as a difference of two log-sum-exps, which cannot overflow there.
+    """
+    eta_ref, delta = np.broadcast_arrays(np.asarray(eta_ref, np.float64), np.asarray(delta, np.float64))
+    far = np.abs(delta) >= 1.0
+    out = np.log1p(np.expm1(np.where(far, 0.0, delta)) * sigmoid(eta_ref))
+    if far.any():
+        e, d = eta_ref[far], delta[far]
+        out[far] = np.logaddexp(0.0, e + d) - np.logaddexp(0.0, e)
+    return out
 
 
 def _abs_difference(r, d):

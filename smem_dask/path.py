@@ -9,18 +9,35 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .losses import Loss
 from .penalties import L1, Penalty
-from .solver import ConvergenceWarning, FitResult, SolverConfig, fit_em
+from .solver import (
+    ConvergenceWarning,
+    FitResult,
+    FixedCurvature,
+    SolverConfig,
+    WarmStart,
+    curvature_bound,
+    em_iterations,
+    fit_em,
+    run_lockstep,
+)
+from .stats import Request
+from .store import PathStore
 
 __all__ = ["PathResult", "alpha_max", "alpha_grid", "solve_path", "RIDGE_ALPHA_MAX_FACTOR"]
 
 #: α_max sits this far above the exact threshold, so rounding cannot leave a 1e-14 coefficient there
 ALPHA_MAX_MARGIN = 1e-9
+
+#: ``batch="auto"`` runs as many α in lockstep as fit their M-step Grams (q×q float64 per α and
+#: block) in this many bytes — all of them for small q or fixed curvature (no per-α Gram)
+LOCKSTEP_GRAM_BUDGET = 64 * 2**20
 
 #: a penalty without a zero threshold (ridge, bridge q > 1, …) starts its path at this multiple of
 #: the largest loss-gradient entry at β = 0, where the coefficients are about 1e-3 of ‖∇‖/α-scale
@@ -36,13 +53,11 @@ class PathResult:
     intercepts: np.ndarray
     objectives: np.ndarray
     n_iter: np.ndarray
-    n_passes: np.ndarray  # data passes of each α (its share of the shared start included in α_0)
+    n_passes: np.ndarray  # data passes each α took part in (lockstep passes serve several α)
     converged: np.ndarray
+    total_passes: int = 0  # data passes of this run (the shared start included)
+    resumed: np.ndarray | None = None  # α read from the store instead of computed
     fits: list[FitResult] = field(default_factory=list, repr=False)
-
-    @property
-    def total_passes(self) -> int:
-        return int(self.n_passes.sum())
 
 
 def alpha_max(engine, loss: Loss, penalty: Penalty, *, fit_intercept: bool = True,
@@ -82,39 +97,125 @@ def alpha_grid(a_max: float, n_alphas: int = 40, eps: float = 1e-3) -> np.ndarra
 
 
 def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: int = 40,
-               eps: float = 1e-3, fit_intercept: bool = True,
-               config: SolverConfig | None = None) -> PathResult:
-    """Fit every α of the grid, largest first, each warm-started from the previous one's
-    coefficients and last M-step system (no first pass per α)."""
+               eps: float = 1e-3, fit_intercept: bool = True, config: SolverConfig | None = None,
+               batch: int | str = "auto", store=None, settings: dict | None = None,
+               callback: Callable[[int, FitResult], None] | None = None) -> PathResult:
+    """Fit every α of the grid, largest first.
+
+    ``batch`` consecutive α run in lockstep: each data pass serves all of them (one
+    ``engine.stats_many``), all starting from where the previous batch's last α ended (its
+    coefficients and last M-step system, so no first pass). ``batch=1`` is the classic warm-started
+    path; ``batch=n_alphas`` solves the whole path in about as many passes as its hardest α, at
+    the price of one Gram per α per pass. ``"auto"``: every α at once with fixed curvature (no
+    per-α Gram), else as many as fit ``LOCKSTEP_GRAM_BUDGET``. With ``config.curvature ==
+    "fixed"`` one Gram pass at the start serves every α.
+
+    ``store`` (a directory or zarr group) keeps the start, the shared Gram and every α as it
+    finishes; a rerun with the same store skips finished α (see :mod:`smem_dask.store`).
+    ``settings`` (what identifies the path besides the data) is recorded in the store.
+    ``callback(i, fit)`` is called after α i is finished (and stored).
+    """
     config = config or SolverConfig()
-    passes_at_start = engine.n_passes
-    warm = None
-    if alphas is None:
-        a_max, start = alpha_max(engine, loss, penalty, fit_intercept=fit_intercept, config=config)
-        alphas = alpha_grid(a_max, n_alphas, eps)
-        warm = start.warm
-    else:
+    q = engine.n_features + int(fit_intercept)
+    if batch == "auto":
+        batch = (10**9 if config.curvature == "fixed"
+                 else max(1, LOCKSTEP_GRAM_BUDGET // (8 * q * q)))
+    elif isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"batch must be a positive integer or 'auto', got {batch!r}")
+    if alphas is not None:
         alphas = np.asarray(alphas, dtype=np.float64).ravel()
         if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas < 0):
             raise ValueError("alphas must be a non-empty sequence of finite numbers ≥ 0")
         alphas = np.sort(alphas)[::-1]
-    fits = []
-    passes = []
-    before = passes_at_start
-    for alpha in alphas:
-        fit = fit_em(engine, loss, penalty, alpha, fit_intercept=fit_intercept, config=config,
-                     warm=warm)
-        warm = fit.warm
-        passes.append(engine.n_passes - before)
-        before = engine.n_passes
-        fits.append(fit)
+    else:
+        alpha_grid(1.0, n_alphas, eps)  # validate before any pass
+    batch = int(min(batch, n_alphas if alphas is None else alphas.size))
+    p = engine.n_features
+    passes_at_start = engine.n_passes
+    pstore = None
+    if store is not None:
+        pstore = PathStore(store, engine.fingerprint(), {
+            **(settings or {}), "loss": repr(loss), "penalty": repr(penalty),
+            "fit_intercept": bool(fit_intercept), "batch": int(batch),
+            "alphas": None if alphas is None else alphas.tolist(),
+            "n_alphas": None if alphas is not None else int(n_alphas),
+            "eps": None if alphas is not None else float(eps),
+            **{k: getattr(config, k) for k in ("acceleration", "tol", "max_iter",
+                                                 "penalty_solver", "curvature")}})
+    try:
+        return _solve_path(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, config,
+                           int(batch), pstore, callback, p, passes_at_start)
+    finally:
+        if pstore is not None:
+            pstore.close()
+
+
+def _start(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, config):
+    """The α grid and the common starting state (one intercept-only fit, or one pass at β = 0)."""
+    q = engine.n_features + int(fit_intercept)
+    if alphas is None:
+        a_max, start = alpha_max(engine, loss, penalty, fit_intercept=fit_intercept, config=config)
+        alphas, warm = alpha_grid(a_max, n_alphas, eps), start.warm
+    else:
+        st = engine.stats(loss, np.zeros((q, 1)), np.zeros(q), fit_intercept)
+        warm = WarmStart(np.zeros(q), float(st.loss[0]), st.grad[:, 0].copy(), st, np.zeros(q))
+    if config.curvature == "fixed":
+        # the one Gram of the whole path: b·Σ s x̃x̃ᵀ (β-independent), with the system at the start
+        bound = curvature_bound(loss)
+        st = engine.stats_many(loss, [Request(warm.beta[:, None], warm.beta, bound)],
+                               fit_intercept)[0]
+        fixed = FixedCurvature(st.gram, st.weight, engine.n_features)
+        warm = WarmStart(warm.beta, float(st.loss[0]), st.grad[:, 0].copy(), st, warm.beta, fixed)
+    return alphas, warm
+
+
+def _solve_path(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, config, batch,
+                pstore, callback, p, passes_at_start) -> PathResult:
+    if pstore is not None and pstore.has_start():
+        alphas, warm, start_passes = pstore.load_start(p)
+        done = pstore.done()
+    else:
+        alphas, warm = _start(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, config)
+        start_passes = engine.n_passes - passes_at_start
+        if pstore is not None:
+            pstore.save_start(alphas, warm, start_passes, p)
+        done = np.zeros(len(alphas), dtype=bool)
+    resumed = done.copy()
+    fits: list[FitResult | None] = [None] * len(alphas)
+    for i in np.flatnonzero(done):
+        fits[i] = pstore.load_alpha(i)
+
+    for first in range(0, len(alphas), batch):
+        members = range(first, min(first + batch, len(alphas)))
+        last = members[-1]
+        todo = [i for i in members if not done[i]]
+
+        def finished(j, fit, todo=todo, last=last):
+            i = todo[j]
+            fits[i] = fit
+            if pstore is not None:
+                pstore.save_alpha(i, fit, keep_warm=(i == last))
+            if callback is not None:
+                callback(i, fit)
+
+        gens = [em_iterations(loss, penalty, alphas[i], p, fit_intercept=fit_intercept,
+                              config=config, warm=warm) for i in todo]
+        run_lockstep(engine, loss, fit_intercept, gens, on_done=finished)
+        # the next batch starts where this batch's last (smallest) α ended
+        warm = fits[last].warm if fits[last].warm is not None else pstore.load_warm(last)
+
+    n_passes = np.array([f.n_passes for f in fits])
+    if not resumed[0]:
+        n_passes[0] += start_passes
     return PathResult(
         alphas=alphas,
         coefs=np.array([f.coef for f in fits]),
         intercepts=np.array([f.intercept for f in fits]),
         objectives=np.array([f.objective for f in fits]),
         n_iter=np.array([f.n_iter for f in fits]),
-        n_passes=np.array(passes),
+        n_passes=n_passes,
         converged=np.array([f.converged for f in fits]),
+        total_passes=engine.n_passes - passes_at_start,
+        resumed=resumed,
         fits=fits,
     )

@@ -60,6 +60,9 @@ class Penalty(abc.ABC):
     default_solver: ClassVar[str] = "em"
     #: convex penalties start from β = 0; non-convex ones from the ridge fit (0 can be a trap)
     convex: ClassVar[bool] = True
+    #: P(β) = ½‖β‖²: the M-step matrix G + W·α·I does not depend on β (fixed curvature can reuse one
+    #: eigendecomposition for every α and iteration)
+    quadratic: ClassVar[bool] = False
 
     @abc.abstractmethod
     def value(self, beta: np.ndarray) -> float:
@@ -120,6 +123,7 @@ class L2(Penalty):
     """
 
     name: ClassVar[str] = "l2"
+    quadratic: ClassVar[bool] = True
 
     def value(self, beta):
         beta = np.asarray(beta, dtype=np.float64)

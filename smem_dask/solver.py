@@ -1,7 +1,9 @@
 """The SM-EM iteration: E-step and M-step over an engine, with optional Nesterov acceleration.
 
-The solver sees the data only through ``engine.stats(loss, coefs, expand, fit_intercept)``, which
-makes one pass over the data and returns summed ``BlockStats``. Each EM iteration is, in order:
+The iteration itself (:func:`em_iterations`) is a generator that never touches data: it yields a
+:class:`~smem_dask.stats.Request` per data pass and receives the summed ``BlockStats``. :func:`fit_em`
+drives one such generator over an engine; :func:`run_lockstep` drives several (e.g. the α of a path)
+so that each data pass serves every fit still running. Each EM iteration is, in order:
 
 1. *M-step*: solve ``(G + W·α·diag(d)) β = r`` (p×p, Cholesky) with the system (G, r) formed at the
    expansion point β̃ (β̃ = β for base EM) and the penalty's weights d(β̃).
@@ -20,7 +22,14 @@ restart and stopping decisions stay exact far below the ~1e-16·|F| resolution o
 recorded objective of iteration k is F_0 + Σ ΔF, which equals F(β_k) of SPEC §2 to rounding.
 
 In steady state every iteration, objective evaluation and restart check included, reads the data
-once; a restart costs two extra passes. No dask here.
+once; a restart costs two extra passes.
+
+``curvature="fixed"`` (SPEC §6; losses with a bound ω ≤ b: logistic ¼, squared and huber 1) replaces
+the E-step by ω = b, u = b·η̃ − ℓ'(η̃): the M-step matrix b·Σ s x̃x̃ᵀ (+ W·α·D) is formed once, the
+right-hand side needs only the loss gradient at β̃, so each iteration's pass is a gradient pass
+(k + 1 columns instead of a p×p Gram) and a restart costs no pass. With ridge one eigendecomposition
+serves every α and iteration. The bound is looser than the E-step's, so it takes more iterations.
+No dask here.
 """
 
 from __future__ import annotations
@@ -37,17 +46,21 @@ import scipy.linalg
 
 from .losses import Loss
 from .penalties import Penalty, check_solver, em_floor
-from .stats import BlockStats
+from .stats import BlockStats, Request
 
 __all__ = [
     "ACCELERATIONS",
+    "CURVATURES",
     "ConvergenceWarning",
+    "FixedCurvature",
     "FitResult",
     "IterationRecord",
     "SingularSystemWarning",
     "SolverConfig",
     "WarmStart",
+    "em_iterations",
     "fit_em",
+    "run_lockstep",
     "objective",
     "objective_change",
     "optimality",
@@ -56,6 +69,7 @@ __all__ = [
 
 ACCELERATIONS = ("none", "nesterov", "nesterov-restart")
 PENALTY_SOLVERS = ("em", "exact")
+CURVATURES = ("adaptive", "fixed")
 
 
 class ConvergenceWarning(UserWarning):
@@ -70,9 +84,9 @@ class Engine(Protocol):
     n_features: int
     n_passes: int
 
-    def stats(
-        self, loss: Loss, coefs: np.ndarray, expand: np.ndarray | None, fit_intercept: bool
-    ) -> BlockStats: ...
+    def stats_many(
+        self, loss: Loss, requests: list[Request], fit_intercept: bool
+    ) -> list[BlockStats]: ...
 
 
 @dataclass(frozen=True)
@@ -83,8 +97,12 @@ class SolverConfig:
     tol: float = 1e-8
     max_iter: int = 1000
     penalty_solver: str = "em"  # "em" (parameter weights) or "exact" (see penalties.py)
+    curvature: str = "adaptive"  # "adaptive" (the loss's E-step) or "fixed" (ω = bound)
 
     def __post_init__(self):
+        if self.curvature not in CURVATURES:
+            raise ValueError(f"unknown curvature {self.curvature!r}; choose one of "
+                             f"{', '.join(CURVATURES)}")
         if self.penalty_solver not in PENALTY_SOLVERS:
             raise ValueError(f"unknown penalty_solver {self.penalty_solver!r}; choose one of "
                              f"{', '.join(PENALTY_SOLVERS)}")
@@ -127,6 +145,7 @@ class WarmStart:
     loss_grad: np.ndarray  # Σ s ℓ' x̃ at beta
     system: BlockStats  # gram/rhs (and weight W) at `expand`
     expand: np.ndarray
+    fixed: FixedCurvature | None = None  # the fixed-curvature Gram, when the fit used one
 
 
 @dataclass
@@ -145,6 +164,59 @@ class FitResult:
     @property
     def objective_history(self) -> list[float]:
         return [r.objective for r in self.history]
+
+
+class FixedCurvature:
+    """The fixed-curvature M-step matrix G = b·Σ s x̃x̃ᵀ (independent of β and α; SPEC §6).
+
+    ``system(β̃, ∇)`` is the majorizer's system at β̃ from the loss gradient there (no E-step pass).
+    ``solve_ridge`` solves (G + W·α·D) x = r for any α with one eigendecomposition, made on first
+    use and shared by every fit holding this object: with an intercept (last column, unpenalized)
+    it is eliminated first, leaving the Schur complement C = G_pp − g gᵀ/c, whose eigenvectors
+    diagonalize C + W·α·I for every α.
+    """
+
+    def __init__(self, gram: np.ndarray, weight: float, n_features: int):
+        self.gram = np.asarray(gram, dtype=np.float64)
+        self.weight = float(weight)
+        self.p = int(n_features)
+        self._eig = None
+
+    def system(self, expand: np.ndarray, loss_grad: np.ndarray) -> BlockStats:
+        q = self.gram.shape[0]
+        return BlockStats(0.0, self.weight, np.zeros(1), np.zeros(0), np.zeros((q, 1)), self.gram,
+                          self.gram @ expand - loss_grad)
+
+    def _eigh(self):
+        if self._eig is None:
+            p, G = self.p, self.gram
+            C = G[:p, :p]
+            if G.shape[0] > p:
+                C = C - np.outer(G[:p, p], G[:p, p]) / G[p, p]
+            self._eig = scipy.linalg.eigh(C)
+        return self._eig
+
+    def solve_ridge(self, rhs: np.ndarray, alpha: float) -> np.ndarray:
+        p, G = self.p, self.gram
+        lam, V = self._eigh()
+        r = rhs[:p]
+        if G.shape[0] > p:
+            r = r - G[:p, p] * (rhs[p] / G[p, p])
+        x = np.empty_like(rhs)
+        x[:p] = V @ ((V.T @ r) / (lam + self.weight * alpha))
+        if G.shape[0] > p:
+            x[p] = (rhs[p] - G[p, :p] @ x[:p]) / G[p, p]
+        return x
+
+
+def curvature_bound(loss: Loss) -> float:
+    """The bound b ≥ ω of a loss, or a clear error when its weights are unbounded."""
+    if loss.omega_bound is None:
+        raise ValueError(
+            f"curvature='fixed' needs a loss with bounded observation weights (logistic, squared, "
+            f"huber); the {loss.name} loss has none — use curvature='adaptive'"
+        )
+    return float(loss.omega_bound)
 
 
 def objective(loss_sum: float, weight: float, beta: np.ndarray, penalty: Penalty, alpha: float,
@@ -220,7 +292,7 @@ def fit_em(
 
     Parameters
     ----------
-    engine : object with ``stats(loss, coefs, expand, fit_intercept)``, ``n_features``, ``n_passes``
+    engine : object with ``stats_many(loss, requests, fit_intercept)``, ``n_features``, ``n_passes``
     loss, penalty : Loss, Penalty
     alpha : float ≥ 0
     fit_intercept : bool
@@ -229,10 +301,56 @@ def fit_em(
     callback : called with each accepted ``IterationRecord`` (iteration 0 included)
     warm : WarmStart, optional — start at ``warm.beta`` reusing its statistics: no first pass
     """
+    fit = em_iterations(loss, penalty, alpha, engine.n_features, fit_intercept=fit_intercept,
+                        config=config, beta0=beta0, callback=callback, warm=warm)
+    return run_lockstep(engine, loss, fit_intercept, [fit])[0]
+
+
+def run_lockstep(engine: Engine, loss: Loss, fit_intercept: bool, fits: list,
+                 on_done: Callable[[int, FitResult], None] | None = None) -> list[FitResult]:
+    """Drive several :func:`em_iterations` generators so that each data pass serves every fit
+    still running (one ``engine.stats_many`` call per pass). ``on_done(i, result)`` is called as
+    fit i finishes. Returns the results in the order of ``fits``."""
+    results: list[FitResult | None] = [None] * len(fits)
+    pending: dict[int, Request] = {}
+
+    def advance(i, value):
+        try:
+            pending[i] = fits[i].send(value)
+        except StopIteration as stop:
+            pending.pop(i, None)
+            results[i] = stop.value
+            if on_done is not None:
+                on_done(i, stop.value)
+
+    for i in range(len(fits)):
+        advance(i, None)
+    while pending:
+        order = list(pending)
+        stats = engine.stats_many(loss, [pending[i] for i in order], fit_intercept)
+        for i, st in zip(order, stats, strict=True):
+            advance(i, st)
+    return results
+
+
+def em_iterations(
+    loss: Loss,
+    penalty: Penalty,
+    alpha: float,
+    n_features: int,
+    *,
+    fit_intercept: bool = True,
+    config: SolverConfig = SolverConfig(),
+    beta0: np.ndarray | None = None,
+    callback: Callable[[IterationRecord], None] | None = None,
+    warm: WarmStart | None = None,
+):
+    """The SM-EM iteration as a generator: yields one :class:`Request` per data pass, receives its
+    ``BlockStats``, returns a :class:`FitResult` (see :func:`fit_em` for the parameters)."""
     alpha = float(alpha)
     if not (math.isfinite(alpha) and alpha >= 0):
         raise ValueError(f"alpha must be a finite number ≥ 0, got {alpha!r}")
-    p = engine.n_features
+    p = n_features
     q = p + int(fit_intercept)
     if warm is not None:
         beta0 = warm.beta
@@ -241,6 +359,10 @@ def fit_em(
         raise ValueError(f"beta0 must have shape ({q},), got {beta.shape}")
     check_solver(penalty, config.penalty_solver)
     solver = config.penalty_solver
+    fixed_mode = config.curvature == "fixed"
+    bound = curvature_bound(loss) if fixed_mode else None
+    fixed = warm.fixed if (fixed_mode and warm is not None) else None
+    ridge_fixed = fixed_mode and penalty.quadratic and solver == "em" and alpha > 0
 
     def residual(loss_grad, weight, point):
         zero_tol = em_floor(point[:p]) if solver == "em" else 0.0
@@ -254,30 +376,39 @@ def fit_em(
         """The stopping rule: relative change and the residual test."""
         return abs(rec.change) <= config.tol and residual_ok(rec)
 
+    def solve(stats, expand):
+        if ridge_fixed:
+            return fixed.solve_ridge(stats.rhs, alpha)
+        return m_step(stats, expand, penalty, alpha, p, solver)
+
     accelerated = config.acceleration != "none"
     safeguard = config.acceleration == "nesterov-restart"
 
     start = time.perf_counter()
-    passes_before = engine.n_passes
+    n_passes = 0
     history: list[IterationRecord] = []
 
     def record(it, F, change, g, pass_seconds, restarted=False):
         rec = IterationRecord(
             it, F, change, float(np.max(np.abs(g))) if g.size else 0.0,
-            engine.n_passes - passes_before, pass_seconds, time.perf_counter() - start, restarted,
+            n_passes, pass_seconds, time.perf_counter() - start, restarted,
         )
         history.append(rec)
         if callback is not None:
             callback(rec)
         return rec
 
-    def system_at(point: np.ndarray) -> BlockStats:
-        return engine.stats(loss, point[:, None], point, fit_intercept)
-
     t0 = time.perf_counter()
-    if warm is None:
-        stats = system_at(beta)
+    if warm is None or (fixed_mode and fixed is None):
+        # a first pass: loss and gradient at β and the system there (fixed curvature: b·Σ s x̃x̃ᵀ)
+        stats = yield Request(beta[:, None], beta, bound)
+        n_passes += 1
         loss_sum, loss_grad, expand = float(stats.loss[0]), stats.grad[:, 0].copy(), beta
+        if fixed_mode:
+            fixed = FixedCurvature(stats.gram, stats.weight, p)
+    elif fixed_mode:
+        loss_sum, loss_grad, expand = warm.loss_sum, warm.loss_grad.copy(), beta
+        stats = fixed.system(beta, loss_grad)
     else:
         stats, loss_sum, loss_grad = warm.system, warm.loss_sum, warm.loss_grad.copy()
         expand = beta if np.array_equal(warm.expand, beta) else warm.expand
@@ -294,7 +425,7 @@ def fit_em(
     halved = None  # a shortened plain step to try next (losses with a local majorizer only)
     n_halvings = 0
     while it < config.max_iter:
-        candidate = m_step(stats, expand, penalty, alpha, p, solver) if halved is None else halved
+        candidate = solve(stats, expand) if halved is None else halved
         halved = None
         plain_step = expand is beta  # candidate = M(β): EM cannot increase F here
         if plain_step and np.array_equal(candidate, beta):
@@ -308,8 +439,15 @@ def fit_em(
         next_expand = candidate if momentum == 0.0 else candidate + momentum * (candidate - beta)
         # one pass: F(candidate) − F(β) per observation, ∇F(candidate), system at next_expand
         t0 = time.perf_counter()
-        new_stats = engine.stats(loss, np.column_stack([beta, candidate]), next_expand,
-                                 fit_intercept)
+        if fixed_mode:
+            # a gradient pass; the system at next_expand needs only the gradient there
+            points = [beta, candidate] + ([] if next_expand is candidate else [next_expand])
+            new_stats = yield Request(np.column_stack(points))
+            next_system = fixed.system(next_expand, new_stats.grad[:, -1])
+        else:
+            new_stats = next_system = yield Request(np.column_stack([beta, candidate]),
+                                                    next_expand)
+        n_passes += 1
         pass_seconds += time.perf_counter() - t0
         dF = objective_change(new_stats, candidate, beta, penalty, alpha, p)
         if not math.isfinite(dF):
@@ -327,9 +465,13 @@ def fit_em(
             # discard the candidate, form the system at the current β, reset the momentum
             n_restarts += 1
             restarted = True
-            t0 = time.perf_counter()
-            stats = system_at(beta)
-            pass_seconds += time.perf_counter() - t0
+            if fixed_mode:
+                stats = fixed.system(beta, loss_grad)  # no pass: the gradient at β is known
+            else:
+                t0 = time.perf_counter()
+                stats = yield Request(beta[:, None], beta)
+                n_passes += 1
+                pass_seconds += time.perf_counter() - t0
             expand = beta
             t = _next_t(1.0)
             continue
@@ -342,7 +484,7 @@ def fit_em(
         change = -dF / max(abs(F_new), np.finfo(float).tiny)
         rec = record(it, F_new, change, g, pass_seconds, restarted)
         beta, F = candidate, F_new
-        stats, expand, t = new_stats, next_expand, t_next
+        stats, expand, t = next_system, next_expand, t_next
         restarted, pass_seconds = False, 0.0
         if small(rec):
             converged = True
@@ -362,17 +504,17 @@ def fit_em(
             f"change {history[-1].change:.3g}, gradient norm {history[-1].grad_norm:.3g}); "
             "increase max_iter or tol",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=5,
         )
     return FitResult(
         coef=beta[:p].copy(),
         intercept=float(beta[p]) if fit_intercept else 0.0,
         n_iter=it,
-        n_passes=engine.n_passes - passes_before,
+        n_passes=n_passes,
         objective=F,
         grad_norm=history[-1].grad_norm,
         converged=converged,
         n_restarts=n_restarts,
         history=history,
-        warm=WarmStart(beta.copy(), loss_sum, loss_grad, stats, expand.copy()),
+        warm=WarmStart(beta.copy(), loss_sum, loss_grad, stats, expand.copy(), fixed),
     )

@@ -57,7 +57,8 @@ class BlockStats:
     weight : float
         W = Σ s_i.
     loss : (k,) array
-        Σ s_i ℓ(y_i, η_i) at each evaluation point.
+        Σ s_i ℓ(y_i, η_i) at each evaluation point (for j ≥ 1: the sum at point 0 plus the
+        per-observation change ``loss_delta``).
     loss_delta : (k − 1,) array
         Σ s_i [ℓ(y_i, η_ij) − ℓ(y_i, η_i0)] for evaluation points j ≥ 1, computed per observation
         with the loss's stable ``value_difference`` (accurate even when the points nearly agree).
@@ -205,16 +206,26 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept) -> lis
     if fit_intercept:
         eta += points[p]
 
+    # losses, loss changes and derivatives at every request's evaluation points: one call each
+    # (the loss at points j ≥ 1 is the loss at point 0 plus the change: one loss call per request)
+    starts = offsets[:-1]
+    evals = np.concatenate([np.arange(a, a + r.k) for r, a in zip(requests, starts, strict=True)])
+    refs = np.concatenate([np.full(r.k - 1, a) for r, a in zip(requests, starts, strict=True)])
+    steps = np.concatenate([np.arange(a + r.k, a + 2 * r.k - 1)
+                            for r, a in zip(requests, starts, strict=True)])
+    loss_refs = s @ loss.value(y[:, None], eta[:, starts])
+    loss_deltas = s @ loss.value_difference(y[:, None], eta[:, refs], eta[:, steps])
+    dl = s[:, None] * loss.derivative(y[:, None], eta[:, evals])
+
     # the X-weighted vectors of every request: gradients, and s·ω, s·u for the systems
     columns, weights, per_request = [], [], []
+    e = d = 0
     for r, start in zip(requests, offsets[:-1], strict=True):
         k = r.k
-        eta_eval = eta[:, start : start + k]
-        loss_sum = s @ loss.value(y[:, None], eta_eval)
-        loss_delta = s @ loss.value_difference(y[:, None], eta_eval[:, :1],
-                                               eta[:, start + k : start + 2 * k - 1])
-        dl = loss.derivative(y[:, None], eta_eval)
-        columns.append(s[:, None] * dl)
+        columns.append(dl[:, e : e + k])
+        delta = loss_deltas[d : d + k - 1]
+        per_request.append((loss_refs[len(per_request)] + np.r_[0.0, delta], delta))
+        e, d = e + k, d + k - 1
         sw = None
         if r.system:
             eta_x = eta[:, start + 2 * k - 1]
@@ -226,7 +237,6 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept) -> lis
             sw = s * omega
             columns.append(np.column_stack([sw, s * u]))
         weights.append(sw)
-        per_request.append((loss_sum, loss_delta))
     columns = np.column_stack(columns)
     xt_cols = X.T @ columns
     col_sums = columns.sum(axis=0)

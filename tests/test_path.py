@@ -9,6 +9,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from smem_dask import SMEMClassifier, SMEMRegressor, fit_path
+from smem_dask.data import make_problem
 from smem_dask.path import RIDGE_ALPHA_MAX_FACTOR, alpha_grid
 
 
@@ -58,15 +59,44 @@ def test_alpha_max_is_the_lasso_threshold(paths, logistic_problem):
     assert paths["l2"].alphas[0] == pytest.approx(RIDGE_ALPHA_MAX_FACTOR * a_max, rel=1e-8)
 
 
-def test_passes_are_counted_and_warm_starts_save_them(paths, logistic_problem):
+def test_passes_are_counted_and_warm_starts_save_them(logistic_problem):
     X, y = logistic_problem
-    path = paths["l2"]
-    assert path.total_passes == sum(f.n_passes for f in path.fits) + (
-        path.n_passes[0] - path.fits[0].n_passes)
-    cold_total = sum(SMEMClassifier(alpha=a, tol=1e-11).fit(X, y).n_passes_ for a in path.alphas)
-    assert path.total_passes < cold_total
-    # no first pass per α: each warm-started fit starts from the previous system
-    assert all(f.n_passes == f.n_iter + 2 * f.n_restarts for f in path.fits[1:])
+    seq = fit_path(X, y, tol=1e-11, batch=1)
+    # sequential: passes add up (α_0 carries the shared start), and no α needs a first pass
+    assert seq.total_passes == seq.n_passes.sum()
+    assert all(f.n_passes == f.n_iter + 2 * f.n_restarts for f in seq.fits)
+    cold_total = sum(SMEMClassifier(alpha=a, tol=1e-11).fit(X, y).n_passes_ for a in seq.alphas)
+    assert seq.total_passes < cold_total
+    # lockstep: one batch, so the path takes the start plus as many passes as its slowest α
+    lock = fit_path(X, y, tol=1e-11, batch=40)
+    start = lock.n_passes[0] - lock.fits[0].n_passes
+    assert lock.total_passes == start + max(f.n_passes for f in lock.fits)
+    assert lock.total_passes < seq.total_passes / 5
+    np.testing.assert_allclose(lock.objectives, seq.objectives, rtol=1e-12)
+
+
+@pytest.mark.parametrize("curvature", ["adaptive", "fixed"])
+def test_40_point_ridge_path_costs_at_most_4_cold_fits(curvature):
+    """Issue 4: n ≥ 1e5, cond(XᵀX) ≥ 1e6, 40-point logistic-ridge path ≤ 4× the passes of one cold
+    fit at the smallest α (counted passes), every α within 1e-8 of that cold fit's objective."""
+    X, y = make_problem(100_000, 20, cond=1e6, seed=1)
+    path = fit_path(X, y, penalty="l2", tol=1e-8, curvature=curvature)
+    cold = SMEMClassifier(penalty="l2", alpha=path.alphas[-1], tol=1e-8).fit(X, y)
+    assert path.converged.all() and cold.converged_
+    assert path.total_passes <= 4 * cold.n_passes_, (path.total_passes, cold.n_passes_)
+    assert path.objectives[-1] == pytest.approx(cold.objective_, rel=1e-8)
+
+
+@pytest.mark.parametrize("penalty", ["l2", "l1"])
+def test_sharing_modes_agree(logistic_problem, penalty):
+    """Sequential, lockstep batches and fixed curvature reach the same path."""
+    X, y = logistic_problem
+    ref = fit_path(X, y, penalty=penalty, n_alphas=12, tol=1e-11, batch=1)
+    for kwargs in ({"batch": 5}, {"batch": 12}, {"curvature": "fixed", "batch": 1},
+                   {"curvature": "fixed"}):
+        other = fit_path(X, y, penalty=penalty, n_alphas=12, tol=1e-11, **kwargs)
+        np.testing.assert_allclose(other.objectives, ref.objectives, rtol=1e-9, err_msg=str(kwargs))
+        np.testing.assert_allclose(other.coefs, ref.coefs, rtol=1e-5, atol=1e-7, err_msg=str(kwargs))
 
 
 def test_path_on_dask_equals_in_memory(logistic_problem):
@@ -96,6 +126,8 @@ def test_estimator_path_leaves_it_fitted_at_the_smallest_alpha(regression_proble
     ({"alphas": [1.0, -1.0]}, "alphas must be a non-empty sequence of finite numbers ≥ 0"),
     ({"alphas": []}, "alphas must be a non-empty sequence"),
     ({"penalty": "scad"}, "paths of the non-convex penalty 'scad' are not supported yet"),
+    ({"batch": 0}, "batch must be a positive integer or 'auto'"),
+    ({"loss": "quantile", "curvature": "fixed"}, "curvature='fixed' needs a loss with bounded"),
 ])
 def test_bad_path_arguments(regression_problem, kwargs, match):
     X, y = regression_problem
