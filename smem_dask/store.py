@@ -142,7 +142,7 @@ class PathStore:
     def _check_or_init(self, fingerprint: dict, settings: dict) -> None:
         attrs = dict(self.group.attrs)
         if not attrs:
-            if any(True for _ in self.group.keys()):
+            if set(os.listdir(self.root)) - {LOCK_NAME, "zarr.json"}:
                 raise StoreMismatchError(f"{self.root} is a zarr group but not a path store; "
                                          "use an empty or new directory")
             self.group.attrs.update({"format": FORMAT, "fingerprint": fingerprint,

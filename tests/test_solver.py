@@ -153,6 +153,7 @@ def test_max_iter_gives_a_convergence_warning(logistic_problem):
     ({"tol": float("nan")}, "tol must be a positive"),
     ({"max_iter": 0}, "max_iter must be a positive integer"),
     ({"max_iter": 2.5}, "max_iter must be a positive integer"),
+    ({"curvature": "flat"}, "unknown curvature 'flat'; choose one of adaptive, fixed"),
 ])
 def test_bad_solver_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -175,3 +176,59 @@ def test_warm_start_from_the_optimum_stops_immediately(logistic_problem):
                        beta0=np.r_[first.coef, first.intercept])
     assert again.n_iter <= 2
     assert again.objective <= first.objective
+
+
+@pytest.mark.parametrize("loss_name", ["logistic", "squared", "huber"])
+@pytest.mark.parametrize("penalty_name", ["l2", "l1"])
+def test_fixed_curvature_reaches_the_same_optimum(logistic_problem, regression_problem, loss_name,
+                                                  penalty_name):
+    """The bound majorizer ω = b converges to the optimum of the same F (scipy oracle), with
+    gradient-only passes: one first pass, one per iteration, and restarts cost no pass."""
+    import scipy.optimize
+
+    from smem_dask import SMEMClassifier, SMEMRegressor
+
+    X, y = logistic_problem if loss_name == "logistic" else regression_problem
+    cls = SMEMClassifier if loss_name == "logistic" else SMEMRegressor
+    alpha = 1e-2
+    kw = dict(loss=loss_name, penalty=penalty_name, alpha=alpha, tol=1e-12, max_iter=20000)
+    fixed = cls(curvature="fixed", **kw).fit(X, y)
+    adaptive = cls(**kw).fit(X, y)
+    assert fixed.converged_
+    assert fixed.objective_ == pytest.approx(adaptive.objective_, rel=1e-10)
+    assert fixed.n_passes_ == 1 + fixed.n_iter_ + fixed.n_restarts_
+    if penalty_name == "l2":
+        loss = fixed.loss_
+
+        def F(theta):
+            eta = X @ theta[:-1] + theta[-1]
+            g = loss.derivative(y, eta)
+            val = np.mean(loss.value(y, eta)) + 0.5 * alpha * theta[:-1] @ theta[:-1]
+            grad = np.r_[X.T @ g / len(y) + alpha * theta[:-1], g.mean()]
+            return val, grad
+
+        ref = scipy.optimize.minimize(F, np.zeros(X.shape[1] + 1), jac=True, method="L-BFGS-B",
+                                      options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 10**5})
+        assert fixed.objective_ == pytest.approx(ref.fun, rel=1e-9)
+
+
+def test_fixed_curvature_ridge_solve_equals_a_direct_solve(rng):
+    from smem_dask.solver import FixedCurvature
+
+    for q, p in ((6, 5), (5, 5)):
+        A = rng.normal(size=(50, q))
+        G = A.T @ A
+        fc = FixedCurvature(G, 3.0, p)
+        D = np.diag([1.0] * p + [0.0] * (q - p))
+        for alpha in (1e-6, 1e-2, 10.0):
+            r = rng.normal(size=q)
+            np.testing.assert_allclose(fc.solve_ridge(r, alpha),
+                                       np.linalg.solve(G + 3.0 * alpha * D, r), rtol=1e-9)
+
+
+def test_fixed_curvature_needs_a_bounded_loss(regression_problem):
+    from smem_dask import SMEMRegressor
+
+    X, y = regression_problem
+    with pytest.raises(ValueError, match="the quantile loss has none"):
+        SMEMRegressor(loss="quantile", curvature="fixed").fit(X, y)

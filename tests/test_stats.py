@@ -81,3 +81,35 @@ def test_no_expansion_point_gives_gradient_only(rng):
     st = block_stats(X, rng.normal(size=40), None, Squared(), rng.normal(size=(3, 1)), None, False)
     assert not st.gram.any() and not st.rhs.any()
     assert st.grad.any()
+
+
+def test_several_requests_in_one_pass_equal_separate_passes(rng):
+    from smem_dask.stats import Request, block_stats_many
+
+    X = rng.normal(size=(500, 4))
+    y = rng.integers(0, 2, 500).astype(float)
+    s = rng.uniform(0.5, 2, 500)
+    requests = [Request(rng.normal(size=(5, 3)), rng.normal(size=5)),
+                Request(rng.normal(size=(5, 1))),
+                Request(rng.normal(size=(5, 2)), rng.normal(size=5))]
+    many = block_stats_many(X, y, s, Logistic(), requests, True)
+    for r, st in zip(requests, many, strict=True):
+        one = block_stats(X, y, s, Logistic(), r.coefs, r.expand, True)
+        np.testing.assert_allclose(st.pack(), one.pack(), rtol=1e-12, atol=1e-12)
+
+
+def test_fixed_curvature_request_is_the_bound_majorizer(rng):
+    """ω = b, u = b·η̃ − ℓ'(η̃): Gram b·XᵀSX and right-hand side Gram·β̃ − Σ s ℓ' x̃."""
+    from smem_dask.stats import Request, block_stats_many
+
+    X = rng.normal(size=(300, 3))
+    y = rng.integers(0, 2, 300).astype(float)
+    s = rng.uniform(0.5, 2, 300)
+    beta = rng.normal(size=4)
+    (st,) = block_stats_many(X, y, s, Logistic(), [Request(beta[:, None], beta, 0.25)], True)
+    Xa = np.column_stack([X, np.ones(300)])
+    gram = 0.25 * Xa.T @ (s[:, None] * Xa)
+    grad = Xa.T @ (s * (1 / (1 + np.exp(-(Xa @ beta))) - y))
+    np.testing.assert_allclose(st.gram, gram, rtol=1e-12)
+    np.testing.assert_allclose(st.rhs, gram @ beta - grad, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(st.grad[:, 0], grad, rtol=1e-10, atol=1e-10)
