@@ -1,4 +1,4 @@
-"""The ``smem-dask`` command: ``demo``, ``make-data``, ``fit``. Thin: parse, call the library, print.
+"""The ``smem-dask`` command: ``demo``, ``make-data``, ``fit``, ``path``. Thin: parse, call, print.
 
 Errors are one line on stderr (``smem-dask: error: …``) with exit code 2, never a traceback.
 """
@@ -20,7 +20,7 @@ from .data import open_store, write_zarr
 from .estimators import SMEMClassifier, SMEMRegressor
 from .losses import LOSSES
 from .penalties import PENALTIES
-from .solver import ACCELERATIONS
+from .solver import ACCELERATIONS, CURVATURES
 
 _EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, TimeoutError, KeyError)
 
@@ -32,6 +32,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _batch(text: str):
+    return text if text == "auto" else _positive_int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smem-dask",
@@ -39,11 +43,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def solver_options(p, alpha_default=1e-4):
-        p.add_argument("--alpha", type=float, default=alpha_default, help="penalty strength α")
+    def solver_options(p, alpha=True):
+        if alpha:
+            p.add_argument("--alpha", type=float, default=1e-4, help="penalty strength α")
         p.add_argument("--acceleration", choices=ACCELERATIONS, default="nesterov-restart")
         p.add_argument("--tol", type=float, default=1e-8)
         p.add_argument("--max-iter", type=_positive_int, default=1000)
+
+    def model_options(p):
+        p.add_argument("data", metavar="DATA.zarr", help="zarr store with arrays X (n × p) and y (n)")
+        p.add_argument("--loss", choices=sorted(LOSSES), default="logistic")
+        p.add_argument("--penalty", choices=sorted(PENALTIES), default="l2")
+        p.add_argument("--loss-param", action="append", default=[], metavar="NAME=VALUE",
+                       help="a parameter of the loss, e.g. tau=0.9 (repeatable)")
+        p.add_argument("--penalty-param", action="append", default=[], metavar="NAME=VALUE",
+                       help="a parameter of the penalty, e.g. l1_ratio=0.5 or groups=0,0,1,1")
+        p.add_argument("--penalty-solver", choices=("em", "exact"), default=None,
+                       help="how the penalty enters the M-step (default: the penalty's own)")
+        p.add_argument("--curvature", choices=CURVATURES, default="adaptive",
+                       help="the loss's E-step, or the fixed bound ω = ¼ (logistic) / 1 "
+                            "(squared, huber): one Gram, then gradient-only passes")
+
+    def cluster_options(p):
+        p.add_argument("--scheduler", metavar="ADDRESS",
+                       help="address of a dask scheduler, e.g. tcp://127.0.0.1:8786 "
+                            "(default: threads in this process)")
+        p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                       help="give up reaching --scheduler after this long (default 10)")
+        p.add_argument("--persist", action="store_true",
+                       help="keep the data in cluster memory instead of streaming it each pass")
 
     demo = sub.add_parser(
         "demo", help="fit a synthetic ill-conditioned logistic problem from zarr on a local cluster"
@@ -67,25 +95,28 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("--overwrite", action="store_true", help="replace an existing store")
 
     fit = sub.add_parser("fit", help="fit a model to the arrays X and y of a zarr store")
-    fit.add_argument("store", help="zarr store with arrays X (n × p) and y (n)")
-    fit.add_argument("--loss", choices=sorted(LOSSES), default="logistic")
-    fit.add_argument("--penalty", choices=sorted(PENALTIES), default="l2")
-    fit.add_argument("--loss-param", action="append", default=[], metavar="NAME=VALUE",
-                     help="a parameter of the loss, e.g. tau=0.9 (repeatable)")
-    fit.add_argument("--penalty-param", action="append", default=[], metavar="NAME=VALUE",
-                     help="a parameter of the penalty, e.g. l1_ratio=0.5 or groups=0,0,1,1")
-    fit.add_argument("--penalty-solver", choices=("em", "exact"), default=None,
-                     help="how the penalty enters the M-step (default: the penalty's own)")
+    model_options(fit)
     solver_options(fit)
-    fit.add_argument("--scheduler", metavar="ADDRESS",
-                     help="address of a dask scheduler, e.g. tcp://127.0.0.1:8786 "
-                          "(default: threads in this process)")
-    fit.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
-                     help="give up reaching --scheduler after this long (default 10)")
-    fit.add_argument("--persist", action="store_true",
-                     help="keep the data in cluster memory instead of streaming it each pass")
+    cluster_options(fit)
     fit.add_argument("--out", metavar="JSON", help="write coefficients and fit summary here")
     fit.add_argument("--quiet", action="store_true", help="no per-iteration lines")
+
+    path = sub.add_parser("path", help="fit a regularization path (α_max down to α_max·eps)")
+    model_options(path)
+    solver_options(path, alpha=False)
+    cluster_options(path)
+    path.add_argument("--n-alphas", type=_positive_int, default=40, help="number of α (default 40)")
+    path.add_argument("--eps", type=float, default=1e-3, help="smallest α / α_max (default 1e-3)")
+    path.add_argument("--batch", type=_batch, default="auto", metavar="N|auto",
+                      help="α solved in lockstep per data pass (default auto: as many as fit)")
+    path.add_argument("--store", metavar="PATH",
+                      help="zarr directory keeping shared statistics and finished α; rerun with "
+                           "the same store to resume an interrupted path")
+    path.add_argument("--plot", metavar="PNG",
+                      help="draw the coefficient paths against log α (needs matplotlib: "
+                           "pip install 'smem_dask[plot]')")
+    path.add_argument("--out", metavar="JSON", help="write the path (alphas, coefs, …) here")
+    path.add_argument("--quiet", action="store_true", help="no per-α lines")
     return parser
 
 
@@ -116,8 +147,34 @@ def _estimator(loss: str, **params):
 
 
 def _solver_params(args) -> dict:
-    return dict(alpha=args.alpha, acceleration=args.acceleration, tol=args.tol,
-                max_iter=args.max_iter)
+    params = dict(acceleration=args.acceleration, tol=args.tol, max_iter=args.max_iter)
+    if hasattr(args, "alpha"):
+        params["alpha"] = args.alpha
+    return params
+
+
+def _model_estimator(args):
+    """The estimator of ``fit`` and ``path`` from the model, solver and cluster options."""
+    return _estimator(args.loss, penalty=args.penalty, persist=args.persist,
+                      loss_params=_parse_params(args.loss_param, "loss"),
+                      penalty_params=_parse_params(args.penalty_param, "penalty"),
+                      penalty_solver=args.penalty_solver, curvature=args.curvature,
+                      verbose=0 if args.quiet or args.command == "path" else 1,
+                      **_solver_params(args))
+
+
+@contextlib.contextmanager
+def _scheduler(args):
+    """A distributed Client for ``--scheduler``, else nothing (threads in this process)."""
+    with contextlib.ExitStack() as stack:
+        if args.scheduler:
+            from distributed import Client
+
+            try:
+                stack.enter_context(Client(args.scheduler, timeout=args.connect_timeout))
+            except (OSError, TimeoutError) as exc:
+                raise OSError(f"cannot reach the dask scheduler at {args.scheduler}: {exc}") from exc
+        yield
 
 
 def _summary(est, seconds: float) -> str:
@@ -165,20 +222,9 @@ def _make_data(args) -> int:
 
 
 def _fit(args) -> int:
-    X, y = open_store(args.store)
-    est = _estimator(args.loss, penalty=args.penalty, persist=args.persist,
-                     loss_params=_parse_params(args.loss_param, "loss"),
-                     penalty_params=_parse_params(args.penalty_param, "penalty"),
-                     penalty_solver=args.penalty_solver,
-                     verbose=0 if args.quiet else 1, **_solver_params(args))
-    with contextlib.ExitStack() as stack:
-        if args.scheduler:
-            from distributed import Client
-
-            try:
-                stack.enter_context(Client(args.scheduler, timeout=args.connect_timeout))
-            except (OSError, TimeoutError) as exc:
-                raise OSError(f"cannot reach the dask scheduler at {args.scheduler}: {exc}") from exc
+    X, y = open_store(args.data)
+    est = _model_estimator(args)
+    with _scheduler(args):
         t0 = time.perf_counter()
         est.fit(X, y)
         seconds = time.perf_counter() - t0
@@ -199,13 +245,68 @@ def _fit(args) -> int:
     return 0
 
 
+def _path(args) -> int:
+    if args.plot:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ValueError("--plot needs matplotlib: pip install 'smem_dask[plot]'") from None
+    X, y = open_store(args.data)
+    est = _model_estimator(args)
+    n_alphas = args.n_alphas
+
+    def progress(i, alpha, fit):
+        print(f"alpha {i + 1:3d}/{n_alphas}  {alpha:.4e}  objective {fit.objective:.12f}  "
+              f"nonzero {np.count_nonzero(fit.coef):4d}/{fit.coef.size}  iterations "
+              f"{fit.n_iter:4d}  passes {fit.n_passes:4d}"
+              f"{'' if fit.converged else '  NOT converged'}", flush=True)
+
+    with _scheduler(args):
+        t0 = time.perf_counter()
+        path = est.path(X, y, n_alphas=n_alphas, eps=args.eps, batch=args.batch, store=args.store,
+                        callback=None if args.quiet else progress)
+        seconds = time.perf_counter() - t0
+    n_resumed = int(path.resumed.sum())
+    print(f"done: {len(path.alphas)} alphas from {path.alphas[0]:.4e} to {path.alphas[-1]:.4e}, "
+          f"{path.total_passes} data passes, {seconds:.1f} s"
+          f"{f', {n_resumed} read from the store' if n_resumed else ''}; "
+          f"{int(path.converged.sum())}/{len(path.alphas)} converged")
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump({"loss": repr(est.loss_), "penalty": args.penalty,
+                       "alphas": path.alphas.tolist(), "coefs": path.coefs.tolist(),
+                       "intercepts": path.intercepts.tolist(),
+                       "objectives": path.objectives.tolist(), "n_iter": path.n_iter.tolist(),
+                       "n_passes": path.n_passes.tolist(), "converged": path.converged.tolist(),
+                       "total_passes": path.total_passes}, fh, indent=1)
+        print(f"wrote {args.out}")
+    if args.plot:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        ax.plot(path.alphas, path.coefs, lw=1.2)
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        ax.axhline(0.0, color="0.6", lw=0.6)
+        ax.set_xlabel("α (log scale, decreasing)")
+        ax.set_ylabel("coefficient")
+        ax.set_title(f"{est.loss_.name} + {args.penalty}: coefficient paths "
+                     f"({len(path.alphas)} α, {path.total_passes} data passes)")
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=120)
+        plt.close(fig)
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     print(f"smem-dask: warning: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"demo": _demo, "make-data": _make_data, "fit": _fit}[args.command]
+    handler = {"demo": _demo, "make-data": _make_data, "fit": _fit, "path": _path}[args.command]
     previous = warnings.showwarning
     warnings.showwarning = _one_line_warning
     try:

@@ -153,7 +153,7 @@ class _SMEMBase:
         each batch starting where the previous one's smallest α ended (coefficients and last
         M-step system: no first pass). ``store``: a directory or zarr group keeping shared
         statistics and each finished α, so an interrupted path resumes (:mod:`smem_dask.store`).
-        ``callback(i, fit)`` runs after α i finishes. The estimator's own ``alpha`` is not used; it
+        ``callback(i, alpha, fit)`` runs after α i finishes. The estimator's own ``alpha`` is not used; it
         is left fitted at the smallest α. Returns a :class:`smem_dask.path.PathResult`.
         """
         loss, penalty, config, eng = self._prepare(X, y, sample_weight)

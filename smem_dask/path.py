@@ -99,7 +99,7 @@ def alpha_grid(a_max: float, n_alphas: int = 40, eps: float = 1e-3) -> np.ndarra
 def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: int = 40,
                eps: float = 1e-3, fit_intercept: bool = True, config: SolverConfig | None = None,
                batch: int | str = "auto", store=None, settings: dict | None = None,
-               callback: Callable[[int, FitResult], None] | None = None) -> PathResult:
+               callback: Callable[[int, float, FitResult], None] | None = None) -> PathResult:
     """Fit every α of the grid, largest first.
 
     ``batch`` consecutive α run in lockstep: each data pass serves all of them (one
@@ -113,7 +113,7 @@ def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: i
     ``store`` (a directory or zarr group) keeps the start, the shared Gram and every α as it
     finishes; a rerun with the same store skips finished α (see :mod:`smem_dask.store`).
     ``settings`` (what identifies the path besides the data) is recorded in the store.
-    ``callback(i, fit)`` is called after α i is finished (and stored).
+    ``callback(i, alpha, fit)`` is called after α i is finished (and stored).
     """
     config = config or SolverConfig()
     q = engine.n_features + int(fit_intercept)
@@ -196,7 +196,7 @@ def _solve_path(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, con
             if pstore is not None:
                 pstore.save_alpha(i, fit, keep_warm=(i == last))
             if callback is not None:
-                callback(i, fit)
+                callback(i, float(alphas[i]), fit)
 
         gens = [em_iterations(loss, penalty, alphas[i], p, fit_intercept=fit_intercept,
                               config=config, warm=warm) for i in todo]

@@ -130,3 +130,45 @@ def test_fit_with_loss_and_penalty_parameters(tmp_path):
                           "--loss-param takes NAME=VALUE")
     assert_one_line_error(run("fit", store, "--loss", "quantile", "--loss-param", "tau=2"),
                           r"tau must be in \(0, 1\)")
+
+
+def test_path_prints_one_line_per_alpha_writes_json_and_plot_and_resumes(tmp_path):
+    data, store = tmp_path / "d.zarr", tmp_path / "path.zarr"
+    out, png = tmp_path / "path.json", tmp_path / "path.png"
+    write_zarr(data, 6000, 5, cond=1e5, seed=2, chunk_rows=2000)
+    proc = run("path", data, "--penalty", "l1", "--n-alphas", 8, "--tol", 1e-10, "--store", store,
+               "--out", out, "--plot", png)
+    assert proc.returncode == 0, proc.stderr
+    assert len(re.findall(r"^alpha +\d+/8 ", proc.stdout, flags=re.M)) == 8
+    result = json.loads(out.read_text())
+    from smem_dask import fit_path
+
+    X, y = make_problem(6000, 5, cond=1e5, seed=2)
+    ref = fit_path(X, y, penalty="l1", n_alphas=8, tol=1e-10)
+    np.testing.assert_allclose(result["alphas"], ref.alphas, rtol=1e-12)
+    np.testing.assert_allclose(result["coefs"], ref.coefs, rtol=1e-9, atol=1e-11)
+    assert result["total_passes"] == ref.total_passes
+    import matplotlib.image
+
+    image = matplotlib.image.imread(png)
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300
+    # rerun on the same store: nothing left to compute
+    proc = run("path", data, "--penalty", "l1", "--n-alphas", 8, "--tol", 1e-10, "--store", store)
+    assert proc.returncode == 0, proc.stderr
+    assert "0 data passes" in proc.stdout and "8 read from the store" in proc.stdout
+    # other settings on the same store: one-line error
+    assert_one_line_error(run("path", data, "--penalty", "l2", "--store", store),
+                          "made with other settings")
+
+
+def test_path_plot_without_matplotlib_fails_before_any_work(tmp_path, monkeypatch, capsys):
+    from smem_dask import cli
+
+    data = tmp_path / "d.zarr"
+    write_zarr(data, 500, 3, seed=1, chunk_rows=500)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    code = cli.main(["path", str(data), "--store", str(tmp_path / "s.zarr"), "--plot",
+                     str(tmp_path / "p.png")])
+    assert code == 2
+    assert "--plot needs matplotlib: pip install 'smem_dask[plot]'" in capsys.readouterr().err
+    assert not (tmp_path / "s.zarr").exists() and not (tmp_path / "p.png").exists()

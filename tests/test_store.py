@@ -33,7 +33,7 @@ def _run_in_subprocess(store, batch, stop_after, action):
         from smem_dask.data import make_problem
         X, y = make_problem({N}, {P}, cond=1e4, seed={SEED})
         finished = []
-        def callback(i, fit):
+        def callback(i, alpha, fit):
             finished.append(i)
             if len(finished) == {stop_after}:
                 if {action!r} == "kill":
