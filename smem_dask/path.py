@@ -75,7 +75,8 @@ def alpha_max(engine, loss: Loss, penalty: Penalty, *, fit_intercept: bool = Tru
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         start = fit_em(engine, loss, L1(), 1e30, fit_intercept=fit_intercept,
-                       config=replace(config, penalty_solver="exact", acceleration="none"))
+                       config=replace(config, penalty_solver="exact", acceleration="none",
+                                      curvature="adaptive"))
     grad = start.warm.loss_grad[:p] / start.warm.system.weight
     threshold = penalty.zero_threshold(grad)
     if threshold is not None:

@@ -1,0 +1,25 @@
+"""``python -m benchmarks NAME [options]``: run one benchmark (``path``)."""
+
+from __future__ import annotations
+
+import sys
+
+BENCHMARKS = {"path": "regularization path: sharing modes versus 40 cold fits"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in BENCHMARKS:
+        print("usage: python -m benchmarks NAME [options]   (NAME --help for its options)\n")
+        for name, what in BENCHMARKS.items():
+            print(f"  {name:8s} {what}")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if argv[0] == "path":
+        from . import path
+
+        path.main(argv[1:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
