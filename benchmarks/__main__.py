@@ -1,10 +1,13 @@
-"""``python -m benchmarks NAME [options]``: run one benchmark (``path``)."""
+"""``python -m benchmarks NAME [options]``: run one benchmark (``path``, ``paper``)."""
 
 from __future__ import annotations
 
 import sys
 
-BENCHMARKS = {"path": "regularization path: sharing modes versus 40 cold fits"}
+BENCHMARKS = {
+    "path": "regularization path: sharing modes versus 40 cold fits",
+    "paper": "SM-EM versus tuned Adam, MoMo, MomoAdam, EGOP-Adam, L-BFGS (needs the bench extra)",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import path
 
         path.main(argv[1:])
+    elif argv[0] == "paper":
+        from . import paper
+
+        paper.main(argv[1:])
     return 0
 
 
