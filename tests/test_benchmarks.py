@@ -67,12 +67,12 @@ def test_paper_benchmark_quick(tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / "paper.md").read_text()
     assert "- command: `python -m benchmarks paper --quick" in text
-    tables = [t for t in _table(text) if t[0] == "20" and len(t) == 12]
+    tables = [t for t in _table(text) if t[0] == "20" and len(t) == 13]
     assert len(tables) == 2  # one row per condition number
     for row in tables:
         # SM-EM reaches F* to the resolution of F within 100 passes; tuned Adam is ≥ 13× worse
         assert row[2].startswith("≤") and row[3].startswith("≤") and row[4].startswith("≤")
-        assert float(row[10]) >= 13 and float(row[11]) >= 13
+        assert min(float(v) for v in row[10:13]) >= 13
     path_rows = {r[0]: r for r in _table(text) if len(r) == 5}
     smem = path_rows["SM-EM path (shared statistics, lockstep)"]
     adam = next(r for name, r in path_rows.items() if name.startswith("tuned Adam protocol"))
