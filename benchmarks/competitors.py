@@ -130,6 +130,14 @@ def egop_basis(X, y, alpha, seed: int) -> np.ndarray:
     return V[:, ::-1]
 
 
+def torch_objective(Xt, yt, z, b, alpha: float):
+    """F in torch (for autograd): the same formula as :func:`objective`."""
+    import torch
+
+    eta = Xt @ z + b
+    return torch.mean(torch.nn.functional.softplus(eta) - yt * eta) + 0.5 * alpha * (z @ z)
+
+
 def torch_method(X, y, alpha, budget, name: str, lr: float, basis: np.ndarray | None = None) -> Run:
     """Full-batch torch optimizer (``adam``, ``momo``, ``momo-adam``) on F, in float64; with
     ``basis`` V the coefficients are β = V z and the optimizer runs on z (EGOP reparameterization)."""
@@ -149,9 +157,8 @@ def torch_method(X, y, alpha, budget, name: str, lr: float, basis: np.ndarray | 
 
     def closure():
         opt.zero_grad()
-        eta = Xt @ z + b
         # ‖β‖ = ‖V z‖ = ‖z‖ for orthonormal V: the same F in either basis
-        loss = torch.mean(torch.nn.functional.softplus(eta) - yt * eta) + 0.5 * alpha * (z @ z)
+        loss = torch_objective(Xt, yt, z, b, alpha)
         loss.backward()
         values.append(float(loss.detach()))
         return loss
@@ -162,8 +169,7 @@ def torch_method(X, y, alpha, budget, name: str, lr: float, basis: np.ndarray | 
         if not math.isfinite(values[-1]):
             break
     with torch.no_grad():  # F at the last iterate (scored, not counted: SM-EM gets it in its pass)
-        eta = Xt @ z + b
-        last = float(torch.mean(torch.nn.functional.softplus(eta) - yt * eta) + 0.5 * alpha * (z @ z))
+        last = float(torch_objective(Xt, yt, z, b, alpha))
     seconds = time.perf_counter() - t0
     values = [v if math.isfinite(v) else math.inf for v in values[1:]] + [last]
     return Run(name, _running_best(values, budget), seconds, lr)

@@ -159,8 +159,7 @@ def _adam_from(X, y, alpha, budget, lr, theta0):
 
     def closure():
         opt.zero_grad()
-        eta = Xt @ z + b
-        loss = torch.mean(torch.nn.functional.softplus(eta) - yt * eta) + 0.5 * alpha * (z @ z)
+        loss = C.torch_objective(Xt, yt, z, b, alpha)
         loss.backward()
         return loss
 
