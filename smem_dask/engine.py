@@ -25,7 +25,7 @@ import numpy as np
 import zarr
 
 from .losses import Loss
-from .stats import BlockStats, Request, block_stats_many, pack_many, unpack_many
+from .stats import BlockStats, Request, block_stats_many, pack_many, packed_size, unpack_many
 
 __all__ = [
     "NumpyEngine",
@@ -126,7 +126,15 @@ def _checked(stats: list[BlockStats], engine) -> list[BlockStats]:
     )
 
 
-class NumpyEngine:
+class _Engine:
+    """What both engines share: the one-request pass on top of ``stats_many``."""
+
+    def stats(self, loss: Loss, coefs, expand, fit_intercept: bool) -> BlockStats:
+        """One pass for one request: statistics at ``coefs`` (q × k) and the system at ``expand``."""
+        return self.stats_many(loss, [Request(coefs, expand)], fit_intercept)[0]
+
+
+class NumpyEngine(_Engine):
     """In-memory engine: blocks of ``block_rows`` rows, statistics summed in order.
 
     Parameters
@@ -149,10 +157,6 @@ class NumpyEngine:
     @property
     def nbytes(self) -> int:
         return int(self.X.nbytes)
-
-    def stats(self, loss: Loss, coefs, expand, fit_intercept: bool) -> BlockStats:
-        """One pass for one request: statistics at ``coefs`` (q × k) and the system at ``expand``."""
-        return self.stats_many(loss, [_request(self, coefs, expand, fit_intercept)], fit_intercept)[0]
 
     def stats_many(self, loss: Loss, requests: list[Request], fit_intercept: bool) -> list[BlockStats]:
         """One pass serving every request."""
@@ -184,18 +188,12 @@ class NumpyEngine:
         )
 
 
-def _request(engine, coefs, expand, fit_intercept: bool) -> Request:
-    q = engine.n_features + int(fit_intercept)
-    return Request(np.asarray(coefs, dtype=np.float64).reshape(q, -1),
-                   None if expand is None else np.asarray(expand, dtype=np.float64))
-
-
 def _pass_kernel(xb, yb, sb, *, loss, requests, fit_intercept):
     """One block of one pass: read, compute, and pack its statistics into a (1, L) row."""
     return pack_many(block_stats_many(xb, yb, sb, loss, requests, fit_intercept), requests)[None, :]
 
 
-class DaskEngine:
+class DaskEngine(_Engine):
     """Engine over row-chunked dask arrays (each block holds all columns).
 
     Awkward inputs are fixed rather than refused: X chunked along columns is rechunked to whole
@@ -246,8 +244,8 @@ class DaskEngine:
 
     def pass_graph(self, loss: Loss, requests: list[Request], fit_intercept: bool) -> da.Array:
         """The lazy packed statistics of one pass (exposed for graph inspection in tests)."""
-        size = len(pack_many([BlockStats.zero(self.n_features + int(fit_intercept), r.k)
-                              for r in requests], requests))
+        q = self.n_features + int(fit_intercept)
+        size = sum(packed_size(q, r.k, r.system) for r in requests)
         s_args = (None, None) if self.sample_weight is None else (self.sample_weight, "i")
         # output blocks (1, size) indexed like X's blocks ("ij", one column block): no contraction
         # and no new axis, so the read of each block and the kernel fuse into one task
@@ -263,10 +261,6 @@ class DaskEngine:
             loss=loss, requests=list(requests), fit_intercept=fit_intercept,
         )
         return parts.sum(axis=0, split_every=self.split_every)
-
-    def stats(self, loss: Loss, coefs, expand, fit_intercept: bool) -> BlockStats:
-        """One pass for one request: statistics at ``coefs`` (q × k) and the system at ``expand``."""
-        return self.stats_many(loss, [_request(self, coefs, expand, fit_intercept)], fit_intercept)[0]
 
     def stats_many(self, loss: Loss, requests: list[Request], fit_intercept: bool) -> list[BlockStats]:
         """One pass (one ``compute``) serving every request."""

@@ -99,7 +99,7 @@ def alpha_grid(a_max: float, n_alphas: int = 40, eps: float = 1e-3) -> np.ndarra
 
 def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: int = 40,
                eps: float = 1e-3, fit_intercept: bool = True, config: SolverConfig | None = None,
-               batch: int | str = "auto", store=None, settings: dict | None = None,
+               batch: int | str = "auto", store=None,
                callback: Callable[[int, float, FitResult], None] | None = None) -> PathResult:
     """Fit every α of the grid, largest first.
 
@@ -113,7 +113,6 @@ def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: i
 
     ``store`` (a directory or zarr group) keeps the start, the shared Gram and every α as it
     finishes; a rerun with the same store skips finished α (see :mod:`smem_dask.store`).
-    ``settings`` (what identifies the path besides the data) is recorded in the store.
     ``callback(i, alpha, fit)`` is called after α i is finished (and stored).
     """
     config = config or SolverConfig()
@@ -136,7 +135,7 @@ def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: i
     pstore = None
     if store is not None:
         pstore = PathStore(store, engine.fingerprint(), {
-            **(settings or {}), "loss": repr(loss), "penalty": repr(penalty),
+            "loss": repr(loss), "penalty": repr(penalty),
             "fit_intercept": bool(fit_intercept), "batch": int(batch),
             "alphas": None if alphas is None else alphas.tolist(),
             "n_alphas": None if alphas is not None else int(n_alphas),

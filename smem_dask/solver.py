@@ -183,9 +183,7 @@ class FixedCurvature:
         self._eig = None
 
     def system(self, expand: np.ndarray, loss_grad: np.ndarray) -> BlockStats:
-        q = self.gram.shape[0]
-        return BlockStats(0.0, self.weight, np.zeros(1), np.zeros(0), np.zeros((q, 1)), self.gram,
-                          self.gram @ expand - loss_grad)
+        return BlockStats.system_only(0.0, self.weight, self.gram, self.gram @ expand - loss_grad)
 
     def _eigh(self):
         if self._eig is None:

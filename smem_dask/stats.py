@@ -37,6 +37,13 @@ class Request:
     expand: np.ndarray | None = None
     curvature: float | None = None
 
+    def __post_init__(self):
+        # float64 always; a single point (q,) becomes one column (q, 1)
+        coefs = np.asarray(self.coefs, dtype=np.float64)
+        object.__setattr__(self, "coefs", coefs[:, None] if coefs.ndim == 1 else coefs)
+        if self.expand is not None:
+            object.__setattr__(self, "expand", np.asarray(self.expand, dtype=np.float64).ravel())
+
     @property
     def k(self) -> int:
         return self.coefs.shape[1]
@@ -77,6 +84,12 @@ class BlockStats:
     grad: np.ndarray
     gram: np.ndarray
     rhs: np.ndarray
+
+    @classmethod
+    def system_only(cls, n: float, weight: float, gram: np.ndarray, rhs: np.ndarray) -> BlockStats:
+        """An M-step system (with n and W) not tied to any evaluation point."""
+        q = rhs.shape[0]
+        return cls(float(n), float(weight), np.zeros(1), np.zeros(0), np.zeros((q, 1)), gram, rhs)
 
     @classmethod
     def zero(cls, q: int, k: int) -> BlockStats:
@@ -157,9 +170,7 @@ def block_stats(
     fit_intercept: bool,
 ) -> BlockStats:
     """Statistics of one row block for one request (see :func:`block_stats_many`)."""
-    q = np.shape(X)[1] + int(fit_intercept)
-    request = Request(np.asarray(coefs, dtype=np.float64).reshape(q, -1), expand)
-    return block_stats_many(X, y, sample_weight, loss, [request], fit_intercept)[0]
+    return block_stats_many(X, y, sample_weight, loss, [Request(coefs, expand)], fit_intercept)[0]
 
 
 def block_stats_many(
@@ -195,10 +206,9 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept) -> lis
     # a difference of two predictors) and its expansion point — all in one product
     blocks, offsets = [], [0]
     for r in requests:
-        coefs = np.asarray(r.coefs, dtype=np.float64).reshape(q, -1)
-        cols = [coefs, coefs[:, 1:] - coefs[:, :1]]
+        cols = [r.coefs, r.coefs[:, 1:] - r.coefs[:, :1]]
         if r.system:
-            cols.append(np.asarray(r.expand, dtype=np.float64).reshape(q, 1))
+            cols.append(r.expand[:, None])
         blocks.append(np.column_stack(cols))
         offsets.append(offsets[-1] + blocks[-1].shape[1])
     points = np.column_stack(blocks)

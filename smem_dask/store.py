@@ -85,6 +85,7 @@ class PathStore:
 
     def __init__(self, location, fingerprint: dict, settings: dict):
         self.root = _root(location)
+        self._fixed: FixedCurvature | None = None  # the shared fixed-curvature Gram, once loaded
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_path = self.root / LOCK_NAME
         self._acquire()
@@ -206,12 +207,9 @@ class PathStore:
                         "n": float(warm.system.n)})
 
     def _read_warm(self, g: zarr.Group) -> WarmStart:
-        gram, rhs = g["gram"][:], g["rhs"][:]
-        q = rhs.shape[0]
-        system = BlockStats(g.attrs["n"], g.attrs["weight"], np.zeros(1), np.zeros(0),
-                            np.zeros((q, 1)), gram, rhs)
+        system = BlockStats.system_only(g.attrs["n"], g.attrs["weight"], g["gram"][:], g["rhs"][:])
         return WarmStart(g["beta"][:], g.attrs["loss_sum"], g["loss_grad"][:], system,
-                         g["expand"][:], getattr(self, "_fixed", None))
+                         g["expand"][:], self._fixed)
 
     # -- per-α results ---------------------------------------------------------------------------
     def done(self) -> np.ndarray:
