@@ -418,8 +418,11 @@ def _softplus_difference(eta_ref, delta):
     """
     eta_ref, delta = np.broadcast_arrays(np.asarray(eta_ref, np.float64), np.asarray(delta, np.float64))
     far = np.abs(delta) >= 1.0
-    out = np.log1p(np.expm1(np.where(far, 0.0, delta)) * sigmoid(eta_ref))
-    if far.any():
+    any_far = bool(far.any())
+    out = np.expm1(np.where(far, 0.0, delta) if any_far else delta)
+    out *= sigmoid(eta_ref)
+    np.log1p(out, out=out)
+    if any_far:
         e, d = eta_ref[far], delta[far]
         out[far] = np.logaddexp(0.0, e + d) - np.logaddexp(0.0, e)
     return out
@@ -438,11 +441,14 @@ def polya_gamma_mean(eta: np.ndarray) -> np.ndarray:
     relative error below 1e-13 inside the cutoff.
     """
     eta = np.asarray(eta, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        omega = np.tanh(0.5 * eta)
+        omega /= 2.0 * eta
     small = np.abs(eta) < _PG_SERIES_CUTOFF
-    x2 = 0.25 * eta * eta
-    series = 0.25 * (1.0 - x2 / 3.0 + 2.0 * x2 * x2 / 15.0)
-    safe = np.where(small, 1.0, eta)
-    return np.where(small, series, np.tanh(0.5 * safe) / (2.0 * safe))
+    if small.any():  # rare away from the start β = 0: only those entries take the series
+        x2 = 0.25 * eta[small] ** 2
+        omega[small] = 0.25 * (1.0 - x2 / 3.0 + 2.0 * x2 * x2 / 15.0)
+    return omega
 
 
 LOSSES: dict[str, type[Loss]] = {

@@ -440,11 +440,12 @@ def em_iterations(
         if fixed_mode:
             # a gradient pass; the system at next_expand needs only the gradient there
             points = [beta, candidate] + ([] if next_expand is candidate else [next_expand])
-            new_stats = yield Request(np.column_stack(points))
+            new_stats = yield Request(np.column_stack(points), reference_known=True)
             next_system = fixed.system(next_expand, new_stats.grad[:, -1])
         else:
+            # the loss and gradient at β are known from the previous pass: not recomputed
             new_stats = next_system = yield Request(np.column_stack([beta, candidate]),
-                                                    next_expand)
+                                                    next_expand, reference_known=True)
         n_passes += 1
         pass_seconds += time.perf_counter() - t0
         dF = objective_change(new_stats, candidate, beta, penalty, alpha, p)
@@ -476,7 +477,8 @@ def em_iterations(
 
         it += 1
         n_halvings = 0
-        loss_sum, loss_grad = float(new_stats.loss[1]), new_stats.grad[:, 1].copy()
+        # the pass returned the change of the loss sum from β (point 0), not the sum itself
+        loss_sum, loss_grad = loss_sum + float(new_stats.loss_delta[0]), new_stats.grad[:, 1].copy()
         g = residual(loss_grad, W, candidate)
         F_new = F + dF
         change = -dF / max(abs(F_new), np.finfo(float).tiny)

@@ -113,3 +113,43 @@ def test_fixed_curvature_request_is_the_bound_majorizer(rng):
     np.testing.assert_allclose(st.gram, gram, rtol=1e-12)
     np.testing.assert_allclose(st.rhs, gram @ beta - grad, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(st.grad[:, 0], grad, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_tiles_do_not_change_the_statistics(dtype, rng, monkeypatch):
+    """The kernel walks a block in cache-sized row tiles; a block of several tiles (the last one
+    partial) gives the statistics of the direct formulas."""
+    import smem_dask.stats as stats
+
+    monkeypatch.setattr(stats, "TILE_BYTES", 1)  # → the minimum of 256 rows per tile
+    n, p = 1000, 6
+    X = rng.normal(size=(n, p)).astype(dtype)
+    y = rng.integers(0, 2, n).astype(float)
+    s = rng.uniform(0.5, 2, n)
+    coefs, expand = rng.normal(size=(p + 1, 2)), rng.normal(size=p + 1)
+    assert stats.gram_tile_rows(p) == 256
+    st = block_stats(X, y, s, Logistic(), coefs, expand, True)
+    loss_sum, grad, gram, rhs = _direct(X.astype(np.float64), y, s, Logistic(), coefs, expand, True)
+    np.testing.assert_allclose(st.loss, loss_sum, rtol=1e-12)
+    np.testing.assert_allclose(st.grad, grad, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(st.gram, gram, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(st.rhs, rhs, rtol=1e-12, atol=1e-12)
+
+
+def test_known_reference_point_is_not_recomputed(rng):
+    """reference_known: point 0's loss and gradient come back as zeros, everything else (the
+    changes from point 0, gradients at the other points, the system) is unchanged."""
+    from smem_dask.stats import Request, block_stats_many
+
+    X = rng.normal(size=(400, 5))
+    y = rng.integers(0, 2, 400).astype(float)
+    coefs, expand = rng.normal(size=(6, 3)), rng.normal(size=6)
+    full, known = block_stats_many(X, y, None, Logistic(), [Request(coefs, expand),
+                                                           Request(coefs, expand, reference_known=True)],
+                                   True)
+    assert known.loss[0] == 0.0 and not known.grad[:, 0].any()
+    np.testing.assert_allclose(known.loss_delta, full.loss_delta, rtol=1e-13)
+    np.testing.assert_allclose(known.loss[1:], full.loss_delta, rtol=1e-13)
+    np.testing.assert_allclose(known.grad[:, 1:], full.grad[:, 1:], rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(known.gram, full.gram)
+    np.testing.assert_allclose(known.rhs, full.rhs, rtol=1e-13)
