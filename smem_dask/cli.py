@@ -61,8 +61,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--penalty-solver", choices=("em", "exact"), default=None,
                        help="how the penalty enters the M-step (default: the penalty's own)")
         p.add_argument("--curvature", choices=CURVATURES, default="adaptive",
-                       help="the loss's E-step, or the fixed bound ω = ¼ (logistic) / 1 "
-                            "(squared, huber): one Gram, then gradient-only passes")
+                       help="the loss's E-step; the fixed bound ω = ¼ (logistic) / 1 "
+                            "(squared, huber): one Gram, then gradient-only passes; or cached: "
+                            "the E-step Gram reused for gradient-only passes, refreshed at "
+                            "iterations 1, 2, 4, 8, … and when F would rise")
 
     def cluster_options(p):
         p.add_argument("--scheduler", metavar="ADDRESS",

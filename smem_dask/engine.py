@@ -16,13 +16,17 @@ The engine never names a concrete loss: the loss object is handed to the kernel.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import numbers
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import dask
 import dask.array as da
 import numpy as np
 import zarr
+from threadpoolctl import ThreadpoolController
 
 from .losses import Loss
 from .stats import BlockStats, Request, block_stats_many, pack_many, packed_size, unpack_many
@@ -143,14 +147,23 @@ class NumpyEngine(_Engine):
     y : (n,) float array
     sample_weight : (n,) array or None
     block_rows : int — rows per block (bounds the temporary memory of a pass)
+    n_threads : int or None — blocks computed concurrently by this many threads (numpy and BLAS
+        release the GIL; None: one per CPU). The sum is taken in block order, so the result does
+        not depend on the number of threads.
     """
 
-    def __init__(self, X, y, sample_weight=None, *, block_rows: int = 65536):
+    def __init__(self, X, y, sample_weight=None, *, block_rows: int = 65536,
+                 n_threads: int | None = None):
         X, y = np.asarray(X), np.asarray(y, dtype=np.float64)
         s = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         check_shapes(X, y, s)
         self.X, self.y, self.sample_weight = X, y, s
         self.block_rows = int(block_rows)
+        if n_threads is None:
+            n_threads = os.cpu_count() or 1
+        if not (isinstance(n_threads, numbers.Integral) and n_threads >= 1):
+            raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
+        self.n_threads = int(n_threads)
         self.n_samples, self.n_features = X.shape
         self.n_passes = 0
 
@@ -161,12 +174,27 @@ class NumpyEngine(_Engine):
     def stats_many(self, loss: Loss, requests: list[Request], fit_intercept: bool) -> list[BlockStats]:
         """One pass serving every request."""
         q = self.n_features + int(fit_intercept)
-        totals = [BlockStats.zero(q, r.k) for r in requests]
-        for start in range(0, max(self.n_samples, 1), self.block_rows):
+
+        starts = range(0, max(self.n_samples, 1), self.block_rows)
+        threads = self.n_threads > 1 and len(starts) > 1
+
+        def block(start):
             rows = slice(start, start + self.block_rows)
             s = None if self.sample_weight is None else self.sample_weight[rows]
-            parts = block_stats_many(self.X[rows], self.y[rows], s, loss, requests, fit_intercept)
-            totals = [t + b for t, b in zip(totals, parts, strict=True)]
+            return block_stats_many(self.X[rows], self.y[rows], s, loss, requests, fit_intercept,
+                                    threads)
+
+        totals = [BlockStats.zero(q, r.k) for r in requests]
+        if threads:
+            # one BLAS thread per block thread: BLAS's own threads would compete with ours
+            with _blas_controller().limit(limits=1, user_api="blas"), \
+                    ThreadPoolExecutor(min(self.n_threads, len(starts))) as pool:
+                blocks = pool.map(block, starts)  # in order: the sum does not depend on timing
+                for parts in blocks:
+                    totals = [t + b for t, b in zip(totals, parts, strict=True)]
+        else:
+            for start in starts:
+                totals = [t + b for t, b in zip(totals, block(start), strict=True)]
         self.n_passes += 1
         return _checked(totals, self)
 
@@ -188,9 +216,26 @@ class NumpyEngine(_Engine):
         )
 
 
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
 def _pass_kernel(xb, yb, sb, *, loss, requests, fit_intercept):
     """One block of one pass: read, compute, and pack its statistics into a (1, L) row."""
-    return pack_many(block_stats_many(xb, yb, sb, loss, requests, fit_intercept), requests)[None, :]
+    stats = block_stats_many(xb, yb, sb, loss, requests, fit_intercept, _shared_process())
+    return pack_many(stats, requests)[None, :]
+
+
+def _shared_process() -> bool:
+    """Whether other threads of this process may run pass kernels at the same time: false only on
+    a distributed worker with one thread (there the GIL-holding ``dsyrk`` is fastest)."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().state.nthreads > 1
+    except (ImportError, ValueError):
+        return True  # dask's local threaded scheduler, or no worker
 
 
 class DaskEngine(_Engine):

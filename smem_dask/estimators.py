@@ -217,8 +217,10 @@ class SMEMClassifier(_SMEMBase):
         takes the penalty's default ("exact" for l1 and elastic net, else "em"). Non-convex
         penalties (bridge with q < 1, scad, mcp, log) start from the ridge fit at the same α (its
         passes are counted in ``n_passes_``), since β = 0 can be a stationary trap.
-    curvature : "adaptive" | "fixed" — the loss's own E-step (fewest passes), or the fixed bound
-        ω = ¼ (logistic) / 1 (squared, huber): one Gram pass, then gradient-only passes (SPEC §6)
+    curvature : "adaptive" | "fixed" | "cached" — the loss's own E-step (fewest passes); the fixed
+        bound ω = ¼ (logistic) / 1 (squared, huber): one Gram pass, then gradient-only passes
+        (SPEC §6); or the E-step Gram reused as the M-step matrix of gradient-only passes, refreshed
+        at iterations 1, 2, 4, 8, … and whenever F would rise (fastest in memory; any loss)
 
     Attributes
     ----------

@@ -184,6 +184,7 @@ def block_stats_many(
     loss: Loss,
     requests: list[Request],
     fit_intercept: bool,
+    threads: bool = False,
 ) -> list[BlockStats]:
     """Statistics of one row block for each request: the fused per-block work of one EM pass.
 
@@ -195,15 +196,17 @@ def block_stats_many(
     (or integer) blocks are converted tile by tile and accumulated in float64. Measured on a
     100 000 × 100 block, one thread: 60 ms for a steady-state EM request (2 points, one system)
     against 77 ms when the same work streamed the whole block three times; plain ``syrk`` of X:
-    26 ms. Floating-point warnings are
+    26 ms. ``threads=True`` when other threads of this process compute blocks at the same time:
+    scipy's ``dsyrk`` holds the GIL, so the Gram update is then numpy's ``A.T @ A`` (also a
+    ``syrk`` inside, GIL released, ~13% slower alone). Floating-point warnings are
     silenced here: a NaN or overflow shows in the returned statistics, which the engines check and
     explain after the pass.
     """
     with np.errstate(all="ignore"):
-        return _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept)
+        return _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, threads)
 
 
-def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept) -> list[BlockStats]:
+def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, threads) -> list[BlockStats]:
     X = np.asarray(X)
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
@@ -219,7 +222,8 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept) -> lis
     loss_deltas = np.zeros(plan.refs.size)
     xt_cols = np.zeros((p, plan.n_columns))
     col_sums = np.zeros(plan.n_columns)
-    grams = [np.zeros((p, p), order="F") if r.system else None for r in requests]
+    # dsyrk: upper triangle in place (Fortran order); numpy: the full matrix
+    grams = [np.zeros((p, p), order="C" if threads else "F") if r.system else None for r in requests]
 
     tile_rows = gram_tile_rows(p)
     scaled = np.empty((min(tile_rows, n_rows), p))
@@ -241,8 +245,11 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept) -> lis
             if sw is not None:
                 # √w·X on the tile, then a symmetric rank-k update of the upper triangle in place
                 np.multiply(Xt, np.sqrt(sw)[:, None], out=A)
-                grams[i] = blas.dsyrk(1.0, A.T, beta=1.0, c=grams[i], trans=0, lower=0,
-                                      overwrite_c=1)
+                if threads:
+                    grams[i] += A.T @ A
+                else:
+                    grams[i] = blas.dsyrk(1.0, A.T, beta=1.0, c=grams[i], trans=0, lower=0,
+                                          overwrite_c=1)
 
     out, c, d = [], 0, 0
     for i, r in enumerate(requests):
@@ -258,8 +265,8 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept) -> lis
         gram = np.zeros((q, q))
         rhs = np.zeros(q)
         if r.system:
-            upper = grams[i]
-            gram[:p, :p] = np.triu(upper) + np.triu(upper, 1).T
+            g = grams[i]
+            gram[:p, :p] = g if threads else np.triu(g) + np.triu(g, 1).T
             rhs[:p] = xt_cols[:, c + 1]
             if fit_intercept:
                 gram[:p, p] = gram[p, :p] = xt_cols[:, c]

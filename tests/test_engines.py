@@ -142,6 +142,19 @@ def test_engines_count_passes_and_agree_pass_by_pass(logistic_problem):
     np.testing.assert_allclose(res_dask.objective_history, res_np.objective_history, rtol=1e-13)
 
 
+def test_numpy_engine_threads_give_the_single_thread_answer(logistic_problem):
+    """Blocks computed by two threads (numpy's GIL-free syrk) and summed in block order: the same
+    fit as one thread (scipy's dsyrk) to rounding, and bad thread counts are refused."""
+    X, y = logistic_problem
+    fits = [fit_em(NumpyEngine(X, y, block_rows=300, n_threads=t), Logistic(), L2(), 1e-3,
+                   config=SolverConfig(tol=1e-10)) for t in (1, 2)]
+    assert fits[0].n_passes == fits[1].n_passes
+    np.testing.assert_allclose(fits[1].objective_history, fits[0].objective_history, rtol=1e-13)
+    np.testing.assert_allclose(fits[1].coef, fits[0].coef, rtol=1e-9, atol=1e-11)
+    with pytest.raises(ValueError, match="n_threads must be a positive integer"):
+        NumpyEngine(X, y, n_threads=0)
+
+
 @pytest.mark.parametrize("method", ["predict", "predict_proba", "decision_function"])
 def test_predictions_on_lazy_input_are_lazy_and_equal(method, logistic_problem, zarr_arrays,
                                                       reference):

@@ -232,3 +232,59 @@ def test_fixed_curvature_needs_a_bounded_loss(regression_problem):
     X, y = regression_problem
     with pytest.raises(ValueError, match="the quantile loss has none"):
         SMEMRegressor(loss="quantile", curvature="fixed").fit(X, y)
+
+
+@pytest.mark.parametrize("acceleration", ["none", "nesterov", "nesterov-restart"])
+@pytest.mark.parametrize("loss_name,penalty_name", [("logistic", "l2"), ("logistic", "l1"),
+                                                    ("squared", "l2"), ("student_t", "l2")])
+def test_cached_curvature_reaches_the_same_optimum_monotonely(logistic_problem, regression_problem,
+                                                              acceleration, loss_name, penalty_name):
+    """A stale E-step Gram as the M-step matrix: the same optimum as the adaptive E-step (whose
+    optimum the scipy oracle checks for logistic ridge), F never rises, and fewer Gram passes."""
+    import scipy.optimize
+
+    from smem_dask import SMEMClassifier, SMEMRegressor
+
+    X, y = logistic_problem if loss_name == "logistic" else regression_problem
+    cls = SMEMClassifier if loss_name == "logistic" else SMEMRegressor
+    alpha = 1e-2
+    kw = dict(loss=loss_name, penalty=penalty_name, alpha=alpha, tol=1e-12, max_iter=20000,
+              acceleration=acceleration)
+    cached = cls(curvature="cached", **kw).fit(X, y)
+    adaptive = cls(**kw).fit(X, y)
+    assert cached.converged_
+    assert cached.objective_ == pytest.approx(adaptive.objective_, rel=1e-10)
+    if acceleration != "nesterov":
+        assert np.all(np.diff(cached.objective_history_) <= 0)
+    if (loss_name, penalty_name) == ("logistic", "l2"):
+        def F(theta):
+            eta = X @ theta[:-1] + theta[-1]
+            g = expit(eta) - y
+            val = np.mean(np.logaddexp(0, eta) - y * eta) + 0.5 * alpha * theta[:-1] @ theta[:-1]
+            return val, np.r_[X.T @ g / len(y) + alpha * theta[:-1], g.mean()]
+
+        ref = scipy.optimize.minimize(F, np.zeros(X.shape[1] + 1), jac=True, method="L-BFGS-B",
+                                      options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 10**5})
+        assert cached.objective_ == pytest.approx(ref.fun, rel=1e-9)
+
+
+def test_cached_curvature_forms_few_grams(logistic_problem):
+    """Grams only at the start, at iterations 1, 2, 4, 8, … and on rises: count them through the
+    engine's requests."""
+    from smem_dask.losses import Logistic
+
+    X, y = logistic_problem
+    eng = NumpyEngine(X, y)
+    grams = []
+    inner = eng.stats_many
+
+    def counting(loss, requests, fit_intercept):
+        grams.append(sum(r.system for r in requests))
+        return inner(loss, requests, fit_intercept)
+
+    eng.stats_many = counting
+    res = fit_em(eng, Logistic(), L2(), 1e-2, config=SolverConfig(tol=1e-12, curvature="cached"))
+    scheduled = 1 + sum(1 for k in range(1, res.n_iter + 1) if k & (k - 1) == 0)
+    assert len(grams) == res.n_passes
+    assert sum(grams) <= scheduled + res.n_restarts
+    assert sum(grams) < res.n_passes / 2
