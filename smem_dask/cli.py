@@ -72,8 +72,13 @@ def _parser() -> argparse.ArgumentParser:
                             "(default: threads in this process)")
         p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
                        help="give up reaching --scheduler after this long (default 10)")
-        p.add_argument("--persist", action="store_true",
-                       help="keep the data in cluster memory instead of streaming it each pass")
+        keep = p.add_mutually_exclusive_group()
+        keep.add_argument("--persist", dest="persist", action="store_const", const=True,
+                          default="auto",
+                          help="keep the data in cluster memory instead of streaming it each pass "
+                               "(default: when it takes at most half of the workers' memory)")
+        keep.add_argument("--stream", dest="persist", action="store_const", const=False,
+                          help="read the data from its store on every pass")
 
     demo = sub.add_parser(
         "demo", help="fit a synthetic ill-conditioned logistic problem from zarr on a local cluster"

@@ -249,14 +249,20 @@ class DaskEngine(_Engine):
     X : (n, p) dask array
     y : (n,) dask or numpy array
     sample_weight : (n,) dask or numpy array, or None
-    persist : bool — keep X, y, weights in (cluster) memory after the first read; otherwise every pass
-        streams them from their source (e.g. a zarr store).
+    persist : bool or "auto" — keep X, y, weights in (cluster) memory after the first read; otherwise
+        every pass streams them from their source (e.g. a zarr store). "auto": persist when the
+        inputs take at most :data:`PERSIST_FRACTION` of the memory they would live in (the sum of
+        the workers' memory limits with a distributed client, else the machine's available
+        memory), stream otherwise. ``self.persist`` holds the decision.
     split_every : int — fan-in of the tree reduction of block statistics.
     """
 
-    def __init__(self, X, y, sample_weight=None, *, persist: bool = False, split_every: int = 8):
+    def __init__(self, X, y, sample_weight=None, *, persist: bool | str = False,
+                 split_every: int = 8):
         if not (isinstance(split_every, numbers.Integral) and split_every >= 2):
             raise ValueError(f"split_every must be an integer ≥ 2, got {split_every!r}")
+        if persist not in (True, False, "auto"):
+            raise ValueError(f"persist must be True, False or 'auto', got {persist!r}")
         # arrays handed over in memory are wrapped and persisted once, so that no pass graph
         # carries their data to the scheduler again
         in_memory = {name for name, a in (("X", X), ("y", y), ("s", sample_weight))
@@ -268,6 +274,9 @@ class DaskEngine(_Engine):
         row_chunks = X.chunks[0]
         y = _rechunk_like(y, row_chunks)
         s = None if sample_weight is None else _rechunk_like(sample_weight, row_chunks)
+        if persist == "auto":
+            nbytes = sum(a.nbytes for a in (X, y, s) if a is not None)
+            persist = nbytes <= PERSIST_FRACTION * memory_available()
         if persist or "X" in in_memory:
             X, y, s = dask.persist(X, y, s)
         elif in_memory:
@@ -331,13 +340,36 @@ class DaskEngine(_Engine):
         return int(nx), int(ny)
 
 
+#: ``persist="auto"`` keeps the data in memory when it takes at most this fraction of the memory
+#: available to hold it (the rest is for the pass's temporaries and everything else)
+PERSIST_FRACTION = 0.5
+
+
+def memory_available() -> float:
+    """Bytes that persisted data could occupy: the sum of the workers' memory limits when a
+    distributed client is active (a worker without a limit counts the machine's memory), else the
+    memory available on this machine."""
+    import psutil
+
+    try:
+        from distributed import Client, get_client
+
+        chosen = dask.config.get("scheduler", None)
+        client = chosen if isinstance(chosen, Client) else get_client()
+    except (ImportError, ValueError):
+        return float(psutil.virtual_memory().available)
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    total = psutil.virtual_memory().total
+    return float(sum(w.get("memory_limit") or total for w in workers))
+
+
 def _rechunk_like(v, row_chunks):
     if not is_lazy(v):
         return da.from_array(np.asarray(v), chunks=(row_chunks,))
     return v if v.chunks[0] == row_chunks else v.rechunk((row_chunks,))
 
 
-def make_engine(X, y, sample_weight=None, *, persist: bool = False, split_every: int = 8,
+def make_engine(X, y, sample_weight=None, *, persist: bool | str = False, split_every: int = 8,
                 block_rows: int = 65536):
     """A :class:`DaskEngine` when X is lazy (dask or zarr), else a :class:`NumpyEngine`."""
     if is_lazy(X):

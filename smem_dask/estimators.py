@@ -38,7 +38,7 @@ class _SMEMBase:
     _estimator_type: str
 
     def __init__(self, loss="logistic", penalty="l2", alpha=1e-4, fit_intercept=True,
-                 acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist=False,
+                 acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist="auto",
                  split_every=8, verbose=0, loss_params=None, penalty_params=None,
                  penalty_solver=None, curvature="adaptive"):
         self.loss = loss
@@ -141,7 +141,8 @@ class _SMEMBase:
         y = self._encode_y(y, loss)
         if s is not None:
             _check_sample_weight(s)
-        eng = _engine.make_engine(X, y, s, persist=bool(self.persist),
+        persist = self.persist if self.persist == "auto" else bool(self.persist)
+        eng = _engine.make_engine(X, y, s, persist=persist,
                                   split_every=self.split_every)
         return loss, penalty, config, eng
 
@@ -208,7 +209,9 @@ class SMEMClassifier(_SMEMBase):
         Nesterov extrapolation (not monotone), or Nesterov with objective-based restart (monotone)
     tol : float — stop when the relative objective change and ‖∇F‖_∞/max(1,|F|) are both ≤ tol
     max_iter : int — maximum EM iterations
-    persist : bool — keep dask/zarr inputs in cluster memory instead of streaming them each pass
+    persist : "auto" | bool — keep dask/zarr inputs in cluster memory instead of streaming them each
+        pass; "auto" persists when they take at most half of the workers' memory (see
+        ``DaskEngine``)
     split_every : int — fan-in of the tree reduction
     verbose : int — print one line per iteration when > 0
     loss_params, penalty_params : dict — parameters of a loss or penalty given by name
@@ -232,7 +235,7 @@ class SMEMClassifier(_SMEMBase):
     _estimator_type = "classifier"
 
     def __init__(self, loss="logistic", penalty="l2", alpha=1e-4, fit_intercept=True,
-                 acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist=False,
+                 acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist="auto",
                  split_every=8, verbose=0, loss_params=None, penalty_params=None,
                  penalty_solver=None, curvature="adaptive"):
         super().__init__(loss, penalty, alpha, fit_intercept, acceleration, tol, max_iter,
@@ -292,7 +295,7 @@ class SMEMRegressor(_SMEMBase):
     _estimator_type = "regressor"
 
     def __init__(self, loss="squared", penalty="l2", alpha=1e-4, fit_intercept=True,
-                 acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist=False,
+                 acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist="auto",
                  split_every=8, verbose=0, loss_params=None, penalty_params=None,
                  penalty_solver=None, curvature="adaptive"):
         super().__init__(loss, penalty, alpha, fit_intercept, acceleration, tol, max_iter,

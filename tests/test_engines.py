@@ -87,6 +87,28 @@ def test_persisted_and_weighted_on_a_cluster(cluster_client, logistic_problem, r
     _close(est.coef_, ref.coef_)
 
 
+def test_persist_auto_decides_from_the_workers_memory(cluster_client, logistic_problem,
+                                                       monkeypatch):
+    """"auto" persists data that takes at most PERSIST_FRACTION of the workers' summed memory
+    limits and streams larger data; both give the same fit; a bad value is refused."""
+    from smem_dask import engine as engine_mod
+
+    X, y = logistic_problem
+    Xd = da.from_array(X, chunks=(700, -1))
+    limits = [w["memory_limit"] for w in cluster_client.scheduler_info(n_workers=-1)["workers"].values()]
+    with dask.config.set(scheduler=cluster_client):
+        assert engine_mod.memory_available() == sum(limits) > 0
+        kept = DaskEngine(Xd, y, persist="auto")
+        monkeypatch.setattr(engine_mod, "PERSIST_FRACTION", (X.nbytes + y.nbytes) / sum(limits) / 2)
+        streamed = DaskEngine(Xd, y, persist="auto")
+        fits = [fit_em(e, Logistic(), L2(), 1e-3, config=SolverConfig(tol=1e-10))
+                for e in (kept, streamed)]
+    assert kept.persist and not streamed.persist
+    np.testing.assert_allclose(fits[0].coef, fits[1].coef, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="persist must be True, False or 'auto'"):
+        DaskEngine(Xd, y, persist="yes")
+
+
 def test_regressor_on_dask_matches_numpy(regression_problem):
     X, y = regression_problem
     ref = SMEMRegressor(alpha=1e-2, tol=1e-12).fit(X, y)
