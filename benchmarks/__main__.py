@@ -7,6 +7,8 @@ import sys
 BENCHMARKS = {
     "path": "regularization path: sharing modes versus 40 cold fits",
     "paper": "SM-EM versus tuned Adam, MoMo, MomoAdam, EGOP-Adam, L-BFGS (needs the bench extra)",
+    "scale": "out of core: EM pass versus the limit pass, time to the optimum versus dask-ml, "
+             "scikit-learn, glum",
 }
 
 
@@ -25,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import paper
 
         paper.main(argv[1:])
+    elif argv[0] == "scale":
+        from . import scale
+
+        scale.main(argv[1:])
     return 0
 
 

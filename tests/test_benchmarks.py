@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -79,3 +81,34 @@ def test_paper_benchmark_quick(tmp_path):
     assert float(adam[3]) >= 10  # wall time ÷ SM-EM path
     assert float(smem[4]) <= 1e-12  # the SM-EM path is at the best objective of the four
     assert (tmp_path / "paper_convergence.png").stat().st_size > 10_000
+
+
+def test_scale_benchmark_quick_streams_from_zarr_and_finds_the_optimum(tmp_path):
+    """The scale benchmark's --quick run (two small zarr stores, a LocalCluster of two worker
+    processes, SM-EM streamed from the store): every SM-EM mode reaches F within 1e-8 of F*, and
+    F* is scikit-learn newton-cholesky's optimum to 1e-8 (the independent oracle); the workers stay
+    under their memory limit; every pass kind was timed."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "scale", "--quick", "--persist", "stream",
+                           "--out", str(tmp_path), "--data", str(tmp_path / "data")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "scale.md").read_text()
+    assert "- command: `python -m benchmarks scale --quick" in text and "- machine: " in text
+    tables = text.split("## ")
+    passes = _table(next(t for t in tables if t.startswith("Passes")))
+    assert [(r[0], r[1]) for r in passes] == [("3e+04", "20"), ("1e+05", "20")]
+    for r in passes:
+        read, syrk, limit, em = map(float, r[3:7])
+        assert 0 < read and 0 < syrk and 0 < limit and 0 < em
+        assert float(r[7]) == pytest.approx(em / limit, rel=0.01)
+    methods = _table(next(t for t in tables if t.startswith("Time to the optimum")))
+    smem = [r for r in methods if r[2].startswith("SM-EM")]
+    assert len(smem) == 2 * 8  # 5 dask modes + 3 numpy modes per size
+    for r in smem:
+        assert r[3] != "—" and float(r[6]) <= 1e-12, r  # reached, and F* is its own optimum
+    newton = [r for r in methods if r[2] == "scikit-learn newton-cholesky"]
+    assert len(newton) == 2 and all(float(r[6]) <= 1e-8 for r in newton)
+    for r in _table(next(t for t in tables if t.startswith("Ratios"))):
+        peaks, limit = r[9].split(" (")
+        assert max(map(float, peaks.split(", "))) < float(limit.rstrip(")"))
+    assert (tmp_path / "scale.png").stat().st_size > 10_000

@@ -53,6 +53,23 @@ def test_make_data_then_fit_writes_the_in_memory_answer(tmp_path):
     assert "converged" in proc.stdout
 
 
+def test_float32_store_fits_the_float32_data_in_float64(tmp_path):
+    """--dtype float32 stores X in float32 (half the bytes per pass); the fit accumulates in float64,
+    so it equals the in-memory fit of the float32 values promoted to float64."""
+    store, out = tmp_path / "f.zarr", tmp_path / "f.json"
+    proc = run("make-data", store, "--n", 4000, "--p", 5, "--cond", 1e4, "--seed", 3,
+               "--chunk-rows", 900, "--dtype", "float32")
+    assert proc.returncode == 0 and "float32" in proc.stdout, proc.stderr
+    X, y = open_store(store)
+    assert X.dtype == np.float32 and X.nbytes == 4000 * 5 * 4
+    proc = run("fit", store, "--alpha", 1e-3, "--tol", 1e-10, "--quiet", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    X64 = X[:].astype(np.float64)
+    np.testing.assert_array_equal(X64, make_problem(4000, 5, cond=1e4, seed=3)[0].astype(np.float32))
+    ref = SMEMClassifier(alpha=1e-3, tol=1e-10).fit(X64, y[:])
+    np.testing.assert_allclose(json.loads(out.read_text())["coef"], ref.coef_, rtol=1e-10, atol=1e-12)
+
+
 def test_fit_squared_loss_on_a_regression_store(tmp_path):
     store = tmp_path / "r.zarr"
     write_zarr(store, 3000, 4, task="regression", seed=8, chunk_rows=1000)

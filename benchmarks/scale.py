@@ -1,0 +1,570 @@
+"""Out-of-core speed: our EM pass against the limit pass, and time to the optimum against every peer.
+
+    python -m benchmarks scale [--sizes 1e5x100,2e6x100,...] [--workers 2 --memory-limit 2GiB]
+                               [--data DIR] [--quick]
+
+Writes ``benchmarks/results/scale.md`` (tables, command, machine, date) and ``scale.png`` (time
+versus n, log-log, one panel per p). For each size, in one run on one zarr store (synthetic logistic
+problem, cond(XᵀX) = 1e6, uncompressed, row chunks of ``--chunk-mb`` MB) and one local cluster of
+``--workers`` single-threaded worker processes with ``--memory-limit`` each:
+
+1. **Passes** (median of ``--repeats``, interleaved): *read* — stream X from the store, nothing
+   else; *limit* — stream X and form XᵀWX with BLAS on each block (weights w from y; √w·X on
+   cache-sized tiles and ``dsyrk``, the cheapest weighted Gram we know), nothing else; *syrk* — the
+   same without weights (XᵀX); *EM pass* — our steady-state pass (the loss change and gradient at
+   a new point, E-step and Gram at the next expansion point), streamed from the same store.
+2. **Time to the optimum**: wall time until F is within 1e-8 (relative) of F*, the smallest F any
+   method reached, every F evaluated by one evaluator. The problem is unregularized (α = 0, intercept
+   fitted) so that every package minimizes the same F: dask-ml's solvers put their L2 penalty on the
+   intercept too, and its ``newton`` ignores the penalty. SM-EM runs on the Dask engine as users
+   get it (``persist="auto"``: persisted when the data take at most half of the workers' memory,
+   streamed otherwise) — each acceleration mode with the adaptive E-step, plus the cached- and
+   fixed-curvature modes — and on the in-memory numpy engine where the data fit. Its time is read
+   off its own iteration record (the first iterate within 1e-8), plus the engine set-up. Peers
+   report no such record: each is run with a ladder of tolerances and its time is that of the
+   fastest run that ended within 1e-8 (or "not reached", with its best gap). dask-ml (lbfgs, newton,
+   admm) gets the same dask array (persisted when ours was); scikit-learn (newton-cholesky, lbfgs)
+   and glum run in memory, only where the data fit in ``--in-memory-limit``.
+3. **Peak memory**: the resident set of this client process and of each worker process, sampled
+   every 50 ms; a fresh cluster per size, so the peaks are that size's. The client holds the data in
+   memory for the in-memory methods where they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import shlex
+import threading
+import time
+import warnings
+
+import numpy as np
+
+from ._common import RESULTS, header, write
+
+TARGET = 1e-8  # relative distance to F* that counts as "at the optimum"
+
+FULL_SIZES = "2e6x100,2e7x100,5e5x100,1e5x100,1e5x10,2e6x10,2e7x10,1e5x500,5e5x500"
+QUICK_SIZES = "3e4x20,1e5x20"
+
+#: the sizes where each slow peer is run (larger: minutes to hours — see the notes in the table)
+DASK_ML_MAX_BYTES = {"newton": 2e9, "lbfgs": 4e8, "admm": 1e8}
+SKLEARN_LBFGS_MAX_BYTES = 4e8
+
+
+PERSIST = {"auto": "auto", "stream": False, "persist": True}
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    out = []
+    for item in text.split(","):
+        n, p = item.lower().split("x")
+        out.append((int(float(n)), int(float(p))))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the limit pass and our pass (functions shipped to the workers)
+
+def _read_block(xb):
+    return np.asarray([[float(xb[0, 0]) if xb.size else 0.0]])
+
+
+def _syrk_block(xb):
+    from scipy.linalg import blas
+
+    xb = np.asarray(xb, dtype=np.float64)
+    return blas.dsyrk(1.0, xb.T, trans=0).ravel()[None, :]
+
+
+def _weighted_syrk_block(xb, yb):
+    """XᵀWX on √w·X tiles with dsyrk: the fastest weighted Gram we know (w = 0.25 + 0.5·y)."""
+    from scipy.linalg import blas
+
+    from smem_dask.stats import gram_tile_rows
+
+    xb = np.asarray(xb)
+    n, p = xb.shape
+    root = np.sqrt(0.25 + 0.5 * np.asarray(yb, dtype=np.float64))
+    tile = gram_tile_rows(p)
+    upper = np.zeros((p, p), order="F")
+    A = np.empty((min(tile, n), p))
+    for start in range(0, n, tile):
+        rows = slice(start, start + tile)
+        a = A[: min(tile, n - start)]
+        np.multiply(xb[rows], root[rows, None], out=a)
+        upper = blas.dsyrk(1.0, a.T, beta=1.0, c=upper, trans=0, lower=0, overwrite_c=1)
+    return upper.ravel()[None, :]
+
+
+def pass_graphs(X, y):
+    import dask.array as da
+
+    nb, p = len(X.chunks[0]), X.shape[1]
+    meta = np.empty((0, 0))
+    read = X.map_blocks(_read_block, chunks=((1,) * nb, (1,)), dtype=float, meta=meta)
+    syrk = X.map_blocks(_syrk_block, chunks=((1,) * nb, (p * p,)), dtype=float, meta=meta)
+    limit = da.blockwise(_weighted_syrk_block, "ij", X, "ij", y, "i", dtype=float, meta=meta,
+                         adjust_chunks={"i": 1, "j": p * p})
+    return {name: g.sum(axis=0) for name, g in
+            (("read", read), ("syrk", syrk), ("limit", limit))}
+
+
+def time_passes(client, X, y, repeats: int) -> dict[str, float]:
+    """Median seconds of each kind of pass, the kinds interleaved so that drifts hit all alike."""
+    import dask
+
+    from smem_dask.engine import DaskEngine
+    from smem_dask.losses import Logistic
+    from smem_dask.stats import Request
+
+    graphs = pass_graphs(X, y)
+    engine = DaskEngine(X, y, persist=False)
+    q = X.shape[1] + 1
+    rng = np.random.default_rng(0)
+    beta = 0.01 * rng.standard_normal(q)
+    step = beta + 1e-3 * rng.standard_normal(q)
+    request = [Request(np.column_stack([beta, step]), step + 0.3 * (step - beta),
+                       reference_known=True)]
+    kinds = {name: (lambda g=g: g.compute()) for name, g in graphs.items()}
+    kinds["EM pass"] = lambda: engine.stats_many(Logistic(), request, True)
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    with dask.config.set(scheduler=client):
+        for f in kinds.values():  # warm-up: imports, page cache
+            f()
+        for _ in range(repeats):
+            for name, f in kinds.items():
+                t0 = time.perf_counter()
+                f()
+                times[name].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# time to the optimum
+
+class Evaluator:
+    """F(θ) = (1/n) Σ ℓ(y, Xβ + b) for any θ = (β, b), by one engine (one pass per call)."""
+
+    def __init__(self, engine, client=None):
+        self.engine, self.client = engine, client
+
+    def __call__(self, theta) -> float:
+        import dask
+
+        from smem_dask.losses import Logistic
+
+        ctx = dask.config.set(scheduler=self.client) if self.client else contextlib.nullcontext()
+        with ctx:
+            st = self.engine.stats(Logistic(), np.asarray(theta, float)[:, None], None, True)
+        return float(st.loss[0] / st.weight)
+
+
+def run_smem(X, y, client, acceleration, curvature, in_memory=False, persist="auto"):
+    """One SM-EM fit; returns (set-up seconds, [(seconds since start, F)], θ, passes, persisted)."""
+    import dask
+
+    from smem_dask.engine import DaskEngine, NumpyEngine
+    from smem_dask.losses import Logistic
+    from smem_dask.penalties import L2
+    from smem_dask.solver import SolverConfig, fit_em
+
+    trace = []
+    t0 = time.perf_counter()
+    ctx = contextlib.nullcontext() if in_memory else dask.config.set(scheduler=client)
+    with ctx, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        engine = NumpyEngine(X, y) if in_memory else DaskEngine(X, y, persist=persist)
+        setup = time.perf_counter() - t0
+        fit = fit_em(engine, Logistic(), L2(), 0.0,
+                     config=SolverConfig(acceleration=acceleration, curvature=curvature, tol=1e-10,
+                                         max_iter=150),
+                     callback=lambda rec: trace.append((setup + rec.elapsed, rec.objective,
+                                                        rec.n_passes)))
+    theta = np.r_[fit.coef, fit.intercept]
+    persisted = False if in_memory else engine.persist
+    return trace, theta, persisted
+
+
+def _sklearn_runs(X, y, solver, tols):
+    from sklearn.linear_model import LogisticRegression
+
+    for tol in tols:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            m = LogisticRegression(penalty=None, solver=solver, tol=tol, max_iter=10_000).fit(X, y)
+            seconds = time.perf_counter() - t0
+        yield tol, seconds, np.r_[m.coef_.ravel(), m.intercept_], int(np.max(m.n_iter_))
+
+
+def _glum_runs(X, y, tols):
+    from glum import GeneralizedLinearRegressor
+
+    for tol in tols:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            m = GeneralizedLinearRegressor(family="binomial", alpha=0.0, gradient_tol=tol,
+                                           max_iter=1000).fit(X, y)
+            seconds = time.perf_counter() - t0
+        yield tol, seconds, np.r_[m.coef_.ravel(), m.intercept_], int(m.n_iter_)
+
+
+def _dask_ml_runs(X, y, client, solver, tols):
+    import dask
+    from dask_ml.linear_model import LogisticRegression
+
+    for tol in tols:
+        kw = {"max_iter": 200}
+        if solver == "admm":
+            kw = {"max_iter": 60, "solver_kwargs": {"abstol": tol, "reltol": tol}}
+        else:
+            kw["tol"] = tol
+        with warnings.catch_warnings(), dask.config.set(scheduler=client):
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            m = LogisticRegression(solver=solver, C=math.inf, **kw).fit(X, y)
+            seconds = time.perf_counter() - t0
+        yield tol, seconds, np.r_[np.asarray(m.coef_).ravel(), m.intercept_], None
+
+
+def ladder(runs, evaluate, budget: float, reference: float):
+    """Run a method down its tolerance ladder; keep (tol, seconds, F, iterations) per run. Stops at
+    the first run within TARGET of ``reference`` (the best F so far; the final check against F*
+    comes later) or when the runs so far took longer than ``budget`` seconds."""
+    out, spent = [], 0.0
+    for tol, seconds, theta, iters in runs:
+        F = evaluate(theta)
+        out.append((tol, seconds, F, iters))
+        spent += seconds
+        if (F - reference) / abs(reference) <= TARGET or spent > budget:
+            break
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# memory
+
+class PeakRSS:
+    """Peak resident set of this process, sampled every 50 ms while active."""
+
+    def __enter__(self):
+        import psutil
+
+        self._proc, self.peak, self._stop = psutil.Process(), 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            self._stop.wait(0.05)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+_WORKER_PEAK: dict = {}
+
+
+def _start_rss_sampler() -> bool:
+    """On a worker: sample this process's resident set every 50 ms (``ru_maxrss`` would not do:
+    a spawned process inherits its parent's high-water mark across exec)."""
+    import psutil
+
+    if "thread" not in _WORKER_PEAK:
+        proc = psutil.Process()
+        _WORKER_PEAK["peak"] = proc.memory_info().rss
+
+        def sample():
+            while True:
+                _WORKER_PEAK["peak"] = max(_WORKER_PEAK["peak"], proc.memory_info().rss)
+                time.sleep(0.05)
+
+        _WORKER_PEAK["thread"] = threading.Thread(target=sample, daemon=True)
+        _WORKER_PEAK["thread"].start()
+    return True
+
+
+def _worker_peak() -> int:
+    return int(_WORKER_PEAK.get("peak", 0))
+
+
+# ---------------------------------------------------------------------------------------------
+
+def ensure_store(directory: str, n: int, p: int, chunk_rows: int, cond: float) -> str:
+    """The zarr store of this size (reused when its parameters match, else written)."""
+    import zarr
+
+    from smem_dask.data import write_zarr
+
+    path = os.path.join(directory, f"n{n}_p{p}_c{cond:g}.zarr")
+    if os.path.exists(path):
+        try:
+            g = zarr.open_group(path, mode="r")
+            meta = g.attrs["smem_dask"]
+            if (meta["n"], meta["p"], meta["cond"], g["X"].chunks[0]) == (n, p, cond, chunk_rows):
+                return path
+        except Exception:  # noqa: BLE001 - anything unreadable is rewritten
+            pass
+    write_zarr(path, n, p, cond=cond, chunk_rows=chunk_rows, overwrite=True)
+    return path
+
+
+def bench_size(n, p, args, log) -> dict:
+    import dask.array as da
+    import zarr
+    from distributed import Client, LocalCluster
+
+    chunk_rows = max(1000, min(n, int(args.chunk_mb * 1e6 / (8 * p))))
+    t0 = time.perf_counter()
+    path = ensure_store(args.data, n, p, chunk_rows, args.cond)
+    log(f"n={n:.0e} p={p}: store {path} ({time.perf_counter() - t0:.0f} s)")
+    group = zarr.open_group(path, mode="r")
+    nbytes = n * p * 8
+    row = {"n": n, "p": p, "gb": nbytes / 1e9, "chunk_rows": chunk_rows, "methods": {}, "notes": []}
+    fits_in_memory = nbytes <= args.in_memory_limit
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                      memory_limit=args.memory_limit, dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as client, PeakRSS() as client_rss:
+        client.run(_start_rss_sampler)
+        X = da.from_zarr(group["X"])
+        y = da.from_zarr(group["y"])
+        row["passes"] = time_passes(client, X, y, args.repeats)
+        log(f"  passes {row['passes']}")
+        in_memory = (np.asarray(group["X"][:]), np.asarray(group["y"][:])) if fits_in_memory else None
+        from smem_dask.engine import DaskEngine, NumpyEngine
+
+        evaluate = Evaluator(NumpyEngine(*in_memory)) if in_memory else \
+            Evaluator(DaskEngine(X, y, persist=False), client)
+        methods = row["methods"]
+
+        modes = [("adaptive", "nesterov-restart"), ("cached", "nesterov-restart")]
+        if nbytes <= args.all_modes_max_bytes:
+            modes += [("adaptive", "none"), ("adaptive", "nesterov"), ("fixed", "nesterov-restart")]
+        for curvature, acc in modes:
+            trace, theta, persisted = run_smem(X, y, client, acc, curvature,
+                                               persist=PERSIST[args.persist])
+            methods[f"SM-EM {acc}, {curvature} (dask)"] = {"trace": trace, "F": evaluate(theta),
+                                                          "persisted": persisted}
+            log(f"  SM-EM {acc} {curvature}: {trace[-1][2]} passes, {trace[-1][0]:.1f} s")
+        if in_memory:
+            for curvature in ("cached", "adaptive", "fixed"):
+                trace, theta, _ = run_smem(*in_memory, None, "nesterov-restart", curvature, True)
+                methods[f"SM-EM nesterov-restart, {curvature} (numpy)"] = {"trace": trace,
+                                                                          "F": evaluate(theta)}
+            budget = args.peer_budget
+            best_F = lambda: min(m["F"] for m in methods.values() if "F" in m)  # noqa: E731
+            methods["scikit-learn newton-cholesky"] = {"runs": ladder(
+                _sklearn_runs(*in_memory, "newton-cholesky", (1e-4, 1e-6, 1e-8, 1e-10)), evaluate,
+                budget, best_F())}
+            if nbytes <= SKLEARN_LBFGS_MAX_BYTES and not args.quick:
+                methods["scikit-learn lbfgs"] = {"runs": ladder(
+                    _sklearn_runs(*in_memory, "lbfgs", (1e-6, 1e-8, 1e-10)), evaluate, budget,
+                    best_F())}
+            if _importable("glum"):
+                methods["glum (irls-cd)"] = {"runs": ladder(
+                    _glum_runs(*in_memory, (1e-4, 1e-6, 1e-8)), evaluate, budget, best_F())}
+            else:
+                row["notes"].append("glum not installed")
+            log("  in-memory peers done")
+        else:
+            row["notes"].append(f"scikit-learn and glum not run: X takes {nbytes / 2**30:.1f} GiB, "
+                                f"more than --in-memory-limit")
+        if _importable("dask_ml"):
+            Xm, ym = X, y
+            persisted = any(m.get("persisted") for m in methods.values())
+            if persisted:
+                Xm, ym = client.persist([X, y])
+                row["notes"].append("dask-ml given the persisted arrays, as SM-EM persisted")
+            for solver in ("newton",) + (() if args.quick else ("lbfgs", "admm")):
+                if nbytes > DASK_ML_MAX_BYTES[solver] * args.dask_ml_scale:
+                    row["notes"].append(f"dask-ml {solver} not run at this size (> "
+                                        f"{DASK_ML_MAX_BYTES[solver] * args.dask_ml_scale / 1e9:g} GB)")
+                    continue
+                tols = (1e-6, 1e-8, 1e-10) if solver != "admm" else (1e-8,)
+                ref = min(m["F"] for m in methods.values() if "F" in m)
+                methods[f"dask-ml {solver}"] = {"runs": ladder(
+                    _dask_ml_runs(Xm, ym, client, solver, tols), evaluate, args.peer_budget, ref)}
+                log(f"  dask-ml {solver} done")
+            del Xm, ym
+        else:
+            row["notes"].append("dask-ml not installed")
+        row["worker_peaks"] = sorted(client.run(_worker_peak).values())
+        row["worker_limit"] = min(w["memory_limit"] for w in
+                                  client.scheduler_info(n_workers=-1)["workers"].values())
+    row["client_peak"] = client_rss.peak
+    return score(row)
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def score(row: dict) -> dict:
+    """F* = the smallest F reached; each method's time to within TARGET of it."""
+    finals = []
+    for m in row["methods"].values():
+        if "trace" in m:
+            finals += [m["F"], min(F for _, F, _ in m["trace"])]
+        else:
+            finals += [F for _, _, F, _ in m["runs"]]
+    F_star = min(finals)
+    row["F_star"] = F_star
+    gap = lambda F: (F - F_star) / abs(F_star)  # noqa: E731
+    for m in row["methods"].values():
+        if "trace" in m:
+            hit = next(((t, k) for t, F, k in m["trace"] if gap(F) <= TARGET), None)
+            m["seconds"], m["passes"] = hit if hit else (None, None)
+            m["best_gap"] = gap(min(F for _, F, _ in m["trace"]))
+            m["total"] = m["trace"][-1][0]
+        else:
+            hits = [(s, it) for _, s, F, it in m["runs"] if gap(F) <= TARGET]
+            m["seconds"], m["passes"] = min(hits, key=lambda h: h[0]) if hits else (None, None)
+            m["best_gap"] = min(gap(F) for _, _, F, _ in m["runs"])
+            m["total"] = sum(s for _, s, _, _ in m["runs"])
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+def _fmt_s(x):
+    return "—" if x is None else (f"{x:.3g}" if x < 100 else f"{x:.0f}")
+
+
+def report(rows, args) -> str:
+    lines = [header("Out-of-core speed: EM pass versus the limit pass, time to the optimum",
+                    args.command)]
+    lines.append(f"- cluster: LocalCluster, {args.workers} worker processes × 1 thread, memory limit "
+                 f"{args.memory_limit} each; data: synthetic logistic, cond(XᵀX) = {args.cond:g}, "
+                 f"zarr v3 uncompressed, row chunks of ~{args.chunk_mb:g} MB; α = 0 (see module "
+                 "docstring); target: F within 1e-8 (relative) of F*\n")
+    lines.append("## Passes (median seconds of one pass over X, streamed from the store)\n")
+    lines.append("| n | p | GB | read | syrk XᵀX | limit XᵀWX | EM pass | EM / limit | EM / syrk |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ps = r["passes"]
+        lines.append(f"| {r['n']:.0e} | {r['p']} | {r['gb']:.2f} | {ps['read']:.3f} | {ps['syrk']:.3f} "
+                     f"| {ps['limit']:.3f} | {ps['EM pass']:.3f} | {ps['EM pass'] / ps['limit']:.2f} "
+                     f"| {ps['EM pass'] / ps['syrk']:.2f} |")
+    lines.append("\n## Time to the optimum (seconds to F within 1e-8 of F*; passes or iterations)\n")
+    lines.append("| n | p | method | seconds to 1e-8 | passes / iterations | total seconds | "
+                 "best gap |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for r in rows:
+        for name, m in r["methods"].items():
+            lines.append(f"| {r['n']:.0e} | {r['p']} | {name} | {_fmt_s(m['seconds'])} | "
+                         f"{m['passes'] if m['passes'] is not None else '—'} | {_fmt_s(m['total'])} | "
+                         f"{max(m['best_gap'], 0):.1e} |")
+    lines.append("\n## Ratios (from the table above)\n")
+    lines.append("| n | p | best SM-EM (dask) s | best dask-ml s | dask-ml / SM-EM | best SM-EM "
+                 "(in memory) s | sklearn newton-cholesky s | newton-cholesky / SM-EM | "
+                 "client peak GiB | worker peaks GiB (limit) | notes |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        def best(pred, r=r):
+            return min((m["seconds"] for k, m in r["methods"].items()
+                        if pred(k) and m["seconds"] is not None), default=None)
+
+        ours = best(lambda k: k.startswith("SM-EM") and "(dask)" in k)
+        mem = best(lambda k: k.startswith("SM-EM") and "(numpy)" in k)
+        dml = best(lambda k: k.startswith("dask-ml"))
+        dml_ran = [m for k, m in r["methods"].items() if k.startswith("dask-ml")]
+        nc = best(lambda k: k == "scikit-learn newton-cholesky")
+        if dml is None and dml_ran:
+            dml_txt = f"not reached in {max(m['total'] for m in dml_ran):.0f}"
+            ratio = f"> {max(m['total'] for m in dml_ran) / ours:.0f}" if ours else "—"
+        else:
+            dml_txt = _fmt_s(dml)
+            ratio = f"{dml / ours:.1f}" if (dml and ours) else "—"
+        nc_ratio = f"{nc / mem:.2f}" if (nc and mem) else "—"
+        peaks = ", ".join(f"{b / 2**30:.2f}" for b in r["worker_peaks"])
+        lines.append(f"| {r['n']:.0e} | {r['p']} | {_fmt_s(ours)} | {dml_txt} | {ratio} | "
+                     f"{_fmt_s(mem)} | {_fmt_s(nc)} | {nc_ratio} | {r['client_peak'] / 2**30:.2f} | "
+                     f"{peaks} ({r['worker_limit'] / 2**30:.1f}) | {'; '.join(r['notes'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ps = sorted({r["p"] for r in rows})
+    fig, axes = plt.subplots(1, len(ps), figsize=(5 * len(ps), 4), squeeze=False)
+    for ax, p in zip(axes[0], ps, strict=True):
+        rs = sorted((r for r in rows if r["p"] == p), key=lambda r: r["n"])
+        n = [r["n"] for r in rs]
+        ax.loglog(n, [r["passes"]["limit"] for r in rs], "k--", label="limit pass")
+        ax.loglog(n, [r["passes"]["EM pass"] for r in rs], "k-", label="EM pass")
+        names = sorted({k for r in rs for k in r["methods"]})
+        for name in names:
+            pts = [(r["n"], r["methods"][name]["seconds"]) for r in rs
+                   if name in r["methods"] and r["methods"][name]["seconds"] is not None]
+            if pts and ("nesterov-restart" in name or not name.startswith("SM-EM")):
+                ax.loglog(*zip(*pts, strict=True), "o-", ms=4, label=name)
+        ax.set_title(f"p = {p}: seconds (passes: one pass; methods: to 1e-8)")
+        ax.set_xlabel("n (rows)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks scale",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=None, help=f"n×p list (default {FULL_SIZES})")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--memory-limit", default="2GiB", help="per worker")
+    parser.add_argument("--chunk-mb", type=float, default=80.0, help="MB of X per zarr chunk")
+    parser.add_argument("--cond", type=float, default=1e6)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--persist", choices=sorted(PERSIST), default="auto",
+                        help="the SM-EM dask fits: decided by size (default), always streamed from "
+                             "the store, or always persisted")
+    parser.add_argument("--in-memory-limit", type=float, default=4e9,
+                        help="bytes of X up to which in-memory peers (and our numpy engine) run")
+    parser.add_argument("--all-modes-max-bytes", type=float, default=2e9,
+                        help="up to this size every SM-EM mode runs; above, two")
+    parser.add_argument("--dask-ml-scale", type=float, default=1.0,
+                        help="multiplies the sizes up to which each dask-ml solver runs")
+    parser.add_argument("--peer-budget", type=float, default=200.0,
+                        help="seconds after which a peer's tolerance ladder stops")
+    parser.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                       ".data"),
+                        help="directory of the zarr stores (reused across runs)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"sizes {QUICK_SIZES}, 1 repeat, fast peers only (no lbfgs, admm): "
+                             "about a minute")
+    parser.add_argument("--out", default=RESULTS)
+    args = parser.parse_args(argv)
+    args.command = "python -m benchmarks scale " + " ".join(shlex.quote(a) for a in (argv or []))
+    if args.quick:
+        args.repeats = 1
+        args.chunk_mb = min(args.chunk_mb, 2.0)
+    sizes = parse_sizes(args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES))
+    os.makedirs(args.data, exist_ok=True)
+
+    def log(msg):
+        print(msg, flush=True)
+
+    rows = []
+    for n, p in sizes:
+        rows.append(bench_size(n, p, args, log))
+        text = report(rows, args)  # written after every size: a long run leaves partial results
+        md = write("scale.md", text, args.out)
+    plot(rows, os.path.join(args.out, "scale.png"))
+    print(text)
+    print(f"wrote {md} and scale.png")
