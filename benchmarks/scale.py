@@ -164,7 +164,8 @@ class Evaluator:
 
 
 def run_smem(X, y, client, acceleration, curvature, in_memory=False, persist="auto"):
-    """One SM-EM fit; returns (set-up seconds, [(seconds since start, F)], θ, passes, persisted)."""
+    """One SM-EM fit; returns ([(seconds since the start incl. engine set-up, F, passes)], θ,
+    whether the engine persisted the data)."""
     import dask
 
     from smem_dask.engine import DaskEngine, NumpyEngine
