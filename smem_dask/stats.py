@@ -19,7 +19,7 @@ from scipy.linalg import blas
 from .losses import Loss
 
 __all__ = ["BlockStats", "Request", "block_stats", "block_stats_many", "pack_many", "packed_size",
-           "unpack_many"]
+           "unpack_many", "add_weighted_gram", "gram_tile_rows"]
 
 
 @dataclass(frozen=True)
@@ -240,16 +240,9 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
         loss_deltas += ld
         xt_cols += Xt.T @ columns
         col_sums += columns.sum(axis=0)
-        A = scaled[: Xt.shape[0]]
         for i, sw in enumerate(weights):
             if sw is not None:
-                # √w·X on the tile, then a symmetric rank-k update of the upper triangle in place
-                np.multiply(Xt, np.sqrt(sw)[:, None], out=A)
-                if threads:
-                    grams[i] += A.T @ A
-                else:
-                    grams[i] = blas.dsyrk(1.0, A.T, beta=1.0, c=grams[i], trans=0, lower=0,
-                                          overwrite_c=1)
+                grams[i] = add_weighted_gram(grams[i], Xt, sw, scaled, threads)
 
     out, c, d = [], 0, 0
     for i, r in enumerate(requests):
@@ -257,7 +250,7 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
         delta = loss_deltas[d : d + k - 1]
         d += k - 1
         grad = np.zeros((q, k))
-        j = plan.skip[i]  # column 0 stays zero when point 0 is known
+        j = int(r.reference_known)  # column 0 stays zero when point 0 is known
         grad[:p, j:] = xt_cols[:, c : c + k - j]
         if fit_intercept:
             grad[p, j:] = col_sums[c : c + k - j]
@@ -301,7 +294,6 @@ class _Plan:
         # the loss at point 0 and the derivative at every point, except where point 0 is known
         self.valued = [i for i, r in enumerate(requests) if not r.reference_known]
         self.starts = np.asarray([starts[i] for i in self.valued], dtype=int)
-        self.skip = [int(r.reference_known) for r in requests]
         self.evals = np.concatenate([np.arange(a + int(r.reference_known), a + r.k) for r, a in pairs])
         self.refs = np.concatenate([np.full(r.k - 1, a) for r, a in pairs])
         self.steps = np.concatenate([np.arange(a + r.k, a + 2 * r.k - 1) for r, a in pairs])
@@ -323,8 +315,8 @@ class _Plan:
             dl *= s[:, None]
         columns, weights = [], []
         e = 0
-        for r, start, skip in zip(self.requests, self.offsets[:-1], self.skip, strict=True):
-            k = r.k
+        for r, start in zip(self.requests, self.offsets[:-1], strict=True):
+            k, skip = r.k, int(r.reference_known)
             columns.append(dl[:, e : e + k - skip])
             e += k - skip
             sw = None
@@ -350,3 +342,18 @@ TILE_BYTES = 1 << 20
 def gram_tile_rows(p: int) -> int:
     """Rows per kernel tile for p columns: TILE_BYTES of float64, at least 256 rows."""
     return max(256, TILE_BYTES // (8 * max(p, 1)))
+
+
+def add_weighted_gram(gram: np.ndarray, Xt: np.ndarray, w: np.ndarray, scratch: np.ndarray,
+                      threads: bool = False) -> np.ndarray:
+    """``gram`` + Xtᵀ diag(w) Xt for one tile (w ≥ 0), returned: √w·Xt is formed in ``scratch``
+    (at least as many rows as Xt, float64) and added by a symmetric rank-k update — scipy's
+    ``dsyrk`` on the upper triangle of a Fortran-ordered ``gram`` in place, or with ``threads``
+    numpy's GIL-free ``A.T @ A`` on the full matrix."""
+    A = scratch[: Xt.shape[0]]
+    np.multiply(Xt, np.sqrt(w)[:, None], out=A)
+    if threads:
+        gram += A.T @ A
+        return gram
+    # A is C-contiguous, so A.T is Fortran-ordered: no copy for BLAS
+    return blas.dsyrk(1.0, A.T, beta=1.0, c=gram, trans=0, lower=0, overwrite_c=1)
