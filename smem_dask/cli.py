@@ -22,7 +22,7 @@ from .losses import LOSSES
 from .penalties import PENALTIES
 from .solver import ACCELERATIONS, CURVATURES
 
-_EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, TimeoutError, KeyError)
+_EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, TimeoutError, KeyError, MemoryError)
 
 
 def _positive_int(text: str) -> int:
@@ -67,11 +67,22 @@ def _parser() -> argparse.ArgumentParser:
                             "iterations 1, 2, 4, 8, … and when F would rise")
 
     def cluster_options(p):
-        p.add_argument("--scheduler", metavar="ADDRESS",
-                       help="address of a dask scheduler, e.g. tcp://127.0.0.1:8786 "
-                            "(default: threads in this process)")
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("--scheduler", metavar="ADDRESS",
+                           help="address of a running dask scheduler, e.g. tcp://127.0.0.1:8786 or "
+                                "tls://host:8786 (default: threads in this process)")
+        where.add_argument("--scheduler-file", metavar="JSON",
+                           help="the file a scheduler started with --scheduler-file wrote (HPC)")
+        where.add_argument("--workers", type=_positive_int, metavar="N",
+                           help="start a local cluster of N worker processes for this run")
+        p.add_argument("--memory-limit", default="auto", metavar="BYTES",
+                       help="memory limit of each --workers process, e.g. 2GiB (default: the "
+                            "machine's memory shared out)")
         p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
                        help="give up reaching --scheduler after this long (default 10)")
+        p.add_argument("--tls-ca", metavar="PEM", help="certificate authority of a TLS cluster")
+        p.add_argument("--tls-cert", metavar="PEM", help="this client's certificate (TLS)")
+        p.add_argument("--tls-key", metavar="PEM", help="this client's private key (TLS)")
         keep = p.add_mutually_exclusive_group()
         keep.add_argument("--persist", dest="persist", action="store_const", const=True,
                           default="auto",
@@ -173,18 +184,105 @@ def _model_estimator(args):
                       **_solver_params(args))
 
 
+def _security(args):
+    """``distributed`` security settings from ``--tls-ca/--tls-cert/--tls-key`` (None without)."""
+    given = {"--tls-ca": args.tls_ca, "--tls-cert": args.tls_cert, "--tls-key": args.tls_key}
+    if not any(given.values()):
+        return None
+    missing = [name for name, value in given.items() if not value]
+    if missing:
+        raise ValueError(f"--tls-ca, --tls-cert and --tls-key go together; missing {', '.join(missing)}")
+    for name, value in given.items():
+        if not os.path.isfile(value):
+            raise ValueError(f"{name} {value}: no such file")
+    if args.scheduler and not args.scheduler.startswith("tls://"):
+        raise ValueError(f"TLS certificates were given but the scheduler address {args.scheduler} is "
+                         "not tls://…; use tls://HOST:PORT")
+    if args.workers:
+        raise ValueError("--tls-* options are for --scheduler/--scheduler-file, not --workers")
+    from distributed.security import Security
+
+    return Security(tls_ca_file=args.tls_ca, tls_client_cert=args.tls_cert,
+                    tls_client_key=args.tls_key, require_encryption=True)
+
+
 @contextlib.contextmanager
 def _scheduler(args):
-    """A distributed Client for ``--scheduler``, else nothing (threads in this process)."""
+    """A distributed Client for ``--scheduler``/``--scheduler-file``, a local cluster for
+    ``--workers``, else nothing (threads in this process)."""
+    security = _security(args)
+    if args.memory_limit != "auto" and not args.workers:
+        raise ValueError("--memory-limit sets the memory of --workers processes; it needs --workers")
     with contextlib.ExitStack() as stack:
-        if args.scheduler:
+        if args.workers:
+            from dask.utils import parse_bytes
+            from distributed import Client, LocalCluster
+
+            if args.memory_limit != "auto":
+                try:
+                    parse_bytes(args.memory_limit)
+                except (ValueError, TypeError):
+                    raise ValueError(f"--memory-limit takes a size such as 2GiB or 500MB, got "
+                                     f"{args.memory_limit!r}") from None
+            try:
+                cluster = stack.enter_context(LocalCluster(
+                    n_workers=args.workers, threads_per_worker=1, processes=True,
+                    memory_limit=args.memory_limit, host="127.0.0.1", dashboard_address="127.0.0.1:0"))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"cannot start {args.workers} local workers with --memory-limit "
+                                 f"{args.memory_limit}: {exc}") from exc
+            stack.enter_context(Client(cluster))
+        elif args.scheduler or args.scheduler_file:
             from distributed import Client
 
+            address = args.scheduler or _address_in(args.scheduler_file)
+            if security is None and address.startswith("tls://"):
+                raise ValueError(f"the scheduler at {address} uses TLS: pass --tls-ca, --tls-cert "
+                                 "and --tls-key (see cluster/README.md)")
             try:
-                stack.enter_context(Client(args.scheduler, timeout=args.connect_timeout))
-            except (OSError, TimeoutError) as exc:
-                raise OSError(f"cannot reach the dask scheduler at {args.scheduler}: {exc}") from exc
+                _probe(address, args.connect_timeout, security)
+                stack.enter_context(Client(address, timeout=args.connect_timeout,
+                                           security=security))
+            except (OSError, TimeoutError, TypeError, ValueError) as exc:
+                why = str(exc).strip() or f"no answer within {args.connect_timeout:g} s"
+                raise OSError(f"cannot reach the dask scheduler at {address}: {why}") from exc
         yield
+
+
+def _address_in(scheduler_file: str) -> str:
+    try:
+        with open(scheduler_file) as fh:
+            return json.load(fh)["address"]
+    except OSError as exc:
+        raise ValueError(f"--scheduler-file {scheduler_file}: {exc.strerror or exc}") from None
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"--scheduler-file {scheduler_file} is not a dask scheduler file (JSON with "
+                         "an 'address')") from None
+
+
+def _probe(address: str, timeout: float, security) -> None:
+    """Ask the scheduler at ``address`` who it is, giving up after ``timeout`` seconds in all.
+
+    ``distributed.Client(timeout=…)`` waits forever on a port that accepts connections but never
+    answers (measured with distributed 2026.8); this probe cannot: it is one ``asyncio.wait_for``.
+    """
+    import asyncio
+
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    async def identity():
+        comm = await connect(address, timeout=timeout,
+                             **(security or Security()).get_connection_args("client"))
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    answer = asyncio.run(asyncio.wait_for(identity(), timeout))
+    if not (isinstance(answer, dict) and answer.get("type") == "Scheduler"):
+        raise OSError(f"the process there is not a dask scheduler (it says {answer!r:.80})")
 
 
 def _summary(est, seconds: float) -> str:
@@ -206,8 +304,8 @@ def _demo(args) -> int:
         size = args.n * args.p * 8 / 1e6
         print(f"wrote X ({size:,.0f} MB, {-(-args.n // args.chunk_rows)} chunks) and y to {path} "
               f"in {time.perf_counter() - t0:.1f} s")
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
             print(f"local cluster: {args.workers} worker processes, scheduler {client.scheduler.address}")
             X, y = open_store(path)
             print("fitting from the zarr store (streamed every pass):")

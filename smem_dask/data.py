@@ -18,8 +18,10 @@ import zarr
 
 from .losses import sigmoid
 
-__all__ = ["Problem", "make_problem", "write_zarr", "open_store", "GEN_ROWS"]
+__all__ = ["Problem", "make_problem", "write_zarr", "open_store", "check_format", "GEN_ROWS",
+           "DATA_FORMAT"]
 
+DATA_FORMAT = "smem_dask.data/1"  # written by write_zarr into the group's attrs["smem_dask"]
 GEN_ROWS = 65536  # rows per generation block (fixed: the data must not depend on chunking)
 _TASKS = ("classification", "regression")
 
@@ -136,16 +138,34 @@ def write_zarr(path, n: int, p: int, *, chunk_rows: int = 100_000, dtype="float6
         xb, yb = problem.rows(start, start + chunk_rows)
         X[start : start + xb.shape[0]] = xb.astype(dtype, copy=False)
         y[start : start + yb.shape[0]] = yb
-    group.attrs["smem_dask"] = {"kind": "synthetic", **problem.metadata()}
+    group.attrs["smem_dask"] = {"format": DATA_FORMAT, "kind": "synthetic", **problem.metadata()}
     return problem
 
 
+def check_format(found, expected: str, where) -> None:
+    """Refuse a store whose format tag (``name/version``) is another kind or a newer version."""
+    if found == expected:
+        return
+    name, _, version = expected.rpartition("/")
+    found_name, _, found_version = str(found).rpartition("/")
+    if found_name == name and found_version.isdigit() and int(found_version) > int(version):
+        raise ValueError(
+            f"{where} was written by a newer version of smem_dask (format {found}; this version "
+            f"reads {expected}): upgrade smem_dask (pip install -U smem-dask) to use it"
+        )
+    raise ValueError(f"{where} is not a store of this kind (format {found!r}, expected {expected!r})")
+
+
 def open_store(path) -> tuple[zarr.Array, zarr.Array]:
-    """The arrays ``X`` and ``y`` of a zarr store, with a clear error if either is missing."""
+    """The arrays ``X`` and ``y`` of a zarr store, with a clear error if either is missing or the
+    store was written by a newer smem_dask. Opened read-only: nothing here can change the store."""
     try:
         group = zarr.open_group(path, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as exc:
         raise ValueError(f"no zarr group at {path!s}: {exc}") from exc
+    meta = group.attrs.get("smem_dask")
+    if isinstance(meta, dict) and "format" in meta:  # stores of other tools carry no such tag
+        check_format(meta["format"], DATA_FORMAT, f"the data store {path!s}")
     arrays = {}
     for name in ("X", "y"):
         try:

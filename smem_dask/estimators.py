@@ -141,6 +141,7 @@ class _SMEMBase:
         y = self._encode_y(y, loss)
         if s is not None:
             _check_sample_weight(s)
+        _engine.check_gram_fits(X.shape[1], bool(self.fit_intercept), split_every=self.split_every)
         persist = self.persist if self.persist == "auto" else bool(self.persist)
         eng = _engine.make_engine(X, y, s, persist=persist,
                                   split_every=self.split_every)
@@ -248,14 +249,17 @@ class SMEMClassifier(_SMEMBase):
             raise ValueError("y contains NaN")
         if classes.dtype.kind == "f" and np.isinf(classes).any():
             raise ValueError("y contains infinity")
+        def shown(c):  # 2.0, not numpy's np.float64(2.0)
+            return repr(c.item() if isinstance(c, np.generic) else c)
+
         if classes.size < 2:
             raise ValueError(
-                f"y has only one class ({classes[0]!r}); a classifier needs two classes"
+                f"y has only one class ({shown(classes[0])}); a classifier needs two classes"
                 if classes.size else "y is empty"
             )
         if classes.size > 2:
-            shown = ", ".join(repr(c) for c in classes[:5]) + (", …" if classes.size > 5 else "")
-            raise ValueError(f"y has {classes.size} classes ({shown}); loss {loss.name!r} "
+            listed = ", ".join(shown(c) for c in classes[:5]) + (", …" if classes.size > 5 else "")
+            raise ValueError(f"y has {classes.size} classes ({listed}); loss {loss.name!r} "
                              "needs exactly two")
         self.classes_ = classes
         return (y == classes[1]).astype(np.float64)

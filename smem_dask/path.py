@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .engine import check_gram_fits
 from .losses import Loss
 from .penalties import L1, Penalty
 from .solver import (
@@ -130,6 +131,9 @@ def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: i
     else:
         alpha_grid(1.0, n_alphas, eps)  # validate before any pass
     batch = int(min(batch, n_alphas if alphas is None else alphas.size))
+    if config.curvature != "fixed":
+        check_gram_fits(engine.n_features, fit_intercept, n_systems=batch,
+                        split_every=getattr(engine, "split_every", 8))
     p = engine.n_features
     passes_at_start = engine.n_passes
     pstore = None

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from .data import check_format
 from .solver import FitResult, FixedCurvature, WarmStart
 from .stats import BlockStats
 
@@ -149,9 +150,10 @@ class PathStore:
             self.group.attrs.update({"format": FORMAT, "fingerprint": fingerprint,
                                      "settings": settings})
             return
-        if attrs.get("format") != FORMAT:
-            raise StoreMismatchError(f"{self.root} is not a path store of this version "
-                                     f"(format {attrs.get('format')!r}, expected {FORMAT!r})")
+        try:
+            check_format(attrs.get("format"), FORMAT, f"the path store {self.root}")
+        except ValueError as exc:
+            raise StoreMismatchError(str(exc)) from None
         diff = _differences(attrs["fingerprint"], fingerprint)
         if diff:
             raise StoreMismatchError(
@@ -242,8 +244,7 @@ def read_path_store(location) -> dict:
     ``alphas``, ``done`` (bool per α), ``coefs``, ``intercepts``, ``objectives``, ``n_iter``,
     ``n_passes``, ``converged``, ``settings`` and ``fingerprint``."""
     g = zarr.open_group(_root(location), mode="r")
-    if g.attrs.get("format") != FORMAT:
-        raise ValueError(f"{_root(location)} is not a path store")
+    check_format(g.attrs.get("format"), FORMAT, f"the path store {_root(location)}")
     out = {"settings": dict(g.attrs["settings"]), "fingerprint": dict(g.attrs["fingerprint"])}
     if "done" not in g:
         return {**out, "alphas": np.zeros(0), "done": np.zeros(0, bool)}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Make a private certificate authority and certificates for a TLS-secured Dask cluster.
+#
+#   cluster/tls/make-certs.sh DIR [HOST ...]
+#
+# writes into DIR (created, mode 700):
+#   ca.pem, ca-key.pem             the authority: give ca.pem to every party, keep ca-key.pem offline
+#   scheduler.pem, scheduler-key.pem
+#   worker.pem, worker-key.pem
+#   client.pem, client-key.pem     for smem-dask (--tls-ca ca.pem --tls-cert client.pem --tls-key client-key.pem)
+# Every certificate is signed by the authority and valid for 365 days; the scheduler's names the
+# hosts given (default: localhost and 127.0.0.1). Dask's TLS checks both ends against ca.pem, so a
+# party without a certificate from this authority cannot connect. Needs openssl.
+set -euo pipefail
+if [[ $# -lt 1 ]]; then
+    echo "usage: $0 DIR [HOST ...]" >&2
+    exit 2
+fi
+dir=$1
+shift
+hosts=("$@")
+[[ ${#hosts[@]} -gt 0 ]] || hosts=(localhost 127.0.0.1)
+umask 077
+mkdir -p "$dir"
+cd "$dir"
+if [[ -e ca.pem ]]; then
+    echo "$0: $dir already holds ca.pem; remove it or choose another directory" >&2
+    exit 2
+fi
+san=""
+for h in "${hosts[@]}"; do
+    if [[ $h =~ ^[0-9.]+$ || $h == *:* ]]; then san+="IP:$h,"; else san+="DNS:$h,"; fi
+done
+san=${san%,}
+
+openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=smem-dask cluster CA" \
+    -keyout ca-key.pem -out ca.pem \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    2>/dev/null
+for who in scheduler worker client; do
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=smem-dask $who" \
+        -keyout "$who-key.pem" -out "$who.csr" 2>/dev/null
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=%s\n' \
+        "$san" > "$who.ext"
+    openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 365 \
+        -extfile "$who.ext" -out "$who.pem" 2>/dev/null
+    rm -f "$who.csr" "$who.ext"
+done
+rm -f ca.srl
+echo "wrote ca.pem and scheduler/worker/client certificates and keys to $dir (names: ${hosts[*]})"
