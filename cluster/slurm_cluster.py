@@ -34,16 +34,17 @@ def main() -> None:
     from dask_jobqueue import SLURMCluster
     from distributed import Client
 
-    cluster = SLURMCluster(
+    # plain TCP inside the site's network; for TLS pass protocol="tls://" and
+    # security=distributed.security.Security(...) built from cluster/tls/make-certs.sh's files
+    with SLURMCluster(
         cores=args.cores, processes=args.cores, memory=args.memory, walltime=args.walltime,
         queue=args.queue, account=args.account, interface=args.interface,
-    )
-    print(cluster.job_script())
-    cluster.scale(jobs=args.jobs)
-    with Client(cluster) as client:
+    ) as cluster, Client(cluster) as client:
+        print(cluster.job_script())
+        cluster.scale(jobs=args.jobs)
         client.write_scheduler_file(args.scheduler_file)
         print(f"scheduler {cluster.scheduler_address}; wrote {args.scheduler_file}; waiting for "
-              f"{args.jobs * args.cores} workers (Ctrl-C to stop them all)")
+              f"{args.jobs * args.cores} workers (Ctrl-C, or kill -INT, to stop them all)")
         try:
             client.wait_for_workers(args.jobs * args.cores)
             print("all workers are up")
@@ -51,7 +52,6 @@ def main() -> None:
                 time.sleep(60)
         except KeyboardInterrupt:
             pass
-    cluster.close()
 
 
 if __name__ == "__main__":

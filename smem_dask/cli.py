@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -195,9 +196,6 @@ def _security(args):
     for name, value in given.items():
         if not os.path.isfile(value):
             raise ValueError(f"{name} {value}: no such file")
-    if args.scheduler and not args.scheduler.startswith("tls://"):
-        raise ValueError(f"TLS certificates were given but the scheduler address {args.scheduler} is "
-                         "not tls://…; use tls://HOST:PORT")
     if args.workers:
         raise ValueError("--tls-* options are for --scheduler/--scheduler-file, not --workers")
     from distributed.security import Security
@@ -227,7 +225,8 @@ def _scheduler(args):
             try:
                 cluster = stack.enter_context(LocalCluster(
                     n_workers=args.workers, threads_per_worker=1, processes=True,
-                    memory_limit=args.memory_limit, host="127.0.0.1", dashboard_address="127.0.0.1:0"))
+                    memory_limit=args.memory_limit, host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                    silence_logs=logging.ERROR))  # the workers' warnings are not for the user
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"cannot start {args.workers} local workers with --memory-limit "
                                  f"{args.memory_limit}: {exc}") from exc
@@ -235,10 +234,13 @@ def _scheduler(args):
         elif args.scheduler or args.scheduler_file:
             from distributed import Client
 
-            address = args.scheduler or _address_in(args.scheduler_file)
+            address = args.scheduler or _address_in(args.scheduler_file, args.connect_timeout)
             if security is None and address.startswith("tls://"):
                 raise ValueError(f"the scheduler at {address} uses TLS: pass --tls-ca, --tls-cert "
                                  "and --tls-key (see cluster/README.md)")
+            if security is not None and not address.startswith("tls://"):
+                raise ValueError(f"TLS certificates were given but the scheduler address {address} "
+                                 "is not tls://…; use tls://HOST:PORT")
             try:
                 _probe(address, args.connect_timeout, security)
                 stack.enter_context(Client(address, timeout=args.connect_timeout,
@@ -249,15 +251,27 @@ def _scheduler(args):
         yield
 
 
-def _address_in(scheduler_file: str) -> str:
-    try:
-        with open(scheduler_file) as fh:
-            return json.load(fh)["address"]
-    except OSError as exc:
-        raise ValueError(f"--scheduler-file {scheduler_file}: {exc.strerror or exc}") from None
-    except (ValueError, KeyError, TypeError):
-        raise ValueError(f"--scheduler-file {scheduler_file} is not a dask scheduler file (JSON with "
-                         "an 'address')") from None
+def _address_in(scheduler_file: str, timeout: float) -> str:
+    """The address in a scheduler file, waiting up to ``timeout`` seconds for a scheduler started
+    just before to write it (it appears empty or partly written at first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(scheduler_file) as fh:
+                address = json.load(fh)["address"]
+            if isinstance(address, str) and "://" in address:
+                return address
+            problem = f"its 'address' is {address!r}"
+        except FileNotFoundError as exc:
+            problem = exc.strerror
+        except OSError as exc:
+            raise ValueError(f"--scheduler-file {scheduler_file}: {exc.strerror or exc}") from None
+        except (ValueError, KeyError, TypeError):
+            problem = "not JSON with an 'address'"
+        if time.monotonic() >= deadline:
+            raise ValueError(f"--scheduler-file {scheduler_file} is not a dask scheduler file "
+                             f"({problem}, after waiting {timeout:g} s)")
+        time.sleep(0.2)
 
 
 def _probe(address: str, timeout: float, security) -> None:
@@ -280,7 +294,10 @@ def _probe(address: str, timeout: float, security) -> None:
         finally:
             comm.abort()
 
-    answer = asyncio.run(asyncio.wait_for(identity(), timeout))
+    try:
+        answer = asyncio.run(asyncio.wait_for(identity(), timeout))
+    except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+        raise TimeoutError(f"no answer within {timeout:g} s") from None
     if not (isinstance(answer, dict) and answer.get("type") == "Scheduler"):
         raise OSError(f"the process there is not a dask scheduler (it says {answer!r:.80})")
 

@@ -36,6 +36,7 @@ __all__ = [
     "DaskEngine",
     "as_array",
     "check_gram_fits",
+    "gram_systems_that_fit",
     "check_shapes",
     "compute",
     "is_lazy",
@@ -385,40 +386,61 @@ def _distributed_client():
         return None
 
 
+def _gram_limits(split_every: int, workers: bool) -> list[tuple[str, int, float]]:
+    """(who, Gram copies held per system, bytes it has) for the client, and for the workers when
+    passes run on a distributed cluster."""
+    import psutil
+
+    if isinstance(split_every, bool) or not isinstance(split_every, numbers.Integral) or split_every < 2:
+        raise ValueError(f"split_every must be an integer ≥ 2, got {split_every!r}")
+    limits = [("client", CLIENT_GRAM_COPIES, float(psutil.virtual_memory().available))]
+    client = _distributed_client() if workers else None
+    if client is not None:
+        worker_limits = [w.get("memory_limit")
+                         for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+        worker_limits = [m for m in worker_limits if m]
+        if worker_limits:
+            limits.append(("worker", 2 * int(split_every) + 2, float(min(worker_limits))))
+    return limits
+
+
+def gram_systems_that_fit(n_features: int, fit_intercept: bool, *, split_every: int = 8,
+                          workers: bool = True) -> int:
+    """How many q×q systems (a lockstep path's α) one pass can carry within the memory of the
+    client and of the workers (see :func:`check_gram_fits`); 0 when not even one fits."""
+    q = int(n_features) + int(fit_intercept)
+    return int(min(have // (copies * 8.0 * q * q)
+                   for _, copies, have in _gram_limits(split_every, workers)))
+
+
 def check_gram_fits(n_features: int, fit_intercept: bool, *, n_systems: int = 1,
-                    split_every: int = 8) -> None:
+                    split_every: int = 8, workers: bool = True) -> None:
     """Refuse, before any data pass, a problem whose Grams would not fit in memory.
 
     Every pass brings ``n_systems`` q×q float64 Grams (q = p + intercept) to the client, which
-    holds :data:`CLIENT_GRAM_COPIES` of each; on a distributed cluster each worker's reduction
-    task holds up to 2·``split_every`` + 2 of them (its inputs, their concatenation, its output).
-    The client's bound is the memory available on this machine; a worker's, its memory limit.
+    holds :data:`CLIENT_GRAM_COPIES` of each; on a distributed cluster (``workers``: the passes run
+    there) each worker's reduction task holds up to 2·``split_every`` + 2 of them (its inputs,
+    their concatenation, its output). The client's bound is the memory available on this machine;
+    a worker's, its memory limit.
     """
-    import psutil
-
     q = int(n_features) + int(fit_intercept)
     gram = 8.0 * q * q * n_systems
     what = (f"{n_features:,} features need {'a' if n_systems == 1 else n_systems} "
             f"{q:,} × {q:,} float64 Gram{'s' if n_systems > 1 else ''} ({_size(gram)})")
-    need = CLIENT_GRAM_COPIES * gram
-    available = psutil.virtual_memory().available
-    if need > available:
-        raise MemoryError(
-            f"{what}; the client needs about {_size(need)} for them and their working copies, but "
-            f"{_size(available)} is available here; use fewer features or a client with more memory"
-        )
-    client = _distributed_client()
-    if client is None:
-        return
-    limits = [w.get("memory_limit") for w in client.scheduler_info(n_workers=-1)["workers"].values()]
-    limits = [m for m in limits if m]
-    need = (2 * split_every + 2) * gram
-    if limits and need > min(limits):
+    fewer = "fewer α per pass (batch), " if n_systems > 1 else ""
+    for who, copies, have in _gram_limits(split_every, workers):
+        need = copies * gram
+        if need <= have:
+            continue
+        if who == "client":
+            raise MemoryError(
+                f"{what}; the client needs about {_size(need)} for them and their working copies, "
+                f"but {_size(have)} is available here; use {fewer}fewer features or a client with "
+                "more memory")
         raise MemoryError(
             f"{what}; a worker reducing them needs about {_size(need)}, but the workers' memory "
-            f"limit is {_size(min(limits))}; use fewer features, workers with more memory, or a "
-            f"smaller split_every"
-        )
+            f"limit is {_size(have)}; use {fewer}fewer features, workers with more memory, or a "
+            "smaller split_every")
 
 
 def _size(nbytes: float) -> str:

@@ -120,8 +120,9 @@ class _SMEMBase:
         self.bytes_read_ = result.n_passes * eng.nbytes
         return self
 
-    def _prepare(self, X, y, sample_weight):
-        """Validate the parameters and the data; the loss, penalty, solver settings and engine."""
+    def _prepare(self, X, y, sample_weight, n_systems: int = 1):
+        """Validate the parameters and the data (``n_systems`` Grams per pass must fit in memory);
+        the loss, penalty, solver settings and engine."""
         loss = self._validated_loss()
         penalty = get_penalty(self.penalty, **(self.penalty_params or {}))
         config = SolverConfig(self.acceleration, self.tol, self.max_iter,
@@ -141,7 +142,9 @@ class _SMEMBase:
         y = self._encode_y(y, loss)
         if s is not None:
             _check_sample_weight(s)
-        _engine.check_gram_fits(X.shape[1], bool(self.fit_intercept), split_every=self.split_every)
+        _engine.check_gram_fits(X.shape[1], bool(self.fit_intercept),
+                                n_systems=1 if config.curvature == "fixed" else n_systems,
+                                split_every=self.split_every, workers=_engine.is_lazy(X))
         persist = self.persist if self.persist == "auto" else bool(self.persist)
         eng = _engine.make_engine(X, y, s, persist=persist,
                                   split_every=self.split_every)
@@ -158,7 +161,11 @@ class _SMEMBase:
         ``callback(i, alpha, fit)`` runs after α i finishes. The estimator's own ``alpha`` is not used; it
         is left fitted at the smallest α. Returns a :class:`smem_dask.path.PathResult`.
         """
-        loss, penalty, config, eng = self._prepare(X, y, sample_weight)
+        # an explicit lockstep batch carries one Gram per α in every pass: checked before any read
+        lockstep = 1
+        if isinstance(batch, (int, np.integer)) and not isinstance(batch, bool) and batch > 1:
+            lockstep = int(min(batch, n_alphas if alphas is None else np.size(alphas)))
+        loss, penalty, config, eng = self._prepare(X, y, sample_weight, n_systems=lockstep)
         if not penalty.convex:
             raise ValueError(f"paths of the non-convex penalty {penalty.name!r} are not supported "
                              "yet; fit each alpha with fit()")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .engine import check_gram_fits
+from .engine import DaskEngine, check_gram_fits, gram_systems_that_fit
 from .losses import Loss
 from .penalties import L1, Penalty
 from .solver import (
@@ -118,7 +118,8 @@ def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: i
     """
     config = config or SolverConfig()
     q = engine.n_features + int(fit_intercept)
-    if batch == "auto":
+    auto_batch = batch == "auto"
+    if auto_batch:
         batch = (10**9 if config.curvature == "fixed"
                  else max(1, LOCKSTEP_GRAM_BUDGET // (8 * q * q)))
     elif isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
@@ -131,9 +132,13 @@ def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: i
     else:
         alpha_grid(1.0, n_alphas, eps)  # validate before any pass
     batch = int(min(batch, n_alphas if alphas is None else alphas.size))
-    if config.curvature != "fixed":
-        check_gram_fits(engine.n_features, fit_intercept, n_systems=batch,
-                        split_every=getattr(engine, "split_every", 8))
+    if config.curvature != "fixed":  # one Gram per α of a batch in every pass
+        on_dask = isinstance(engine, DaskEngine)
+        memory = dict(split_every=engine.split_every if on_dask else 8, workers=on_dask)
+        if auto_batch:
+            batch = max(1, min(batch, gram_systems_that_fit(engine.n_features, fit_intercept,
+                                                            **memory)))
+        check_gram_fits(engine.n_features, fit_intercept, n_systems=batch, **memory)
     p = engine.n_features
     passes_at_start = engine.n_passes
     pstore = None

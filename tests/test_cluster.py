@@ -28,7 +28,8 @@ CLUSTER_README = ROOT / "cluster" / "README.md"
 MAKE_CERTS = ROOT / "cluster" / "tls" / "make-certs.sh"
 
 # the recipes' commands, as cluster/README.md prints them ($DIR: the directory of the scheduler file
-# and certificates); the tests run exactly these, plus --name for telling workers apart
+# and certificates); the tests run exactly these, plus --name for telling workers apart and
+# --no-nanny so that a killed worker stays dead
 SCHEDULER = "dask scheduler --host 127.0.0.1 --port 0 --no-dashboard --scheduler-file $DIR/scheduler.json"
 WORKER = ("dask worker --scheduler-file $DIR/scheduler.json --host 127.0.0.1 --nthreads 1 "
           "--memory-limit 1GiB --no-dashboard")
@@ -64,12 +65,15 @@ class Cluster:
         try:
             info = directory / "scheduler.json"
             deadline = time.monotonic() + 60
-            while not info.exists() or not info.read_text().strip():
-                if time.monotonic() > deadline or self.scheduler.poll() is not None:
-                    raise RuntimeError(f"scheduler did not start:\n{self.log.read_text()[-3000:]}")
-                time.sleep(0.1)
-            time.sleep(0.2)  # the file is written whole, but give the writer a moment
-            self.address = json.loads(info.read_text())["address"]
+            self.address = None
+            while self.address is None:  # the file appears before it is whole
+                try:
+                    self.address = json.loads(info.read_text())["address"]
+                except (OSError, ValueError, KeyError):
+                    if time.monotonic() > deadline or self.scheduler.poll() is not None:
+                        raise RuntimeError(
+                            f"scheduler did not start:\n{self.log.read_text()[-3000:]}") from None
+                    time.sleep(0.1)
             for i in range(n_workers):
                 argv = _argv(TLS_WORKER if tls else WORKER, directory) + ["--name", f"w{i}", "--no-nanny"]
                 self.workers.append(subprocess.Popen(_dask_command(argv), stdout=self._log,
@@ -172,19 +176,23 @@ def test_a_worker_killed_after_the_second_iteration_changes_nothing(tmp_path, pe
     write_zarr(path, n, p, cond=1e6, seed=8, chunk_rows=10_000)
     c = Cluster(tmp_path)
     try:
-        out = tmp_path / "fit.json"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "smem_dask", "fit", str(path), "--alpha", "1e-4", "--tol", "1e-12",
-             persist, "--out", str(out), "--scheduler", c.address],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        lines, killed_after = [], None
-        for line in proc.stdout:
-            lines.append(line)
-            if killed_after is None and re.match(r"iter\s+2\s", line):
-                c.workers[1].send_signal(signal.SIGKILL)
-                killed_after = len(lines)
-        stderr = proc.stderr.read()
-        assert proc.wait(timeout=300) == 0, stderr
+        out, err = tmp_path / "fit.json", tmp_path / "fit.err"
+        with open(err, "w") as stderr:  # a file: an unread stderr pipe could fill and block
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "smem_dask", "fit", str(path), "--alpha", "1e-4", "--tol",
+                 "1e-12", persist, "--out", str(out), "--scheduler", c.address],
+                stdout=subprocess.PIPE, stderr=stderr, text=True)
+        try:
+            lines, killed_after = [], None
+            for line in proc.stdout:
+                lines.append(line)
+                if killed_after is None and re.match(r"iter\s+2\s", line):
+                    c.workers[1].send_signal(signal.SIGKILL)
+                    killed_after = len(lines)
+            assert proc.wait(timeout=300) == 0, err.read_text()
+        finally:
+            proc.kill()
+            proc.wait()
         assert killed_after is not None and c.workers[1].wait(timeout=10) == -signal.SIGKILL
         # the fit went on after the kill (more iterations were printed) and finished on one worker
         after = [ln for ln in lines[killed_after:] if ln.startswith("iter")]
@@ -324,11 +332,14 @@ def test_a_path_resumes_after_its_client_is_killed(cluster, store, tmp_path):
     pstore, out = tmp_path / "path.zarr", tmp_path / "path.json"
     args = [sys.executable, "-m", "smem_dask", "path", str(store), "--n-alphas", "8", "--batch", "1",
             "--tol", "1e-12", "--store", str(pstore), "--out", str(out), "--scheduler", cluster.address]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if line.startswith("alpha   3/8"):
-            proc.kill()
-            break
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("alpha   3/8"):
+                proc.kill()
+                break
+    finally:
+        proc.kill()
     assert proc.wait(timeout=60) == -signal.SIGKILL
     assert not out.exists()
     again = subprocess.run(args, capture_output=True, text=True, timeout=300)

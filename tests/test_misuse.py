@@ -120,18 +120,18 @@ def test_a_scheduler_that_cannot_be_reached(data, path_store):
 
 
 def test_a_gram_too_large_for_the_client_is_refused_before_any_pass(tmp_path):
-    """p = 100 000: the Gram alone is 74.5 GiB, four copies of it 298 GiB — more than any machine
+    """p = 400 000: the Gram alone is 1.2 TiB, four copies of it 4.7 TiB — more than any machine
     this runs on has available. Refused at once, with the sizes, before the data are read."""
     path = tmp_path / "wide.zarr"
     group = zarr.open_group(path, mode="w")
-    p = 100_000
+    p = 400_000
     group.create_array("X", data=np.random.default_rng(0).standard_normal((4, p)), chunks=(2, p))
     group.create_array("y", data=np.array([0.0, 1.0, 0.0, 1.0]), chunks=(2,))
     before = snapshot(path)
     q = p + 1
     gib = 8 * q * q / 2**30
     proc = run("fit", path, "--quiet")
-    refused(proc, rf"100,000 features need a 100,001 × 100,001 float64 Gram \({gib:,.1f} GiB\); the "
+    refused(proc, rf"400,000 features need a 400,001 × 400,001 float64 Gram \({gib:,.1f} GiB\); the "
                   rf"client needs about {4 * gib:,.1f} GiB .* is available here")
     assert "iter" not in proc.stdout
     assert snapshot(path) == before
@@ -150,6 +150,26 @@ def test_a_gram_too_large_for_the_workers_is_refused_before_any_pass(tmp_path):
     assert snapshot(path) == before
 
 
+def test_an_automatic_lockstep_batch_shrinks_to_what_the_workers_hold(tmp_path):
+    """p = 1000 on 300 MiB workers: the 64 MiB lockstep budget would put 8 Grams of 7.6 MiB in a
+    pass, 18 × 61 MiB per reduction task — over the limit; batch "auto" takes 2 instead (what
+    fits), and the path equals the in-memory one. An explicit --batch 8 is refused with the sizes."""
+    from smem_dask import fit_path, make_problem
+
+    path = tmp_path / "p1000.zarr"
+    write_zarr(path, 1500, 1000, chunk_rows=500, cond=10.0, seed=2)
+    out = tmp_path / "path.json"
+    proc = run("path", path, "--n-alphas", 3, "--eps", 0.1, "--workers", 2, "--memory-limit", "300MiB",
+               "--quiet", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    X, y = make_problem(1500, 1000, cond=10.0, seed=2)
+    ref = fit_path(X, y, n_alphas=3, eps=0.1)
+    np.testing.assert_allclose(json.loads(out.read_text())["coefs"], ref.coefs, rtol=1e-7, atol=1e-10)
+    refused(run("path", path, "--n-alphas", 8, "--batch", 8, "--workers", 2, "--memory-limit",
+                "300MiB", "--quiet"),
+            r"1,000 features need 8 1,001 × 1,001 float64 Grams .* use fewer α per pass \(batch\)")
+
+
 def test_tls_options_are_checked_before_connecting(data, tmp_path):
     refused(run("fit", data, "--scheduler", "tls://127.0.0.1:9"),
             r"the scheduler at tls://127.0.0.1:9 uses TLS: pass --tls-ca, --tls-cert and --tls-key")
@@ -165,4 +185,11 @@ def test_tls_options_are_checked_before_connecting(data, tmp_path):
     refused(run("fit", data, "--workers", 2, "--memory-limit", "lots"),
             "--memory-limit takes a size such as 2GiB")
     (tmp_path / "s.json").write_text(json.dumps({"nothing": 1}))
-    refused(run("fit", data, "--scheduler-file", tmp_path / "s.json"), "is not a dask scheduler file")
+    refused(run("fit", data, "--scheduler-file", tmp_path / "s.json", "--connect-timeout", 1),
+            r"is not a dask scheduler file \(not JSON with an 'address', after waiting 1 s\)")
+    (tmp_path / "s.json").write_text(json.dumps({"address": 5}))
+    refused(run("fit", data, "--scheduler-file", tmp_path / "s.json", "--connect-timeout", 1),
+            r"is not a dask scheduler file \(its 'address' is 5")
+    (tmp_path / "s.json").write_text(json.dumps({"address": "tcp://127.0.0.1:9"}))
+    refused(run("fit", data, "--scheduler-file", tmp_path / "s.json", "--tls-ca", pem, "--tls-cert",
+                pem, "--tls-key", pem), "the scheduler address tcp://127.0.0.1:9 is not tls://")
