@@ -1,4 +1,4 @@
-"""``python -m benchmarks NAME [options]``: run one benchmark (``path``, ``paper``)."""
+"""``python -m benchmarks NAME [options]``: run one benchmark (``path``, ``paper``, ``scale``, ``chunks``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ BENCHMARKS = {
     "paper": "SM-EM versus tuned Adam, MoMo, MomoAdam, EGOP-Adam, L-BFGS (needs the bench extra)",
     "scale": "out of core: EM pass versus the limit pass, time to the optimum versus dask-ml, "
              "scikit-learn, glum",
+    "chunks": "zarr codec and chunk size: bytes on disk, read pass and EM pass per store",
 }
 
 
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import scale
 
         scale.main(argv[1:])
+    elif argv[0] == "chunks":
+        from . import chunks
+
+        chunks.main(argv[1:])
     return 0
 
 

@@ -110,15 +110,13 @@ def pass_graphs(X, y):
             (("read", read), ("syrk", syrk), ("limit", limit))}
 
 
-def time_passes(client, X, y, repeats: int) -> dict[str, float]:
-    """Median seconds of each kind of pass, the kinds interleaved so that drifts hit all alike."""
-    import dask
-
+def em_pass(X, y):
+    """A function running one steady-state EM pass (the loss change and gradient at a new point,
+    E-step and Gram at the next expansion point), streamed from X and y (not persisted)."""
     from smem_dask.engine import DaskEngine
     from smem_dask.losses import Logistic
     from smem_dask.stats import Request
 
-    graphs = pass_graphs(X, y)
     engine = DaskEngine(X, y, persist=False)
     q = X.shape[1] + 1
     rng = np.random.default_rng(0)
@@ -126,8 +124,16 @@ def time_passes(client, X, y, repeats: int) -> dict[str, float]:
     step = beta + 1e-3 * rng.standard_normal(q)
     request = [Request(np.column_stack([beta, step]), step + 0.3 * (step - beta),
                        reference_known=True)]
+    return lambda: engine.stats_many(Logistic(), request, True)
+
+
+def time_passes(client, X, y, repeats: int) -> dict[str, float]:
+    """Median seconds of each kind of pass, the kinds interleaved so that drifts hit all alike."""
+    import dask
+
+    graphs = pass_graphs(X, y)
     kinds = {name: (lambda g=g: g.compute()) for name, g in graphs.items()}
-    kinds["EM pass"] = lambda: engine.stats_many(Logistic(), request, True)
+    kinds["EM pass"] = em_pass(X, y)
     times: dict[str, list[float]] = {k: [] for k in kinds}
     with dask.config.set(scheduler=client):
         for f in kinds.values():  # warm-up: imports, page cache
@@ -296,22 +302,38 @@ def _worker_peak() -> int:
 
 # ---------------------------------------------------------------------------------------------
 
-def ensure_store(directory: str, n: int, p: int, chunk_rows: int, cond: float) -> str:
-    """The zarr store of this size (reused when its parameters match, else written)."""
+def codec_key(codecs) -> list:
+    """Comparable description of a store's compressors (``typesize``, which zarr fills in from the
+    dtype, left out)."""
+    out = []
+    for c in codecs or ():
+        d = c.to_dict()
+        out.append((d["name"], sorted((k, str(v)) for k, v in d.get("configuration", {}).items()
+                                      if k != "typesize")))
+    return out
+
+
+def ensure_store(directory: str, n: int, p: int, chunk_rows: int, cond: float, *,
+                 compressors=None, tag: str = "") -> str:
+    """The zarr store of this size (reused when its parameters match, else written); ``compressors``
+    as for :func:`smem_dask.data.write_zarr` (a codec or None), ``tag`` appended to its name."""
     import zarr
 
     from smem_dask.data import write_zarr
 
-    path = os.path.join(directory, f"n{n}_p{p}_c{cond:g}.zarr")
+    path = os.path.join(directory, f"n{n}_p{p}_c{cond:g}{tag}.zarr")
+    wanted = codec_key([compressors] if compressors is not None else [])
     if os.path.exists(path):
         try:
             g = zarr.open_group(path, mode="r")
             meta = g.attrs["smem_dask"]
-            if (meta["n"], meta["p"], meta["cond"], g["X"].chunks[0]) == (n, p, cond, chunk_rows):
+            if ((meta["n"], meta["p"], meta["cond"], g["X"].chunks[0]) == (n, p, cond, chunk_rows)
+                    and codec_key(g["X"].compressors) == wanted):
                 return path
         except Exception:  # noqa: BLE001 - anything unreadable is rewritten
             pass
-    write_zarr(path, n, p, cond=cond, chunk_rows=chunk_rows, overwrite=True)
+    write_zarr(path, n, p, cond=cond, chunk_rows=chunk_rows, compressors=compressors,
+               overwrite=True)
     return path
 
 

@@ -113,3 +113,35 @@ def test_scale_benchmark_quick_streams_from_zarr_and_finds_the_optimum(tmp_path)
         peaks, limit = r[9].split(" (")
         assert max(map(float, peaks.split(", "))) < float(limit.rstrip(")"))
     assert (tmp_path / "scale.png").stat().st_size > 10_000
+
+
+def test_chunks_benchmark_quick_reports_every_store_and_its_true_size(tmp_path):
+    """The chunks benchmark's --quick run: one row per (chunk size, codec); the byte ratios are the
+    stores' chunk files as found on disk here, codecs and chunk rows as zarr reports them; the
+    reference row's ratios are 1."""
+    import zarr
+
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "chunks", "--quick", "--out", str(tmp_path),
+                           "--data", str(tmp_path / "data")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "chunks.md").read_text()
+    assert "- command: `python -m benchmarks chunks --quick" in text and "page cache" in text
+    rows = {(r[0], r[3]): r for r in _table(text)}
+    assert set(rows) == {("0.5", "none"), ("0.5", "zstd"), ("2", "none"), ("2", "zstd")}
+    raw = 50_000 * 20 * 8
+    found = set()
+    for store in (tmp_path / "data").iterdir():
+        X = zarr.open_group(str(store), mode="r")["X"]
+        codec = "none" if not X.compressors else X.compressors[0].to_dict()["name"]
+        size = sum(f.stat().st_size for f in (store / "X").rglob("*")
+                   if f.is_file() and f.name != "zarr.json")
+        row = rows[("0.5" if X.chunks[0] == 3_125 else "2", codec)]
+        assert int(row[1].replace(",", "")) == X.chunks[0]
+        assert abs(float(row[5]) - size / raw) <= 5e-4
+        assert (size == raw) == (codec == "none")  # zstd did shrink random floats, if a little
+        assert all(float(v.split()[0]) > 0 for v in row[6:9])
+        found.add((row[0], codec))
+    assert found == set(rows)
+    assert rows[("2", "none")][9:] == ["1.00", "1.00", "1.00"]  # the reference
+    assert (tmp_path / "chunks.png").stat().st_size > 10_000
