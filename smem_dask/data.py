@@ -147,18 +147,19 @@ def write_zarr(path, n: int, p: int, *, chunk_rows: int = 100_000, dtype="float6
     return problem
 
 
-def check_format(found, expected: str, where) -> None:
-    """Refuse a store whose format tag (``name/version``) is another kind or a newer version."""
+def check_format(found, expected: str, where, error: type[ValueError] = ValueError) -> None:
+    """Refuse (raise ``error``) a store whose format tag (``name/version``) is another kind or a
+    newer version."""
     if found == expected:
         return
     name, _, version = expected.rpartition("/")
     found_name, _, found_version = str(found).rpartition("/")
     if found_name == name and found_version.isdigit() and int(found_version) > int(version):
-        raise ValueError(
+        raise error(
             f"{where} was written by a newer version of smem_dask (format {found}; this version "
             f"reads {expected}): upgrade smem_dask (pip install -U smem-dask) to use it"
         )
-    raise ValueError(f"{where} is not a store of this kind (format {found!r}, expected {expected!r})")
+    raise error(f"{where} is not a store of this kind (format {found!r}, expected {expected!r})")
 
 
 def open_store(path) -> tuple[zarr.Array, zarr.Array]:

@@ -365,9 +365,8 @@ def memory_available() -> float:
     client = _distributed_client()
     if client is None:
         return float(psutil.virtual_memory().available)
-    workers = client.scheduler_info(n_workers=-1)["workers"].values()
     total = psutil.virtual_memory().total
-    return float(sum(w.get("memory_limit") or total for w in workers))
+    return float(sum(limit or total for limit in _worker_memory_limits(client)))
 
 
 #: q×q float64 Grams the client holds at once per system solved: the reduced result of a pass, the
@@ -386,6 +385,11 @@ def _distributed_client():
         return None
 
 
+def _worker_memory_limits(client) -> list:
+    """Each worker's memory limit in bytes (None or 0 for a worker without one)."""
+    return [w.get("memory_limit") for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+
+
 def _gram_limits(split_every: int, workers: bool) -> list[tuple[str, int, float]]:
     """(who, Gram copies held per system, bytes it has) for the client, and for the workers when
     passes run on a distributed cluster."""
@@ -396,9 +400,7 @@ def _gram_limits(split_every: int, workers: bool) -> list[tuple[str, int, float]
     limits = [("client", CLIENT_GRAM_COPIES, float(psutil.virtual_memory().available))]
     client = _distributed_client() if workers else None
     if client is not None:
-        worker_limits = [w.get("memory_limit")
-                         for w in client.scheduler_info(n_workers=-1)["workers"].values()]
-        worker_limits = [m for m in worker_limits if m]
+        worker_limits = [m for m in _worker_memory_limits(client) if m]
         if worker_limits:
             limits.append(("worker", 2 * int(split_every) + 2, float(min(worker_limits))))
     return limits

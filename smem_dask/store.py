@@ -150,10 +150,7 @@ class PathStore:
             self.group.attrs.update({"format": FORMAT, "fingerprint": fingerprint,
                                      "settings": settings})
             return
-        try:
-            check_format(attrs.get("format"), FORMAT, f"the path store {self.root}")
-        except ValueError as exc:
-            raise StoreMismatchError(str(exc)) from None
+        check_format(attrs.get("format"), FORMAT, f"the path store {self.root}", StoreMismatchError)
         diff = _differences(attrs["fingerprint"], fingerprint)
         if diff:
             raise StoreMismatchError(
