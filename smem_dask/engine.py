@@ -40,6 +40,7 @@ __all__ = [
     "check_shapes",
     "compute",
     "is_lazy",
+    "is_lazy_input",
     "linear_predictor",
     "make_engine",
     "unique",
@@ -65,6 +66,12 @@ def as_array(a, name: str):
 
 def is_lazy(a) -> bool:
     return isinstance(a, da.Array)
+
+
+def is_lazy_input(a) -> bool:
+    """A dask or zarr array (or a zarr group, which :func:`as_array` explains): used as a lazy dask
+    array, never read whole into memory."""
+    return isinstance(a, (da.Array, zarr.Array, zarr.Group))
 
 
 def compute(*args):
@@ -466,7 +473,12 @@ def make_engine(X, y, sample_weight=None, *, persist: bool | str = False, split_
 
 
 def _linear_block(xb, coef, intercept, transform):
-    eta = np.asarray(xb, dtype=np.float64) @ coef + intercept
+    xb = np.asarray(xb, dtype=np.float64)
+    n_bad = int(xb.size - np.count_nonzero(np.isfinite(xb)))
+    if n_bad:
+        raise ValueError(f"X contains {n_bad} NaN or infinite values in a block of {xb.shape[0]} rows; "
+                         "predictions need finite features")
+    eta = xb @ coef + intercept
     return eta if transform is None else transform(eta)
 
 

@@ -1,25 +1,32 @@
-"""scikit-learn style estimators: :class:`SMEMClassifier` and :class:`SMEMRegressor`.
+"""scikit-learn estimators: :class:`SMEMClassifier` and :class:`SMEMRegressor`.
 
-Parameters are stored as given in ``__init__`` and validated in ``fit`` (scikit-learn conventions;
-``get_params``/``set_params`` make them work with ``sklearn.base.clone`` and grid searches).
-``fit`` takes numpy arrays, dask arrays or zarr arrays; zarr and dask inputs are fitted by the
-:class:`~smem_dask.engine.DaskEngine` under whatever dask scheduler is active (a ``distributed``
-``Client`` if one exists), numpy inputs in memory. ``predict*`` return dask arrays for lazy inputs.
+They are scikit-learn estimators (``BaseEstimator`` with ``ClassifierMixin`` / ``RegressorMixin``): parameters
+are stored as given in ``__init__`` (keyword-only) and validated in ``fit``; they work in ``Pipeline``,
+``GridSearchCV`` and ``cross_val_score`` and pass ``check_estimator`` (see ``tests/test_sklearn.py`` for the
+checks that do not apply, with the reason). ``fit`` takes numpy arrays, pandas DataFrames (column names are
+kept in ``feature_names_in_`` and checked at predict), dask arrays or zarr arrays; zarr and dask inputs are
+fitted by the :class:`~smem_dask.engine.DaskEngine` under whatever dask scheduler is active (a
+``distributed`` ``Client`` if one exists) and are never materialized; other inputs are fitted in memory.
+``predict*`` return dask arrays for lazy inputs.
 """
 
 from __future__ import annotations
 
-import inspect
 import sys
 import warnings
 from dataclasses import replace
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils import column_or_1d
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import engine as _engine
 from .losses import Loss, get_loss
 from .path import solve_path
-from .penalties import L2, check_solver, get_penalty
+from .penalties import L2, Penalty, check_solver, get_penalty
 from .solver import (
     ConvergenceWarning,
     FitResult,
@@ -31,23 +38,23 @@ from .solver import (
 
 __all__ = ["SMEMClassifier", "SMEMRegressor", "fit_path"]
 
+#: dtypes X is fitted in without a copy (float32 is accumulated in float64 by the kernel)
+_X_DTYPES = [np.float64, np.float32]
 
-class _SMEMBase:
-    """Shared fit logic; subclasses set the default loss and how y is encoded."""
 
-    _estimator_type: str
+class _SMEMBase(BaseEstimator):
+    """Shared fit logic; subclasses set the default loss, the kind (``_kind``) and how y is encoded."""
 
-    def __init__(self, loss="logistic", penalty="l2", alpha=1e-4, fit_intercept=True,
+    _kind: str  # "classifier" or "regressor"
+
+    def __init__(self, *, loss, penalty="l2", alpha=1e-4, l1_ratio=None, fit_intercept=True,
                  acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist="auto",
                  split_every=8, verbose=0, loss_params=None, penalty_params=None,
                  penalty_solver=None, curvature="adaptive"):
         self.loss = loss
         self.penalty = penalty
-        self.loss_params = loss_params
-        self.penalty_params = penalty_params
-        self.penalty_solver = penalty_solver
-        self.curvature = curvature
         self.alpha = alpha
+        self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
         self.acceleration = acceleration
         self.tol = tol
@@ -55,50 +62,92 @@ class _SMEMBase:
         self.persist = persist
         self.split_every = split_every
         self.verbose = verbose
+        self.loss_params = loss_params
+        self.penalty_params = penalty_params
+        self.penalty_solver = penalty_solver
+        self.curvature = curvature
 
-    # -- scikit-learn parameter protocol -------------------------------------------------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [name for name in sig.parameters if name != "self"]
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params):
-        valid = self._param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}; "
-                                 f"valid parameters: {', '.join(valid)}")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = inspect.signature(type(self).__init__).parameters
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
-                   if not (isinstance(v, (str, int, float, bool)) and v == defaults[k].default)]
-        return f"{type(self).__name__}({', '.join(changed)})"
-
-    # -- fitting ---------------------------------------------------------------------------------
+    # -- parameters ------------------------------------------------------------------------------
     def _validated_loss(self) -> Loss:
         loss = get_loss(self.loss, **(self.loss_params or {}))
-        wants_classifier = self._estimator_type == "classifier"
+        wants_classifier = self._kind == "classifier"
         if loss.is_classifier != wants_classifier:
             other = "SMEMRegressor" if wants_classifier else "SMEMClassifier"
             raise ValueError(f"loss {loss.name!r} is not for {type(self).__name__}; use {other}")
         return loss
 
+    def _validated_penalty(self) -> Penalty:
+        """The penalty, with the top-level ``l1_ratio`` (scikit-learn's name) for the elastic net."""
+        params = dict(self.penalty_params or {})
+        if self.l1_ratio is not None:
+            name = self.penalty if isinstance(self.penalty, str) else getattr(self.penalty, "name", None)
+            if name != "elasticnet":
+                raise ValueError(f"l1_ratio applies to penalty='elasticnet' only; got penalty={name!r}")
+            if not isinstance(self.penalty, str) or "l1_ratio" in params:
+                raise ValueError("l1_ratio is given twice: as the estimator's l1_ratio and in the penalty; "
+                                 "give it once")
+            params["l1_ratio"] = self.l1_ratio
+        return get_penalty(self.penalty, **params)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        return tags
+
+    # -- data ------------------------------------------------------------------------------------
+    def _validate_X(self, X, *, reset: bool):
+        """X as a numpy array (checked by scikit-learn) or a lazy dask array (zarr arrays become
+        one; shape and feature names checked without reading it). ``reset``: at fit."""
+        if _engine.is_lazy_input(X):
+            X = _engine.as_array(X, "X")
+            if X.ndim != 2:
+                raise ValueError(f"X must be 2-dimensional (n_samples, n_features), got shape {X.shape}")
+            validate_data(self, X, skip_check_array=True, reset=reset)
+            if X.dtype.kind not in "biuf":
+                raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
+            return X
+        if isinstance(X, np.ma.MaskedArray):
+            X = _engine.as_array(X, "X")  # refused when anything is masked
+        if getattr(getattr(X, "dtype", None), "kind", None) in ("U", "S"):
+            raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
+        if not reset:
+            return validate_data(self, X, reset=False, dtype=_X_DTYPES)
+        if getattr(X, "ndim", None) == 1:
+            raise ValueError(f"X must be 2-dimensional (n_samples, n_features), got shape {X.shape}; "
+                             "reshape a single feature with X.reshape(-1, 1)")
+        try:
+            # non-finite values are counted (with their number) by the engine's first pass
+            return validate_data(self, X, reset=True, dtype=_X_DTYPES, ensure_all_finite=False)
+        except ValueError as exc:
+            if "could not convert" in str(exc) or "argument must be a string" in str(exc):
+                raise ValueError(f"X must hold real numbers: {exc}") from exc
+            raise
+
+    def _validate_fit_data(self, X, y, sample_weight):
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        X = self._validate_X(X, reset=True)
+        y = _as_target(y)
+        s = None if sample_weight is None else _as_weight(sample_weight, y)
+        _engine.check_shapes(X, y, s)
+        return X, y, s
+
     def _encode_y(self, y, loss: Loss):
         """Validated y as floats for ``loss`` (classifiers also set ``classes_``)."""
         raise NotImplementedError
 
+    def _fit_weights(self, y_encoded, s):
+        """The sample weights of the fit (classifiers: times the class weights)."""
+        return s
+
+    # -- fitting ---------------------------------------------------------------------------------
     def fit(self, X, y, sample_weight=None):
         """Fit by SM-EM. Returns self.
 
         Parameters
         ----------
-        X : (n, p) numpy, dask or zarr array of real numbers
+        X : (n, p) numpy array, pandas DataFrame, dask or zarr array of real numbers
         y : (n,) array — two classes (classifier) or real targets (regressor)
         sample_weight : (n,) array of non-negative weights, optional
         """
@@ -124,7 +173,7 @@ class _SMEMBase:
         """Validate the parameters and the data (``n_systems`` Grams per pass must fit in memory);
         the loss, penalty, solver settings and engine."""
         loss = self._validated_loss()
-        penalty = get_penalty(self.penalty, **(self.penalty_params or {}))
+        penalty = self._validated_penalty()
         config = SolverConfig(self.acceleration, self.tol, self.max_iter,
                               self.penalty_solver or penalty.default_solver, self.curvature)
         check_solver(penalty, config.penalty_solver)
@@ -133,15 +182,11 @@ class _SMEMBase:
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise ValueError(f"fit_intercept must be True or False, got {self.fit_intercept!r}")
 
-        X = _engine.as_array(X, "X")
-        y = _engine.as_array(y, "y")
-        s = None if sample_weight is None else _engine.as_array(sample_weight, "sample_weight")
-        _engine.check_shapes(X, y, s)
-        if X.dtype.kind not in "biuf":
-            raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
+        X, y, s = self._validate_fit_data(X, y, sample_weight)
         y = self._encode_y(y, loss)
         if s is not None:
             _check_sample_weight(s)
+        s = self._fit_weights(y, s)
         _engine.check_gram_fits(X.shape[1], bool(self.fit_intercept),
                                 n_systems=1 if config.curvature == "fixed" else n_systems,
                                 split_every=self.split_every, workers=_engine.is_lazy(X))
@@ -188,30 +233,40 @@ class _SMEMBase:
         self.objective_history_ = result.objective_history
         self.history_ = result.history
         self.converged_ = result.converged
-        self.n_features_in_ = result.coef.shape[0]
 
-    def _check_fitted(self):
-        if not hasattr(self, "coef_"):
-            raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit first")
-
-    def decision_function(self, X):
-        """η = Xβ + b (numpy for numpy input, a lazy dask array for dask or zarr input)."""
-        self._check_fitted()
-        return _engine.linear_predictor(X, self.coef_, self.intercept_)
+    # -- prediction ------------------------------------------------------------------------------
+    def _predict_input(self, X):
+        """Checks shared by every prediction method: fitted, X's features as at fit, X finite."""
+        check_is_fitted(self, "coef_")
+        return self._validate_X(X, reset=False)
 
 
-class SMEMClassifier(_SMEMBase):
+def _gives_probabilities(est) -> bool:
+    """``predict_proba`` exists only for losses with a probability model (not hinge)."""
+    loss = est.loss_ if hasattr(est, "loss_") else est._validated_loss()
+    if not loss.has_inverse_link:
+        raise AttributeError(f"loss {loss.name!r} gives no probabilities; use decision_function or "
+                             "predict")
+    return True
+
+
+class SMEMClassifier(ClassifierMixin, _SMEMBase):
     r"""Binary linear classifier fitted by Scale Mixture EM.
 
     Minimizes :math:`F(β, b) = \frac1W \sum_i s_i ℓ(y_i, x_i^Tβ + b) + α P(β)` with the logistic loss
     (Pólya–Gamma E-step) and, by default, the ridge penalty P(β) = ½‖β‖².
-    ``LogisticRegression(C)`` of scikit-learn is the same model with α = 1/(C·n).
+    ``LogisticRegression(C)`` of scikit-learn is the same model with α = 1/(C·n) (1/(C·Σ sᵢ) with sample or
+    class weights).
 
-    Parameters
-    ----------
-    loss : "logistic" or a Loss
-    penalty : "l2" or a Penalty
+    Parameters (keyword-only)
+    -------------------------
+    loss : "logistic" | "hinge" or a Loss
+    penalty : "l2" | "l1" | "elasticnet" | "group" | "bridge" | "scad" | "mcp" | "log", or a Penalty
     alpha : float ≥ 0 — penalty strength
+    l1_ratio : float in [0, 1] or None — the elastic net's mix r in r‖β‖₁ + (1 − r)/2 ‖β‖²
+        (``penalty="elasticnet"`` only; None: the penalty's default 0.5 or ``penalty_params``)
+    class_weight : None | "balanced" | dict — weights per class, multiplied into the sample weights;
+        "balanced" is n / (2·count of the class), as in scikit-learn
     fit_intercept : bool — fit an unpenalized intercept
     acceleration : "none" | "nesterov" | "nesterov-restart" — base EM (monotone), the paper's
         Nesterov extrapolation (not monotone), or Nesterov with objective-based restart (monotone)
@@ -223,39 +278,51 @@ class SMEMClassifier(_SMEMBase):
     split_every : int — fan-in of the tree reduction
     verbose : int — print one line per iteration when > 0
     loss_params, penalty_params : dict — parameters of a loss or penalty given by name
-        (e.g. ``penalty="elasticnet", penalty_params={"l1_ratio": 0.3}``)
-    penalty_solver : None | "em" | "exact" — how the penalty enters the M-step (SPEC §5); None
-        takes the penalty's default ("exact" for l1 and elastic net, else "em"). Non-convex
+        (e.g. ``penalty="group", penalty_params={"groups": [0, 0, 1]}``)
+    penalty_solver : None | "em" | "exact" — how the penalty enters the M-step; None
+        takes the penalty's default ("exact" for l1, elastic net and group, else "em"). Non-convex
         penalties (bridge with q < 1, scad, mcp, log) start from the ridge fit at the same α (its
         passes are counted in ``n_passes_``), since β = 0 can be a stationary trap.
     curvature : "adaptive" | "fixed" | "cached" — the loss's own E-step (fewest passes); the fixed
-        bound ω = ¼ (logistic) / 1 (squared, huber): one Gram pass, then gradient-only passes
-        (SPEC §6); or the E-step Gram reused as the M-step matrix of gradient-only passes, refreshed
+        bound ω = ¼ (logistic) / 1 (squared, huber): one Gram pass, then gradient-only passes;
+        or the E-step Gram reused as the M-step matrix of gradient-only passes, refreshed
         at iterations 1, 2, 4, 8, … and whenever F would rise (fastest in memory; any loss)
 
     Attributes
     ----------
-    classes_, coef_ (p,), intercept_, n_iter_, n_passes_, n_restarts_, objective_,
-    objective_history_ (F at the start and after each iteration), history_, converged_,
-    bytes_read_ (data passes × bytes of X as stored)
+    classes_, coef_ (p,), intercept_, n_features_in_, feature_names_in_ (DataFrame input only), n_iter_,
+    n_passes_, n_restarts_, objective_, objective_history_ (F at the start and after each iteration),
+    history_, converged_, bytes_read_ (data passes × bytes of X as stored)
     """
 
-    _estimator_type = "classifier"
+    _kind = "classifier"
 
-    def __init__(self, loss="logistic", penalty="l2", alpha=1e-4, fit_intercept=True,
-                 acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist="auto",
-                 split_every=8, verbose=0, loss_params=None, penalty_params=None,
+    def __init__(self, *, loss="logistic", penalty="l2", alpha=1e-4, l1_ratio=None, class_weight=None,
+                 fit_intercept=True, acceleration="nesterov-restart", tol=1e-8, max_iter=1000,
+                 persist="auto", split_every=8, verbose=0, loss_params=None, penalty_params=None,
                  penalty_solver=None, curvature="adaptive"):
-        super().__init__(loss, penalty, alpha, fit_intercept, acceleration, tol, max_iter,
-                         persist, split_every, verbose, loss_params, penalty_params,
-                         penalty_solver, curvature)
+        super().__init__(
+            loss=loss, penalty=penalty, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept,
+            acceleration=acceleration, tol=tol, max_iter=max_iter, persist=persist,
+            split_every=split_every, verbose=verbose, loss_params=loss_params,
+            penalty_params=penalty_params, penalty_solver=penalty_solver, curvature=curvature,
+        )
+        self.class_weight = class_weight
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
 
     def _encode_y(self, y, loss):
+        if not _engine.is_lazy(y):
+            _check_labels(y)
         classes = _engine.unique(y)
         if classes.dtype.kind == "f" and np.isnan(classes).any():
             raise ValueError("y contains NaN")
         if classes.dtype.kind == "f" and np.isinf(classes).any():
             raise ValueError("y contains infinity")
+
         def shown(c):  # 2.0, not numpy's np.float64(2.0)
             return repr(c.item() if isinstance(c, np.generic) else c)
 
@@ -267,22 +334,65 @@ class SMEMClassifier(_SMEMBase):
         if classes.size > 2:
             listed = ", ".join(shown(c) for c in classes[:5]) + (", …" if classes.size > 5 else "")
             raise ValueError(f"y has {classes.size} classes ({listed}); loss {loss.name!r} "
-                             "needs exactly two")
+                             "needs exactly two (Only binary classification is supported)")
         self.classes_ = classes
         return (y == classes[1]).astype(np.float64)
 
+    def _fit_weights(self, y01, s):
+        s = self._class_weighted(y01, s)
+        if s is not None:
+            (w1, w) = _engine.compute((s * y01).sum(), s.sum())
+            for c, wc in zip(self.classes_, (w - w1, w1), strict=True):
+                if not wc > 0:
+                    raise ValueError(f"class {c.item() if isinstance(c, np.generic) else c!r} has zero "
+                                     "total weight; a classifier needs two classes of positive weight")
+        return s
+
+    def _class_weighted(self, y01, s):
+        """The sample weights times the class weights (None: all ones)."""
+        cw = self.class_weight
+        if cw is None:
+            return s
+        if isinstance(cw, str) and cw == "balanced":
+            (n1,) = _engine.compute(y01.sum())
+            n = y01.shape[0]
+            weights = n / (2.0 * np.array([n - float(n1), float(n1)]))
+        elif isinstance(cw, dict):
+            unknown = [k for k in cw if k not in self.classes_.tolist()]
+            if unknown:
+                raise ValueError(f"class_weight names classes that are not in y: {unknown!r} "
+                                 f"(classes: {list(self.classes_)!r})")
+            weights = np.array([_class_weight_of(cw, c) for c in self.classes_], dtype=np.float64)
+        else:
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {cw!r}")
+        if not (np.isfinite(weights).all() and (weights >= 0).all()):
+            raise ValueError(f"class weights must be finite and non-negative, got {weights.tolist()}")
+        per_row = weights[0] + (weights[1] - weights[0]) * y01
+        return per_row if s is None else s * per_row
+
+    def decision_function(self, X):
+        """η = Xβ + b (numpy for numpy input, a lazy dask array for dask or zarr input); positive
+        values predict ``classes_[1]``."""
+        X = self._predict_input(X)
+        return _engine.linear_predictor(X, self.coef_, self.intercept_)
+
+    @available_if(_gives_probabilities)
     def predict_proba(self, X):
-        """Class probabilities, shape (n, 2), columns in the order of ``classes_``."""
-        self._check_fitted()
-        if not self.loss_.has_inverse_link:
-            raise ValueError(f"loss {self.loss_.name!r} gives no probabilities; use "
-                             "decision_function or predict")
+        """Class probabilities, shape (n, 2), columns in the order of ``classes_`` (losses with a
+        probability model only: not the hinge loss)."""
+        X = self._predict_input(X)
         p1 = _engine.linear_predictor(X, self.coef_, self.intercept_, self.loss_.inverse_link)
         return np.stack([1.0 - p1, p1], axis=1)
 
+    @available_if(_gives_probabilities)
+    def predict_log_proba(self, X):
+        """Logarithms of :meth:`predict_proba` (computed stably from η)."""
+        eta = self.decision_function(X)
+        return np.stack([-np.logaddexp(0.0, eta), -np.logaddexp(0.0, -eta)], axis=1)
+
     def predict(self, X):
         """The more probable class of each row (ties go to ``classes_[0]``)."""
-        self._check_fitted()
+        X = self._predict_input(X)
         classes = self.classes_
         return _engine.linear_predictor(
             X, self.coef_, self.intercept_, lambda eta: classes[(eta > 0).astype(np.intp)],
@@ -291,29 +401,49 @@ class SMEMClassifier(_SMEMBase):
 
     def score(self, X, y, sample_weight=None):
         """Accuracy (weighted by ``sample_weight`` if given)."""
+        if not _engine.is_lazy_input(X):
+            return super().score(X, y, sample_weight=sample_weight)
         correct = (self.predict(X) == _engine.as_array(y, "y")).astype(np.float64)
         return _weighted_mean(correct, sample_weight)
 
 
-class SMEMRegressor(_SMEMBase):
+class SMEMRegressor(RegressorMixin, _SMEMBase):
     r"""Linear regression fitted by Scale Mixture EM.
 
     Minimizes :math:`F(β, b) = \frac1W \sum_i s_i ℓ(y_i, x_i^Tβ + b) + α P(β)`; with the default
     squared loss ℓ = ½(y − η)² and ridge P(β) = ½‖β‖² this is scikit-learn's ``Ridge(alpha=a)``
-    with α = a/n. Parameters and attributes as for :class:`SMEMClassifier` (no ``classes_``).
+    with α = a/n. Parameters and attributes as for :class:`SMEMClassifier` (no ``classes_`` nor
+    ``class_weight``); losses: "squared", "huber", "quantile", "student_t", "poisson", "negbin".
     """
 
-    _estimator_type = "regressor"
+    _kind = "regressor"
 
-    def __init__(self, loss="squared", penalty="l2", alpha=1e-4, fit_intercept=True,
+    def __init__(self, *, loss="squared", penalty="l2", alpha=1e-4, l1_ratio=None, fit_intercept=True,
                  acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist="auto",
                  split_every=8, verbose=0, loss_params=None, penalty_params=None,
                  penalty_solver=None, curvature="adaptive"):
-        super().__init__(loss, penalty, alpha, fit_intercept, acceleration, tol, max_iter,
-                         persist, split_every, verbose, loss_params, penalty_params,
-                         penalty_solver, curvature)
+        super().__init__(
+            loss=loss, penalty=penalty, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept,
+            acceleration=acceleration, tol=tol, max_iter=max_iter, persist=persist,
+            split_every=split_every, verbose=verbose, loss_params=loss_params,
+            penalty_params=penalty_params, penalty_solver=penalty_solver, curvature=curvature,
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        try:
+            tags.target_tags.positive_only = get_loss(self.loss, **(self.loss_params or {})).nonnegative_target
+        except (ValueError, TypeError):
+            pass  # an invalid loss is reported by fit
+        return tags
 
     def _encode_y(self, y, loss):
+        if y.dtype.kind == "O" and not _engine.is_lazy(y):
+            _check_no_missing(y)
+            try:
+                y = y.astype(np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"y must hold real numbers: {exc}") from exc
         if y.dtype.kind not in "biuf":
             raise ValueError(f"y must hold real numbers, got dtype {y.dtype}")
         n_bad, y_min = _engine.compute((~np.isfinite(y)).sum(), y.min())
@@ -325,16 +455,73 @@ class SMEMRegressor(_SMEMBase):
 
     def predict(self, X):
         """The predicted mean (the inverse link of η)."""
-        self._check_fitted()
+        X = self._predict_input(X)
         return _engine.linear_predictor(X, self.coef_, self.intercept_, self.loss_.inverse_link)
 
     def score(self, X, y, sample_weight=None):
         """Coefficient of determination R² (weighted by ``sample_weight`` if given)."""
+        if not _engine.is_lazy_input(X):
+            return super().score(X, y, sample_weight=sample_weight)
         y = _engine.as_array(y, "y").astype(np.float64)
         resid = (y - self.predict(X)) ** 2
         ybar = _weighted_mean(y, sample_weight)
         return 1.0 - _weighted_mean(resid, sample_weight) / _weighted_mean((y - ybar) ** 2,
                                                                             sample_weight)
+
+
+def _as_target(y):
+    """y as a 1-d numpy or dask array; a column vector (n, 1) is raveled with scikit-learn's
+    ``DataConversionWarning``."""
+    if _engine.is_lazy_input(y):
+        y = _engine.as_array(y, "y")
+        return y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
+    if isinstance(y, np.ma.MaskedArray):
+        y = _engine.as_array(y, "y")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = column_or_1d(y, warn=True)
+    return y
+
+
+def _as_weight(sample_weight, y):
+    if _engine.is_lazy_input(sample_weight):
+        return _engine.as_array(sample_weight, "sample_weight")
+    s = _engine.as_array(sample_weight, "sample_weight")
+    if s.ndim == 0:  # a scalar weights every row alike, as in scikit-learn
+        return np.full(y.shape[0], float(s))
+    return s
+
+
+def _check_no_missing(y) -> None:
+    """An in-memory object y holds no None (numpy would compare it with the other labels)."""
+    if y.dtype.kind == "O":
+        missing = np.flatnonzero(np.equal(y, None))
+        if missing.size:
+            at = ", ".join(str(i) for i in missing[:5]) + (", …" if missing.size > 5 else "")
+            raise ValueError(f"y contains {missing.size} missing values (None) at rows {at}; every row "
+                             "needs a value")
+
+
+def _check_labels(y) -> None:
+    """Labels of an in-memory y: no None, one kind of value, a classification target."""
+    _check_no_missing(y)
+    if y.dtype.kind == "O":
+        try:
+            np.unique(y)
+        except TypeError as exc:
+            kinds = sorted({type(v).__name__ for v in y})
+            raise ValueError(f"y mixes label types ({', '.join(kinds)}); give every label the same "
+                             "type") from exc
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        return  # NaN is reported by the caller with its own message
+    check_classification_targets(y)
+
+
+def _class_weight_of(cw: dict, c):
+    for k, v in cw.items():
+        if k == c:
+            return float(v)
+    return 1.0
 
 
 def _check_sample_weight(s) -> None:
@@ -378,7 +565,7 @@ def _printer(nbytes: int, file=None):
 
 def fit_path(X, y, loss="logistic", penalty="l2", *, sample_weight=None, alphas=None, n_alphas=40,
              eps=1e-3, batch="auto", store=None, callback=None, **params):
-    """A regularization path of ``loss`` + α·``penalty`` (SPEC §6): ``n_alphas`` values of α from
+    """A regularization path of ``loss`` + α·``penalty``: ``n_alphas`` values of α from
     α_max down to α_max·``eps`` (or the given ``alphas``), largest first, warm-started.
 
     ``params`` are estimator parameters (``fit_intercept``, ``tol``, ``loss_params``, …). Returns a

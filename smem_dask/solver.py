@@ -52,6 +52,7 @@ from typing import Protocol
 
 import numpy as np
 import scipy.linalg
+import sklearn.exceptions
 
 from .losses import Loss
 from .penalties import Penalty, check_solver, em_floor
@@ -81,8 +82,9 @@ PENALTY_SOLVERS = ("em", "exact")
 CURVATURES = ("adaptive", "fixed", "cached")
 
 
-class ConvergenceWarning(UserWarning):
-    """The solver stopped at ``max_iter`` before meeting its tolerance."""
+class ConvergenceWarning(sklearn.exceptions.ConvergenceWarning):
+    """The solver stopped before its optimality test held (``max_iter``, or a floor of the
+    arithmetic); scikit-learn's ``ConvergenceWarning``, so the usual filters apply."""
 
 
 class SingularSystemWarning(UserWarning):
