@@ -75,6 +75,8 @@ __all__ = [
     "optimality",
     "m_step",
     "duality_gap",
+    "dual_correction",
+    "smoothing_width",
 ]
 
 ACCELERATIONS = ("none", "nesterov", "nesterov-restart")
@@ -315,25 +317,51 @@ def duality_gap(dual: DualStats, F: float, weight: float, n_rows: float, penalty
     return F - (c * dual.value / weight - alpha * penalty.conjugate(c * z))
 
 
+def dual_correction(dual: DualStats, weight: float, beta: np.ndarray, penalty: Penalty, alpha: float,
+                    p: int, zero_tol: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The correction direction λ of a certificate's dual, and the polish candidate (see ``certify``
+    in :func:`em_iterations`), from the first pass's statistics at β.
+
+    On the constrained coordinates K (the intercept; every coefficient when α = 0 or P is
+    quadratic; else those with |β_j| > ``zero_tol``), λ solves G_w λ = target − Σ s a x̃ with
+    G_w = Σ s w x̃x̃ᵀ and target = W·α·∇P(β) (0 for the intercept and when α = 0): the
+    stationarity the optimal dual satisfies. The polish point is the weighted least-squares fit
+    argmin Σ s w (t − x̃ᵀβ̃)² on K (zero elsewhere): at the optimum, the vertex through the rows on
+    their kink. Both by least squares, as G_w may be singular.
+    """
+    q = dual.moment.shape[0]
+    K = np.ones(q, dtype=bool)
+    target = np.zeros(q)
+    if alpha > 0:
+        target = weight * optimality(np.zeros(q), 1.0, beta, penalty, alpha, p, zero_tol)
+        if not penalty.quadratic:
+            K[:p] = np.abs(beta[:p]) > zero_tol
+    lam, point = np.zeros(q), np.zeros(q)
+    G = dual.gram[np.ix_(K, K)]
+    lam[K] = scipy.linalg.lstsq(G, target[K] - dual.moment[K])[0]
+    point[K] = scipy.linalg.lstsq(G, dual.rhs[K])[0]
+    return lam, point
+
+
 def smoothing_width(hist: np.ndarray | None, q: int) -> float:
     """The smoothing width δ of a certificate attempt, from the residual histogram at β.
 
     At an optimum of the hinge or quantile problem a few rows (at most q generically) sit exactly
     on their kink, t_i = η_i, and the others are away from it; near it the histogram of |t − η|
     has a plateau of empty decades between the two groups. δ is put at the top of the longest
-    such plateau holding between 1 and q rows, so that the correction of the dual acts on the
+    such plateau holding between 1 and q rows (and not all of them; the first of equal length), so that the correction of the dual acts on the
     rows at the kink only. A choice, not a condition of validity: any δ gives a valid bound.
     """
     if hist is None or not hist.any():
         return 1e-8
-    best, width = None, -1
+    best, width = None, 0
     for k in range(hist.size):
-        if not 1 <= hist[k] <= q:
+        if not 1 <= hist[k] <= min(q, hist[-1] - 1):  # not every row: no separation there
             continue
         run = 1
         while k - run >= 0 and hist[k - run] == hist[k]:
             run += 1
-        if run >= width:
+        if run > width:
             best, width = k, run
     if best is None:
         best = int(np.argmax(hist > 0))
@@ -560,16 +588,7 @@ def em_iterations(
             return True
         lower = F - gap  # D of the first dual
         zero_tol = em_floor(beta[:p]) if solver == "em" else 0.0
-        K = np.ones(q, dtype=bool)
-        target = np.zeros(q)
-        if alpha > 0:
-            target = W * optimality(np.zeros(q), 1.0, beta, penalty, alpha, p, zero_tol)
-            if not penalty.quadratic:
-                K[:p] = np.abs(beta[:p]) > zero_tol
-        lam, point = np.zeros(q), np.zeros(q)
-        G = dual.gram[np.ix_(K, K)]
-        lam[K] = scipy.linalg.lstsq(G, target[K] - dual.moment[K])[0]
-        point[K] = scipy.linalg.lstsq(G, dual.rhs[K])[0]
+        lam, point = dual_correction(dual, W, beta, penalty, alpha, p, zero_tol)
         second = Request(np.column_stack([beta, point]), point, reference_known=True, dual_point=beta,
                          dual_width=width, dual_lam=lam, histogram=1)
         st = yield second
@@ -695,7 +714,7 @@ def em_iterations(
         )
         if certifiable:
             state = (f"duality gap {gap:.3g} (relative {gap / max(1.0, abs(F)):.3g}) above the tolerance"
-                     if math.isfinite(gap) else "no dual-feasible certificate was found")
+                     if math.isfinite(gap) else "duality gap unknown: no dual-feasible point was found at β")
         elif nonsmooth:
             state = (f"no optimality certificate exists for the {penalty.name} penalty (no convex "
                      f"conjugate), so the {loss.name} fit is never certified")

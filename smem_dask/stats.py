@@ -211,6 +211,7 @@ class BlockStats:
             gram = vec[i : i + q * q].reshape(q, q)
             i += q * q
             rhs = vec[i : i + q]
+            i += q
         else:
             gram, rhs = np.zeros((q, q)), np.zeros(q)
         return cls(float(vec[0]), float(vec[1]), loss, loss_delta, grad, gram, rhs, vec[i : i + extra])
