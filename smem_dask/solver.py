@@ -325,7 +325,9 @@ def dual_correction(dual: DualStats, weight: float, beta: np.ndarray, penalty: P
     On the constrained coordinates K (the intercept; every coefficient when α = 0 or P is
     quadratic; else those with |β_j| > ``zero_tol``), λ solves G_w λ = target − Σ s a x̃ with
     G_w = Σ s w x̃x̃ᵀ and target = W·α·∇P(β) (0 for the intercept and when α = 0): the
-    stationarity the optimal dual satisfies. The polish point is the weighted least-squares fit
+    stationarity the optimal dual satisfies. G_w may be singular (fewer rows at the kink than
+    coordinates in K, as with a non-zero group): the rows of the equality constraints (intercept;
+    all when α = 0) are solved first, the other targets by least squares in their null space. The polish point is the weighted least-squares fit
     argmin Σ s w (t − x̃ᵀβ̃)² on K (zero elsewhere): at the optimum, the vertex through the rows on
     their kink. Both by least squares, as G_w may be singular.
     """
@@ -337,8 +339,17 @@ def dual_correction(dual: DualStats, weight: float, beta: np.ndarray, penalty: P
         if not penalty.quadratic:
             K[:p] = np.abs(beta[:p]) > zero_tol
     lam, point = np.zeros(q), np.zeros(q)
-    G = dual.gram[np.ix_(K, K)]
-    lam[K] = scipy.linalg.lstsq(G, target[K] - dual.moment[K])[0]
+    G, miss = dual.gram[np.ix_(K, K)], (target - dual.moment)[K]
+    # the equalities E (intercept; all when α = 0) first, then the other targets within their null space
+    E = np.zeros(q, dtype=bool)
+    E[p:] = True
+    E[:p] = alpha == 0
+    E = E[K]
+    lam_K = scipy.linalg.lstsq(G[E], miss[E])[0]
+    if not E.all():
+        N = scipy.linalg.null_space(G[E]) if E.any() else np.eye(K.sum())
+        lam_K += N @ scipy.linalg.lstsq(G[~E] @ N, miss[~E] - G[~E] @ lam_K)[0]
+    lam[K] = lam_K
     point[K] = scipy.linalg.lstsq(G, dual.rhs[K])[0]
     return lam, point
 
