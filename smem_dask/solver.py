@@ -348,10 +348,15 @@ def dual_correction(dual: DualStats, weight: float, beta: np.ndarray, penalty: P
     lam_K = scipy.linalg.lstsq(G[E], miss[E])[0]
     if not E.all():
         N = scipy.linalg.null_space(G[E]) if E.any() else np.eye(K.sum())
-        lam_K += N @ scipy.linalg.lstsq(G[~E] @ N, miss[~E] - G[~E] @ lam_K)[0]
+        lam_K += N @ scipy.linalg.lstsq(G[~E] @ N, miss[~E] - G[~E] @ lam_K, cond=1e-12)[0]
+        lam_K += scipy.linalg.lstsq(G[E], miss[E] - G[E] @ lam_K)[0]  # the equalities again, exactly
     lam[K] = lam_K
     point[K] = scipy.linalg.lstsq(G, dual.rhs[K])[0]
     return lam, point
+
+
+#: the smoothing width may cover every row only at or below 10**ALL_AT_KINK
+ALL_AT_KINK = -6
 
 
 def smoothing_width(hist: np.ndarray | None, q: int) -> float:
@@ -360,19 +365,21 @@ def smoothing_width(hist: np.ndarray | None, q: int) -> float:
     At an optimum of the hinge or quantile problem a few rows (at most q generically) sit exactly
     on their kink, t_i = η_i, and the others are away from it; near it the histogram of |t − η|
     has a plateau of empty decades between the two groups. δ is put at the top of the longest
-    such plateau holding between 1 and q rows (and not all of them; the first of equal length), so that the correction of the dual acts on the
+    such plateau holding between 1 and q rows (all of them only below 10**``ALL_AT_KINK``; the
+    widest of equal length), so that the correction of the dual acts on the
     rows at the kink only. A choice, not a condition of validity: any δ gives a valid bound.
     """
     if hist is None or not hist.any():
         return 1e-8
     best, width = None, 0
     for k in range(hist.size):
-        if not 1 <= hist[k] <= min(q, hist[-1] - 1):  # not every row: no separation there
+        # every row at the kink only if all are close to it (else the top levels hold every row)
+        if not (1 <= hist[k] <= q and (hist[k] < hist[-1] or HIST_DECADES[k] <= ALL_AT_KINK)):
             continue
         run = 1
         while k - run >= 0 and hist[k - run] == hist[k]:
             run += 1
-        if run > width:
+        if run >= width:
             best, width = k, run
     if best is None:
         best = int(np.argmax(hist > 0))

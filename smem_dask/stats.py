@@ -364,14 +364,11 @@ class _Plan:
 
     def __init__(self, requests: list[Request], p: int):
         self.requests = requests
-        blocks, offsets, self.dual_at = [], [0], []
+        blocks, offsets = [], [0]
         for r in requests:
             cols = [r.coefs, r.coefs[:, 1:] - r.coefs[:, :1]]
             if r.system:
                 cols.append(r.expand[:, None])
-            # the certificate's dual point and correction direction λ follow the request's points
-            self.dual_at.append(offsets[-1] + sum(c.shape[1] for c in cols))
-            cols += [v[:, None] for v in (r.dual_point, r.dual_lam) if v is not None]
             blocks.append(np.column_stack(cols))
             offsets.append(offsets[-1] + blocks[-1].shape[1])
         self.points = np.column_stack(blocks)
@@ -389,17 +386,21 @@ class _Plan:
 
     def certificate(self, i, loss, y, s, eta, Xt, fit_intercept) -> np.ndarray:
         """On one tile, the certificate statistics of request i (see :class:`DualStats`)."""
-        r, at = self.requests[i], self.dual_at[i]
+        r = self.requests[i]
         t, lo, hi = loss.dual_box(y)
 
         def xt(v, M=Xt):  # Σ v x̃ over the tile
             return np.r_[M.T @ v, v.sum()] if fit_intercept else M.T @ v
 
+        def x_dot(v):  # x̃ᵀv per row, by its own product: bitwise the same in every pass, as the
+            # correction λ of one pass must meet the a(δ) of the pass before, magnified by 1/δ
+            return Xt @ v[: Xt.shape[1]] + (v[-1] if fit_intercept else 0.0)
+
         parts = []
         if r.dual_point is not None:
-            a, w = smoothed_dual(t, lo, hi, eta[:, at], r.dual_width)
+            a, w = smoothed_dual(t, lo, hi, x_dot(r.dual_point), r.dual_width)
             if r.dual_lam is not None:
-                a = np.clip(a + w * eta[:, at + 1], lo, hi)
+                a = np.clip(a + w * x_dot(r.dual_lam), lo, hi)
             sa, sw = (a, w) if s is None else (s * a, s * w)
             parts += [[sa @ t], xt(sa), xt(np.abs(sa), np.abs(Xt))]
             if r.dual_lam is None:
