@@ -13,9 +13,19 @@ so that each data pass serves every fit still running. Each EM iteration is, in 
    β_prev (one extra pass) and the momentum is reset; the next M-step is then a plain, monotone EM step.
    A plain step that still raises F has hit the rounding floor and ends the fit — except for losses
    whose E-step bound is only local (``Loss.local_majorizer``, Poisson), where the step is halved.
-4. *Stopping*: relative objective change ≤ tol **and**, for smooth losses, the scaled optimality
+4. *Stopping*: for smooth losses, relative objective change ≤ tol **and** the scaled optimality
    residual ``‖∇F‖_∞ / max(1, |F|)`` ≤ tol (the minimum-norm subgradient for non-smooth penalties).
-   For non-smooth losses (hinge, quantile) only the relative change is used.
+   For the non-smooth hinge and quantile losses neither test can be trusted (EM on them slows down
+   sublinearly, and the clamp ``CLAMP_EPS`` of their E-steps makes EM minimize a Huber-smoothed
+   loss), so a fit is converged only on a *duality-gap certificate*: F(β) − D(a) ≤ tol·max(1, |F|)
+   for a dual-feasible a (:func:`duality_gap`), which bounds F(β) − F* whatever the clamp did.
+   An attempt (``certify``, two passes, counted in ``n_passes``) is made when the relative change
+   is ≤ tol (then no sooner than 1, 2, 4, …, 64 iterations after the last failed one), at
+   iterations 16, 32, 64, …, when EM stalls, and at ``max_iter``; its *polish* candidate (the
+   vertex through the rows at their kink) becomes the iterate when it lowers F. A fit that stalls
+   or reaches ``max_iter`` uncertified returns ``converged=False`` with a ``ConvergenceWarning``
+   giving the gap. Penalties without a convex conjugate (scad, mcp, log, bridge q < 1; α > 0) have
+   no certificate: such fits stop on the relative change as before, but are never converged.
 
 Objective changes are computed per observation (``Loss.value_difference``) in the same pass, so
 restart and stopping decisions stay exact far below the ~1e-16·|F| resolution of F itself; the
@@ -85,7 +95,8 @@ CURVATURES = ("adaptive", "fixed", "cached")
 
 
 class ConvergenceWarning(UserWarning):
-    """The solver stopped at ``max_iter`` before meeting its tolerance."""
+    """The solver stopped before meeting its tolerance (``max_iter``, a floor of the objective, or —
+    hinge and quantile — no duality-gap certificate); the message says how far off it is."""
 
 
 class SingularSystemWarning(UserWarning):
