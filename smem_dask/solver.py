@@ -338,9 +338,9 @@ def dual_correction(dual: DualStats, weight: float, beta: np.ndarray, penalty: P
     G_w = Σ s w x̃x̃ᵀ and target = W·α·∇P(β) (0 for the intercept and when α = 0): the
     stationarity the optimal dual satisfies. G_w may be singular (fewer rows at the kink than
     coordinates in K, as with a non-zero group): the rows of the equality constraints (intercept;
-    all when α = 0) are solved first, the other targets by least squares in their null space. The polish point is the weighted least-squares fit
-    argmin Σ s w (t − x̃ᵀβ̃)² on K (zero elsewhere): at the optimum, the vertex through the rows on
-    their kink. Both by least squares, as G_w may be singular.
+    all when α = 0) are solved first, the other targets by least squares in their null space.
+    The polish point is the weighted least-squares fit argmin Σ s w (t − x̃ᵀβ̃)² on K (zero
+    elsewhere): at the optimum, the vertex through the rows on their kink.
     """
     q = dual.moment.shape[0]
     K = np.ones(q, dtype=bool)
@@ -595,8 +595,7 @@ def em_iterations(
         Pass 1: the dual a(δ) of the loss smoothed at width δ (:func:`smoothing_width`) and, over
         the rows off the box edges, the slack-weighted Gram G_w = Σ s w x̃x̃ᵀ and Σ s w t x̃. Its gap
         may already certify. Else the client solves G_w λ = target − Σ s a x̃ on the constrained
-        coordinates K (intercept; every coefficient when α = 0 or P is smooth; else the non-zero
-        ones, whose target is W·α·∇P(β)), and pass 2 sums the corrected dual
+        coordinates (:func:`dual_correction`), and pass 2 sums the corrected dual
         clip(a(δ) + w·x̃ᵀλ, lo, hi), exactly. The same pass evaluates the *polish* candidate
         argmin_K Σ s w (t − x̃ᵀβ̃)² (the vertex of the rows at the kink), with its E-step system: it
         replaces β when it lowers F, checked by the exact objective change as for any iterate.
@@ -611,6 +610,7 @@ def em_iterations(
         first = Request(beta, reference_known=True, dual_point=beta, dual_width=width)
         st = yield first
         n_passes += 1
+        pass_seconds += time.perf_counter() - t0
         dual = DualStats.parse(st.extra, q, first)
         gap = duality_gap(dual, F, W, n_rows, penalty, alpha, p)
         if gap <= bound_F:
@@ -620,6 +620,7 @@ def em_iterations(
         lam, point = dual_correction(dual, W, beta, penalty, alpha, p, zero_tol)
         second = Request(np.column_stack([beta, point]), point, reference_known=True, dual_point=beta,
                          dual_width=width, dual_lam=lam, histogram=1)
+        t0 = time.perf_counter()
         st = yield second
         n_passes += 1
         pass_seconds += time.perf_counter() - t0
@@ -748,7 +749,8 @@ def em_iterations(
             state = (f"no optimality certificate exists for the {penalty.name} penalty (no convex "
                      f"conjugate), so the {loss.name} fit is never certified")
         else:
-            state = f"last relative change {history[-1].change:.3g}, gradient norm {history[-1].grad_norm:.3g}"
+            state = (f"last relative change {history[-1].change:.3g}, gradient norm "
+                     f"{history[-1].grad_norm:.3g}")
         warnings.warn(
             f"SM-EM did not meet tol={config.tol:g} after {it} iterations: {why} ({state}); "
             "increase max_iter or tol",

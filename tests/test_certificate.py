@@ -15,7 +15,7 @@ import statsmodels.datasets.engel as engel
 from smem_dask import SMEMClassifier, SMEMRegressor
 from smem_dask.engine import NumpyEngine
 from smem_dask.losses import Hinge, Quantile
-from smem_dask.penalties import L1, L2
+from smem_dask.penalties import L1, L2, get_penalty
 from smem_dask.solver import ConvergenceWarning, duality_gap, dual_correction, smoothing_width
 from smem_dask.stats import DualStats, Request, pack_many, unpack_many
 
@@ -160,8 +160,9 @@ def _certificate(X, y, loss, penalty, alpha, beta, width):
     return F, min(gap1, gap2)
 
 
-@pytest.mark.parametrize("loss, penalty, alpha", [(Quantile(0.3), L2(), 0.0), (Quantile(0.7), L1(), 0.01),
-                                                  (Hinge(), L1(), 0.01)], ids=["quantile", "quantile-l1", "hinge-l1"])
+@pytest.mark.parametrize("loss, penalty, alpha",
+                         [(Quantile(0.3), L2(), 0.0), (Quantile(0.7), L1(), 0.01), (Hinge(), L1(), 0.01)],
+                         ids=["quantile", "quantile-l1", "hinge-l1"])
 def test_the_gap_bounds_the_suboptimality_and_vanishes_at_the_optimum(loss, penalty, alpha):
     rng = np.random.default_rng(5)
     X = rng.normal(size=(80, 3))
@@ -244,3 +245,23 @@ def test_max_iter_warning_says_how_far_off(engel_data):
         est = SMEMRegressor(loss="quantile", penalty="l2", alpha=0.0, acceleration="none",
                             max_iter=3).fit(X, y)
     assert not est.converged_
+
+
+@pytest.mark.parametrize("penalty", [L2(), L1(), get_penalty("elasticnet", l1_ratio=0.3),
+                                     get_penalty("group", groups=(0, 0, 1, 1, 1)),
+                                     get_penalty("bridge", q=1.5), get_penalty("bridge", q=1.0)],
+                         ids=lambda pen: pen.name + str(getattr(pen, "q", "")))
+def test_conjugates_are_the_sup_over_beta(penalty):
+    """P*(z) ≥ zᵀβ − P(β) for every β (Fenchel–Young), with equality at the maximizer, which a
+    numerical sup finds; the dual scale brings z into the domain of P*."""
+    rng = np.random.default_rng(9)
+    for _ in range(5):
+        z = rng.normal(size=5) * 0.6
+        c = penalty.dual_scale(z)
+        assert 0 < c <= 1 and np.isfinite(penalty.conjugate(c * z))
+        value = penalty.conjugate(c * z)
+        for beta in rng.normal(size=(20, 5)) * 3:
+            assert value >= c * z @ beta - penalty.value(beta) - 1e-12
+        best = scipy.optimize.minimize(lambda b: penalty.value(b) - c * z @ b, np.zeros(5),
+                                       method="Powell", options={"xtol": 1e-10, "ftol": 1e-14})
+        assert value == pytest.approx(-best.fun, abs=1e-6)
