@@ -29,7 +29,7 @@ import zarr
 from threadpoolctl import ThreadpoolController
 
 from .losses import Loss
-from .stats import BlockStats, Request, block_stats_many, pack_many, packed_size, unpack_many
+from .stats import BlockStats, Request, block_stats_many, pack_many, request_size, unpack_many
 
 __all__ = [
     "NumpyEngine",
@@ -317,7 +317,7 @@ class DaskEngine(_Engine):
     def pass_graph(self, loss: Loss, requests: list[Request], fit_intercept: bool) -> da.Array:
         """The lazy packed statistics of one pass (exposed for graph inspection in tests)."""
         q = self.n_features + int(fit_intercept)
-        size = sum(packed_size(q, r.k, r.system) for r in requests)
+        size = sum(request_size(q, r) for r in requests)
         s_args = (None, None) if self.sample_weight is None else (self.sample_weight, "i")
         # output blocks (1, size) indexed like X's blocks ("ij", one column block): no contraction
         # and no new axis, so the read of each block and the kernel fuse into one task

@@ -92,6 +92,15 @@ class Loss(abc.ABC):
         """
         return self.value(y, eta_ref + delta) - self.value(y, eta_ref)
 
+    def dual_box(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The loss as a maximum of affine functions, or None when it is not one (smooth losses).
+
+        Returns ``(t, lo, hi)`` with lo ≤ 0 ≤ hi such that ℓ(y, η) = max_{a ∈ [lo, hi]} a·(t − η):
+        the box of the dual variable a and the target t of each observation (used by the
+        duality-gap certificate of the solver).
+        """
+        return None
+
 
 @dataclass(frozen=True)
 class Logistic(Loss):
@@ -204,6 +213,10 @@ class Hinge(Loss):
         omega = 0.5 / r
         return omega, sign * omega * (1.0 + r)
 
+    def dual_box(self, y):
+        # max(0, 1 − ỹη) = max_{c ∈ [0, 1]} c·ỹ·(ỹ − η): a = c·ỹ, target ỹ
+        sign = 2.0 * np.asarray(y, np.float64) - 1.0
+        return sign, np.minimum(sign, 0.0), np.maximum(sign, 0.0)
 
 
 @dataclass(frozen=True)
@@ -241,6 +254,11 @@ class Quantile(Loss):
     def e_step(self, y, eta):
         omega = 0.5 / np.maximum(np.abs(y - eta), CLAMP_EPS)
         return omega, omega * y + (self.tau - 0.5)
+
+    def dual_box(self, y):
+        # ρ_τ(r) = max(τ r, (τ − 1) r) = max_{a ∈ [τ − 1, τ]} a·(y − η)
+        y = np.asarray(y, np.float64)
+        return y, np.full(y.shape, self.tau - 1.0), np.full(y.shape, float(self.tau))
 
 
 @dataclass(frozen=True)

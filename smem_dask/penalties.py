@@ -89,6 +89,18 @@ class Penalty(abc.ABC):
         makes it optimal (penalties with no kink at 0)."""
         return None
 
+    #: ``conjugate`` and ``dual_scale`` are implemented (convex penalties): the solver can certify
+    #: optimality by a duality gap
+    has_conjugate: ClassVar[bool] = False
+
+    def conjugate(self, z: np.ndarray) -> float:
+        """The convex conjugate P*(z) = sup_β zᵀβ − P(β) (``inf`` outside its domain)."""
+        raise NotImplementedError(f"penalty {self.name!r} has no conjugate")
+
+    def dual_scale(self, z: np.ndarray) -> float:
+        """The largest c ∈ [0, 1] with P*(c·z) finite (1 when P* is finite everywhere)."""
+        return 1.0
+
     def solve_exact(self, A: np.ndarray, b: np.ndarray, beta0: np.ndarray, lam: float,
                     p: int) -> np.ndarray:
         """argmin ½βᵀAβ − bᵀβ + lam·P(β[:p]) (entries past p unpenalized), from ``beta0``."""
@@ -124,6 +136,10 @@ class L2(Penalty):
 
     name: ClassVar[str] = "l2"
     quadratic: ClassVar[bool] = True
+    has_conjugate: ClassVar[bool] = True
+
+    def conjugate(self, z):  # P* = P
+        return self.value(z)
 
     def value(self, beta):
         beta = np.asarray(beta, dtype=np.float64)
@@ -153,6 +169,18 @@ class ElasticNet(Penalty):
     name: ClassVar[str] = "elasticnet"
     has_exact: ClassVar[bool] = True
     default_solver: ClassVar[str] = "exact"
+    has_conjugate: ClassVar[bool] = True
+
+    def conjugate(self, z):
+        """P*(z) = Σ (|z_j| − r)₊² / (2(1 − r)); for r = 1 (lasso) 0 if ‖z‖∞ ≤ 1, else inf."""
+        excess = np.maximum(np.abs(np.asarray(z, np.float64)) - self.l1_ratio, 0.0)
+        if self.l1_ratio < 1:
+            return float(excess @ excess / (2 * (1 - self.l1_ratio)))
+        return 0.0 if not excess.any() else np.inf
+
+    def dual_scale(self, z):
+        top = float(np.abs(z).max(initial=0.0))
+        return 1.0 if self.l1_ratio < 1 or top <= 1 else 1.0 / top
 
     def __post_init__(self):
         if not (0.0 <= float(self.l1_ratio) <= 1.0):
@@ -343,6 +371,24 @@ class Bridge(_SeparableConcave):
     def convex(self) -> bool:  # type: ignore[override]
         return self.q >= 1.0
 
+    @property
+    def has_conjugate(self) -> bool:  # type: ignore[override]
+        return self.q >= 1.0
+
+    def conjugate(self, z):
+        """P*(z) = Σ |z_j|^q' / q' with 1/q + 1/q' = 1 (q > 1); for q = 1, 0 if ‖z‖∞ ≤ 1, else inf."""
+        if not self.convex:
+            raise NotImplementedError("bridge with q < 1 is not convex: no conjugate")
+        z = np.abs(np.asarray(z, np.float64))
+        if self.q == 1.0:
+            return 0.0 if z.max(initial=0.0) <= 1 else np.inf
+        dual = self.q / (self.q - 1.0)
+        return float((z**dual).sum() / dual)
+
+    def dual_scale(self, z):
+        top = float(np.abs(z).max(initial=0.0))
+        return 1.0 if self.q > 1 or top <= 1 else 1.0 / top
+
     def rho(self, t):
         return t**self.q / self.q
 
@@ -446,6 +492,16 @@ class Group(Penalty):
     name: ClassVar[str] = "group"
     has_exact: ClassVar[bool] = True
     default_solver: ClassVar[str] = "exact"
+    has_conjugate: ClassVar[bool] = True
+
+    def conjugate(self, z):
+        """P*(z) = 0 if ‖z_G‖ ≤ √|G| for every group G, else inf."""
+        return 0.0 if self.dual_scale(z) >= 1.0 else np.inf
+
+    def dual_scale(self, z):
+        z = np.asarray(z, np.float64)
+        ratios = [np.linalg.norm(z[m]) / np.sqrt(len(m)) for m in self._members(len(z))]
+        return 1.0 / max(1.0, max(ratios, default=0.0))
 
     def __post_init__(self):
         labels = tuple(np.asarray(self.groups).ravel().tolist())

@@ -13,9 +13,19 @@ so that each data pass serves every fit still running. Each EM iteration is, in 
    β_prev (one extra pass) and the momentum is reset; the next M-step is then a plain, monotone EM step.
    A plain step that still raises F has hit the rounding floor and ends the fit — except for losses
    whose E-step bound is only local (``Loss.local_majorizer``, Poisson), where the step is halved.
-4. *Stopping*: relative objective change ≤ tol **and**, for smooth losses, the scaled optimality
+4. *Stopping*: for smooth losses, relative objective change ≤ tol **and** the scaled optimality
    residual ``‖∇F‖_∞ / max(1, |F|)`` ≤ tol (the minimum-norm subgradient for non-smooth penalties).
-   For non-smooth losses (hinge, quantile) only the relative change is used.
+   For the non-smooth hinge and quantile losses neither test can be trusted (EM on them slows down
+   sublinearly, and the clamp ``CLAMP_EPS`` of their E-steps makes EM minimize a Huber-smoothed
+   loss), so a fit is converged only on a *duality-gap certificate*: F(β) − D(a) ≤ tol·max(1, |F|)
+   for a dual-feasible a (:func:`duality_gap`), which bounds F(β) − F* whatever the clamp did.
+   An attempt (``certify``, two passes, counted in ``n_passes``) is made when the relative change
+   is ≤ tol (then no sooner than 1, 2, 4, …, 64 iterations after the last failed one), at
+   iterations 16, 32, 64, …, when EM stalls, and at ``max_iter``; its *polish* candidate (the
+   vertex through the rows at their kink) becomes the iterate when it lowers F. A fit that stalls
+   or reaches ``max_iter`` uncertified returns ``converged=False`` with a ``ConvergenceWarning``
+   giving the gap. Penalties without a convex conjugate (scad, mcp, log, bridge q < 1; α > 0) have
+   no certificate: such fits stop on the relative change as before, but are never converged.
 
 Objective changes are computed per observation (``Loss.value_difference``) in the same pass, so
 restart and stopping decisions stay exact far below the ~1e-16·|F| resolution of F itself; the
@@ -56,7 +66,7 @@ import sklearn.exceptions
 
 from .losses import Loss
 from .penalties import Penalty, check_solver, em_floor
-from .stats import BlockStats, Request
+from .stats import HIST_DECADES, BlockStats, DualStats, Request
 
 __all__ = [
     "ACCELERATIONS",
@@ -75,6 +85,9 @@ __all__ = [
     "objective_change",
     "optimality",
     "m_step",
+    "duality_gap",
+    "dual_correction",
+    "smoothing_width",
 ]
 
 ACCELERATIONS = ("none", "nesterov", "nesterov-restart")
@@ -83,8 +96,9 @@ CURVATURES = ("adaptive", "fixed", "cached")
 
 
 class ConvergenceWarning(sklearn.exceptions.ConvergenceWarning):
-    """The solver stopped before its optimality test held (``max_iter``, or a floor of the
-    arithmetic); scikit-learn's ``ConvergenceWarning``, so the usual filters apply."""
+    """The solver stopped before meeting its tolerance (``max_iter``, a floor of the objective, or —
+    hinge and quantile — no duality-gap certificate); the message says how far off it is.
+    scikit-learn's ``ConvergenceWarning``, so the usual filters apply."""
 
 
 class SingularSystemWarning(UserWarning):
@@ -281,6 +295,110 @@ def m_step(stats: BlockStats, expand: np.ndarray, penalty: Penalty, alpha: float
         return scipy.linalg.lstsq(A, stats.rhs, cond=None, lapack_driver="gelsd")[0]
 
 
+def duality_gap(dual: DualStats, F: float, weight: float, n_rows: float, penalty: Penalty,
+                alpha: float, p: int) -> float:
+    r"""F(β) − D(a): an upper bound on F(β) − F* from a dual point a, or inf if a is not feasible.
+
+    The hinge and quantile losses are maxima of affine functions,
+    ℓ_i(η) = max_{a ∈ [lo_i, hi_i]} a·(t_i − η) (``Loss.dual_box``), so for every a in the box
+
+    .. math::  F(β̃) ≥ \frac1W \sum_i s_i a_i t_i − \frac1W (X̃ᵀ S a)ᵀ β̃ + α P(β)
+               ≥ D(a) = \frac1W \sum_i s_i a_i t_i − α P^*(v/α), \quad v = X_pᵀ S a / W,
+
+    provided Σ s a = 0 when an intercept is fitted (else the bound is −∞ in b), and v = 0 when
+    α = 0. Hence F(β) − F* ≤ F(β) − D(a) = gap. Penalties whose conjugate has a bounded domain
+    (lasso, group, bridge q = 1) get a scaled by the largest c ≤ 1 that brings v/α into it (c·a
+    stays in the box as it contains 0). The equality constraints are accepted when they hold to
+    the rounding of their sums, 4·n·eps·Σ s|a||x̃| per coordinate (``dual.scale``), and to nothing
+    looser: the certificate carries no other tolerance.
+
+    ``dual`` holds the sums of a (:class:`~smem_dask.stats.DualStats`), F is F(β).
+    """
+    q = dual.moment.shape[0]
+    g = dual.moment / weight
+    rounding = 4.0 * n_rows * np.finfo(float).eps * dual.scale / weight
+    equality = np.zeros(q, dtype=bool)
+    equality[p:] = True  # the intercept, when fitted
+    if alpha == 0:
+        equality[:p] = True
+    if np.any(np.abs(g[equality]) > rounding[equality]):
+        return math.inf
+    if alpha == 0:
+        return F - dual.value / weight
+    z = g[:p] / alpha
+    c = penalty.dual_scale(z)
+    return F - (c * dual.value / weight - alpha * penalty.conjugate(c * z))
+
+
+def dual_correction(dual: DualStats, weight: float, beta: np.ndarray, penalty: Penalty, alpha: float,
+                    p: int, zero_tol: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The correction direction λ of a certificate's dual, and the polish candidate (see ``certify``
+    in :func:`em_iterations`), from the first pass's statistics at β.
+
+    On the constrained coordinates K (the intercept; every coefficient when α = 0 or P is
+    quadratic; else those with |β_j| > ``zero_tol``), λ solves G_w λ = target − Σ s a x̃ with
+    G_w = Σ s w x̃x̃ᵀ and target = W·α·∇P(β) (0 for the intercept and when α = 0): the
+    stationarity the optimal dual satisfies. G_w may be singular (fewer rows at the kink than
+    coordinates in K, as with a non-zero group): the rows of the equality constraints (intercept;
+    all when α = 0) are solved first, the other targets by least squares in their null space.
+    The polish point is the weighted least-squares fit argmin Σ s w (t − x̃ᵀβ̃)² on K (zero
+    elsewhere): at the optimum, the vertex through the rows on their kink.
+    """
+    q = dual.moment.shape[0]
+    K = np.ones(q, dtype=bool)
+    target = np.zeros(q)
+    if alpha > 0:
+        target = weight * optimality(np.zeros(q), 1.0, beta, penalty, alpha, p, zero_tol)
+        if not penalty.quadratic:
+            K[:p] = np.abs(beta[:p]) > zero_tol
+    lam, point = np.zeros(q), np.zeros(q)
+    G, miss = dual.gram[np.ix_(K, K)], (target - dual.moment)[K]
+    # the equalities E (intercept; all when α = 0) first, then the other targets within their null space
+    E = np.zeros(q, dtype=bool)
+    E[p:] = True
+    E[:p] = alpha == 0
+    E = E[K]
+    lam_K = scipy.linalg.lstsq(G[E], miss[E])[0]
+    if not E.all():
+        N = scipy.linalg.null_space(G[E]) if E.any() else np.eye(K.sum())
+        lam_K += N @ scipy.linalg.lstsq(G[~E] @ N, miss[~E] - G[~E] @ lam_K, cond=1e-12)[0]
+        lam_K += scipy.linalg.lstsq(G[E], miss[E] - G[E] @ lam_K)[0]  # the equalities again, exactly
+    lam[K] = lam_K
+    point[K] = scipy.linalg.lstsq(G, dual.rhs[K])[0]
+    return lam, point
+
+
+#: the smoothing width may cover every row only at or below 10**ALL_AT_KINK
+ALL_AT_KINK = -6
+
+
+def smoothing_width(hist: np.ndarray | None, q: int) -> float:
+    """The smoothing width δ of a certificate attempt, from the residual histogram at β.
+
+    At an optimum of the hinge or quantile problem a few rows (at most q generically) sit exactly
+    on their kink, t_i = η_i, and the others are away from it; near it the histogram of |t − η|
+    has a plateau of empty decades between the two groups. δ is put at the top of the longest
+    such plateau holding between 1 and q rows (all of them only below 10**``ALL_AT_KINK``; the
+    widest of equal length), so that the correction of the dual acts on the
+    rows at the kink only. A choice, not a condition of validity: any δ gives a valid bound.
+    """
+    if hist is None or not hist.any():
+        return 1e-8
+    best, width = None, 0
+    for k in range(hist.size):
+        # every row at the kink only if all are close to it (else the top levels hold every row)
+        if not (1 <= hist[k] <= q and (hist[k] < hist[-1] or HIST_DECADES[k] <= ALL_AT_KINK)):
+            continue
+        run = 1
+        while k - run >= 0 and hist[k - run] == hist[k]:
+            run += 1
+        if run >= width:
+            best, width = k, run
+    if best is None:
+        best = int(np.argmax(hist > 0))
+    return float(10.0 ** HIST_DECADES[best])
+
+
 def _next_t(t: float) -> float:
     return 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
 
@@ -390,6 +508,10 @@ def em_iterations(
         """The stopping rule: relative change and the residual test."""
         return abs(rec.change) <= config.tol and residual_ok(rec)
 
+    # hinge, quantile: converged only on a duality-gap certificate (see `certify`)
+    nonsmooth = not loss.smooth
+    certifiable = nonsmooth and (alpha == 0 or penalty.has_conjugate)
+
     def solve(stats, expand):
         if ridge_fixed:
             return fixed.solve_ridge(stats.rhs, alpha)
@@ -413,11 +535,13 @@ def em_iterations(
         return rec
 
     t0 = time.perf_counter()
+    hist = None  # the histogram of |t − η| at β (non-smooth losses; see `smoothing_width`)
     if warm is None or (fixed_mode and fixed is None):
         # a first pass: loss and gradient at β and the system there (fixed curvature: b·Σ s x̃x̃ᵀ)
-        stats = yield Request(beta[:, None], beta, bound)
+        stats = yield Request(beta[:, None], beta, bound, histogram=0 if nonsmooth else None)
         n_passes += 1
         loss_sum, loss_grad, expand = float(stats.loss[0]), stats.grad[:, 0].copy(), beta
+        hist = DualStats.parse(stats.extra, q, Request(beta, histogram=0)).hist if nonsmooth else None
         if fixed_mode or cached_mode:
             fixed = FixedCurvature(stats.gram, stats.weight, p)
     elif fixed_mode:
@@ -428,7 +552,7 @@ def em_iterations(
         expand = beta if np.array_equal(warm.expand, beta) else warm.expand
         if cached_mode:
             fixed, exact = FixedCurvature(stats.gram, stats.weight, p), False
-    W = stats.weight
+    W, n_rows = stats.weight, stats.n
     F = objective(loss_sum, W, beta, penalty, alpha, p)
     record(0, F, math.nan, residual(loss_grad, W, beta), time.perf_counter() - t0)
     # `stats` holds the M-step system at `expand`; loss_sum, loss_grad are at β
@@ -440,13 +564,91 @@ def em_iterations(
     pass_seconds = 0.0
     halved = None  # a shortened plain step to try next (losses with a local majorizer only)
     n_halvings = 0
+    gap, n_attempts, next_attempt = math.inf, 0, 0
+    histogram = 1 if nonsmooth else None  # the residual histogram at each candidate
+
+    attempted_at, scheduled = None, 16  # certificate attempts also at iterations 16, 32, 64, …
+
+    def attempts():
+        """Certificate attempts at β, again after each accepted polish (at most three)."""
+        for _ in range(3):
+            before = it
+            if (yield from certify()):
+                return True
+            if it == before:
+                return False
+        return False
+
+    def at_floor():
+        """EM cannot lower F from β: a certificate attempt, unless one was made at this β. True when
+        the fit ends here (certified, or a floor without a certificate); False: the polish moved β."""
+        nonlocal stalled, converged
+        if certifiable and attempted_at is not beta:
+            before = it
+            converged = yield from attempts()
+            if converged or it > before:
+                return converged
+        stalled = True
+        return True
+
+    def certify():
+        """One certificate attempt at β (two passes); True when the duality gap is ≤ tol·max(1, |F|).
+
+        Pass 1: the dual a(δ) of the loss smoothed at width δ (:func:`smoothing_width`) and, over
+        the rows off the box edges, the slack-weighted Gram G_w = Σ s w x̃x̃ᵀ and Σ s w t x̃. Its gap
+        may already certify. Else the client solves G_w λ = target − Σ s a x̃ on the constrained
+        coordinates (:func:`dual_correction`), and pass 2 sums the corrected dual
+        clip(a(δ) + w·x̃ᵀλ, lo, hi), exactly. The same pass evaluates the *polish* candidate
+        argmin_K Σ s w (t − x̃ᵀβ̃)² (the vertex of the rows at the kink), with its E-step system: it
+        replaces β when it lowers F, checked by the exact objective change as for any iterate.
+        """
+        nonlocal beta, F, stats, expand, loss_sum, loss_grad, t, fixed, exact, hist, gap, it, n_passes
+        nonlocal n_attempts, pass_seconds, attempted_at
+        n_attempts += 1
+        attempted_at = beta
+        bound_F = config.tol * max(1.0, abs(F))
+        width = smoothing_width(hist, q)
+        t0 = time.perf_counter()
+        first = Request(beta, reference_known=True, dual_point=beta, dual_width=width)
+        st = yield first
+        n_passes += 1
+        pass_seconds += time.perf_counter() - t0
+        dual = DualStats.parse(st.extra, q, first)
+        gap = duality_gap(dual, F, W, n_rows, penalty, alpha, p)
+        if gap <= bound_F:
+            return True
+        lower = F - gap  # D of the first dual
+        zero_tol = em_floor(beta[:p]) if solver == "em" else 0.0
+        lam, point = dual_correction(dual, W, beta, penalty, alpha, p, zero_tol)
+        second = Request(np.column_stack([beta, point]), point, reference_known=True, dual_point=beta,
+                         dual_width=width, dual_lam=lam, histogram=1)
+        t0 = time.perf_counter()
+        st = yield second
+        n_passes += 1
+        pass_seconds += time.perf_counter() - t0
+        dF = objective_change(st, point, beta, penalty, alpha, p)
+        if dF < 0:  # the polished point is the new iterate
+            it += 1
+            loss_sum, loss_grad = loss_sum + float(st.loss_delta[0]), st.grad[:, 1].copy()
+            F_new = F + dF
+            record(it, F_new, -dF / max(abs(F_new), np.finfo(float).tiny), residual(loss_grad, W, point),
+                   pass_seconds)
+            beta, F, stats, expand, t = point, F_new, st, point, _next_t(1.0) if accelerated else 1.0
+            fixed, exact = FixedCurvature(st.gram, st.weight, p) if cached_mode else fixed, True
+            pass_seconds = 0.0
+        dual = DualStats.parse(st.extra, q, second)
+        hist = dual.hist if dF < 0 else hist
+        gap = F - max(lower, F - duality_gap(dual, F, W, n_rows, penalty, alpha, p))
+        return gap <= config.tol * max(1.0, abs(F))
     while it < config.max_iter:
         candidate = solve(stats, expand) if halved is None else halved
         halved = None
         plain_step = expand is beta and exact  # candidate = M(β): EM cannot increase F here
         if plain_step and np.array_equal(candidate, beta):
-            stalled = True  # an exact fixed point of the EM map: nothing left to gain
-            break
+            # an exact fixed point of the EM map: nothing left to gain but a certificate's polish
+            if (yield from at_floor()):
+                break
+            continue
         if accelerated:
             t_next = _next_t(t)
             momentum = (t - 1.0) / t_next
@@ -461,12 +663,14 @@ def em_iterations(
         if fixed_mode or (cached_mode and not refresh):
             # a gradient pass; the system at next_expand needs only the gradient there
             points = [beta, candidate] + ([] if next_expand is candidate else [next_expand])
-            new_stats = yield Request(np.column_stack(points), reference_known=True)
+            request = Request(np.column_stack(points), reference_known=True, histogram=histogram)
+            new_stats = yield request
             next_system = fixed.system(next_expand, new_stats.grad[:, -1])
         else:
             # the loss and gradient at β are known from the previous pass: not recomputed
-            new_stats = next_system = yield Request(np.column_stack([beta, candidate]),
-                                                    next_expand, reference_known=True)
+            request = Request(np.column_stack([beta, candidate]), next_expand, reference_known=True,
+                              histogram=histogram)
+            new_stats = next_system = yield request
         n_passes += 1
         pass_seconds += time.perf_counter() - t0
         dF = objective_change(new_stats, candidate, beta, penalty, alpha, p)
@@ -479,8 +683,10 @@ def em_iterations(
                 n_halvings += 1
                 halved = beta + 0.5 * (candidate - beta)
                 continue
-            stalled = True  # a plain EM step that does not decrease F: rounding floor; keep β
-            break
+            # a plain EM step that does not decrease F: rounding floor; keep β
+            if (yield from at_floor()):
+                break
+            continue
         if dF > 0 and (safeguard or (cached_mode and not plain_step)):
             # discard the candidate, form the system at the current β, reset the momentum
             # (cached curvature: always, as a stale Gram need not majorize; the E-step Gram at β
@@ -514,22 +720,41 @@ def em_iterations(
         exact = not cached_mode or refresh
         if refresh:
             fixed = FixedCurvature(stats.gram, stats.weight, p)
-        if small(rec):
+        if nonsmooth:
+            hist = DualStats.parse(new_stats.extra, q, request).hist
+        if small(rec) and not nonsmooth:
             converged = True
             break
+        if small(rec) and not certifiable:
+            break  # no certificate exists: stop as before, unconverged
+        if certifiable and ((small(rec) and it >= next_attempt) or it == scheduled):
+            if (converged := (yield from attempts())):
+                break
+            next_attempt, scheduled = it + min(2**n_attempts, 64), max(scheduled, 2 * it)
 
-    if stalled:
+    if certifiable and not converged and attempted_at is not beta:
+        converged = yield from certify()  # max_iter reached: certify, or say how far off β is
+    if stalled and not nonsmooth:
         # at the floor the change test is moot; smooth losses must still pass the residual test
         converged = residual_ok(history[-1])
     if not converged:
         why = (
             "the EM map reached a fixed point or the floating-point floor of the objective"
             if stalled
+            else "the objective stopped changing" if nonsmooth and it < config.max_iter
             else f"max_iter={config.max_iter} was reached"
         )
+        if certifiable:
+            state = (f"duality gap {gap:.3g} (relative {gap / max(1.0, abs(F)):.3g}) above the tolerance"
+                     if math.isfinite(gap) else "duality gap unknown: no dual-feasible point was found at β")
+        elif nonsmooth:
+            state = (f"no optimality certificate exists for the {penalty.name} penalty (no convex "
+                     f"conjugate), so the {loss.name} fit is never certified")
+        else:
+            state = (f"last relative change {history[-1].change:.3g}, gradient norm "
+                     f"{history[-1].grad_norm:.3g}")
         warnings.warn(
-            f"SM-EM did not meet tol={config.tol:g} after {it} iterations: {why} (last relative "
-            f"change {history[-1].change:.3g}, gradient norm {history[-1].grad_norm:.3g}); "
+            f"SM-EM did not meet tol={config.tol:g} after {it} iterations: {why} ({state}); "
             "increase max_iter or tol",
             ConvergenceWarning,
             stacklevel=5,

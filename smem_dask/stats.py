@@ -11,15 +11,17 @@ optionally one ``expand`` point (q,) at which to run the E-step and form the M-s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy.linalg import blas
 
 from .losses import Loss
 
-__all__ = ["BlockStats", "Request", "block_stats", "block_stats_many", "pack_many", "packed_size",
-           "unpack_many", "add_weighted_gram", "gram_tile_rows"]
+__all__ = ["BlockStats", "DualStats", "HIST_DECADES", "Request", "block_stats", "block_stats_many",
+           "pack_many", "packed_size", "request_size", "smoothed_dual", "unpack_many", "add_weighted_gram",
+           "gram_tile_rows"]
 
 
 @dataclass(frozen=True)
@@ -34,19 +36,32 @@ class Request:
     reference_known : bool — point 0 is only the reference of the loss changes (its loss and
         gradient are known to the caller from an earlier pass): they are not computed and come
         back as zeros, so ``loss[j]`` holds the change alone for j ≥ 1.
+    dual_point : (q,) array or None — for losses with a ``dual_box``: the point β̃ at which to
+        evaluate the smoothed dual variable a(δ) of :func:`smoothed_dual` (width ``dual_width``),
+        corrected by ``dual_lam`` (see :class:`DualStats`).
+    dual_width : float — the smoothing width δ > 0.
+    dual_lam : (q,) array or None — None: also return the slack-weighted Gram of the correction;
+        else the corrected dual a = clip(a(δ) + w·x̃ᵀλ, lo, hi) is the one summed.
+    histogram : int or None — column of ``coefs`` at which to count the rows with |t − η| below
+        each 10**k of :data:`HIST_DECADES` (losses with a ``dual_box``).
     """
 
     coefs: np.ndarray
     expand: np.ndarray | None = None
     curvature: float | None = None
     reference_known: bool = False
+    dual_point: np.ndarray | None = None
+    dual_width: float = 1.0
+    dual_lam: np.ndarray | None = None
+    histogram: int | None = None
 
     def __post_init__(self):
         # float64 always; a single point (q,) becomes one column (q, 1)
         coefs = np.asarray(self.coefs, dtype=np.float64)
         object.__setattr__(self, "coefs", coefs[:, None] if coefs.ndim == 1 else coefs)
-        if self.expand is not None:
-            object.__setattr__(self, "expand", np.asarray(self.expand, dtype=np.float64).ravel())
+        for name in ("expand", "dual_point", "dual_lam"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64).ravel())
 
     @property
     def k(self) -> int:
@@ -55,6 +70,60 @@ class Request:
     @property
     def system(self) -> bool:
         return self.expand is not None
+
+    def extra_size(self, q: int) -> int:
+        """Length of the certificate statistics (``BlockStats.extra``) this request asks for."""
+        size = 0 if self.histogram is None else HIST_DECADES.size
+        if self.dual_point is not None:
+            size += 1 + 2 * q + (q * q + q if self.dual_lam is None else 0)
+        return size
+
+
+#: the residual histogram counts rows with |t − η| < 10**k for these k
+HIST_DECADES = np.arange(-16, 9)
+
+
+def smoothed_dual(t, lo, hi, eta, width):
+    r"""The dual variable of the loss smoothed at width δ, and its slack in the box.
+
+    .. math::  a = m + h\,\mathrm{clip}((t − η)/δ, −1, 1), \qquad w = h\,\max(0, 1 − |t − η|/δ)
+
+    with m, h the centre and half-width of [lo, hi]: a is the derivative of the Huber-smoothed
+    loss in t − η (the box edge once |t − η| ≥ δ) and w ≤ min(hi − a, a − lo) its distance to the
+    nearer edge.
+    """
+    centre, half = 0.5 * (lo + hi), 0.5 * (hi - lo)
+    z = (t - eta) / width
+    return centre + half * np.clip(z, -1.0, 1.0), half * np.maximum(0.0, 1.0 - np.abs(z))
+
+
+class DualStats(NamedTuple):
+    """The certificate statistics of one request (sums over rows of s_i times …).
+
+    value : Σ s a t;  moment : Σ s a x̃ (q);  scale : Σ s |a| |x̃| (q, bounds the rounding of
+    ``moment``);  gram : Σ s w x̃x̃ᵀ and rhs : Σ s w t x̃ (only when no λ was given);
+    hist : row counts of |t − η| < 10**k, k in :data:`HIST_DECADES`.
+    """
+
+    value: float
+    moment: np.ndarray
+    scale: np.ndarray
+    gram: np.ndarray | None
+    rhs: np.ndarray | None
+    hist: np.ndarray | None
+
+    @classmethod
+    def parse(cls, extra: np.ndarray, q: int, request: Request) -> DualStats:
+        i, value, moment, scale, gram, rhs, hist = 0, 0.0, None, None, None, None, None
+        if request.dual_point is not None:
+            value, moment, scale = float(extra[0]), extra[1 : 1 + q], extra[1 + q : 1 + 2 * q]
+            i = 1 + 2 * q
+            if request.dual_lam is None:
+                gram, rhs = extra[i : i + q * q].reshape(q, q), extra[i + q * q : i + q * q + q]
+                i += q * q + q
+        if request.histogram is not None:
+            hist = extra[i : i + HIST_DECADES.size]
+        return cls(value, moment, scale, gram, rhs, hist)
 
 
 @dataclass(frozen=True)
@@ -79,6 +148,8 @@ class BlockStats:
         Σ s_i ω_i x̃_i x̃_iᵀ at the expansion point (zeros when no expansion point was given).
     rhs : (q,) array
         Σ s_i u_i x̃_i at the expansion point.
+    extra : array
+        The certificate statistics the request asked for, flat (read with :meth:`DualStats.parse`).
     """
 
     n: float
@@ -88,6 +159,7 @@ class BlockStats:
     grad: np.ndarray
     gram: np.ndarray
     rhs: np.ndarray
+    extra: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @classmethod
     def system_only(cls, n: float, weight: float, gram: np.ndarray, rhs: np.ndarray) -> BlockStats:
@@ -109,6 +181,9 @@ class BlockStats:
             self.grad + other.grad,
             self.gram + other.gram,
             self.rhs + other.rhs,
+            # a zero total has no certificate statistics yet
+            self.extra + other.extra if self.extra.size and other.extra.size
+            else (self.extra if self.extra.size else other.extra),
         )
 
     def pack(self, system: bool = True) -> np.ndarray:
@@ -117,12 +192,12 @@ class BlockStats:
         parts = [[self.n, self.weight], self.loss, self.loss_delta, self.grad.ravel()]
         if system:
             parts += [self.gram.ravel(), self.rhs]
-        return np.concatenate(parts)
+        return np.concatenate(parts + [self.extra])
 
     @classmethod
-    def unpack(cls, vec: np.ndarray, q: int, k: int, system: bool = True) -> BlockStats:
+    def unpack(cls, vec: np.ndarray, q: int, k: int, system: bool = True, extra: int = 0) -> BlockStats:
         vec = np.asarray(vec, dtype=np.float64).ravel()
-        expected = packed_size(q, k, system)
+        expected = packed_size(q, k, system) + extra
         if vec.size != expected:
             raise ValueError(f"packed statistics have {vec.size} values, expected {expected}")
         i = 2
@@ -136,9 +211,10 @@ class BlockStats:
             gram = vec[i : i + q * q].reshape(q, q)
             i += q * q
             rhs = vec[i : i + q]
+            i += q
         else:
             gram, rhs = np.zeros((q, q)), np.zeros(q)
-        return cls(float(vec[0]), float(vec[1]), loss, loss_delta, grad, gram, rhs)
+        return cls(float(vec[0]), float(vec[1]), loss, loss_delta, grad, gram, rhs, vec[i : i + extra])
 
     def is_finite(self) -> bool:
         return bool(np.isfinite(self.pack()).all())
@@ -149,6 +225,11 @@ def packed_size(q: int, k: int, system: bool = True) -> int:
     return 2 + 2 * k - 1 + q * k + (q * q + q if system else 0)
 
 
+def request_size(q: int, request: Request) -> int:
+    """Length of the packed statistics of one request (system and certificate parts included)."""
+    return packed_size(q, request.k, request.system) + request.extra_size(q)
+
+
 def pack_many(stats: list[BlockStats], requests: list[Request]) -> np.ndarray:
     """The statistics of several requests in one flat vector (systems only where requested)."""
     return np.concatenate([st.pack(r.system) for st, r in zip(stats, requests, strict=True)])
@@ -156,11 +237,11 @@ def pack_many(stats: list[BlockStats], requests: list[Request]) -> np.ndarray:
 
 def unpack_many(vec: np.ndarray, q: int, requests: list[Request]) -> list[BlockStats]:
     vec = np.asarray(vec, dtype=np.float64).ravel()
-    sizes = [packed_size(q, r.k, r.system) for r in requests]
+    sizes = [request_size(q, r) for r in requests]
     if vec.size != sum(sizes):
         raise ValueError(f"packed statistics have {vec.size} values, expected {sum(sizes)}")
     bounds = np.cumsum([0, *sizes])
-    return [BlockStats.unpack(vec[a:b], q, r.k, r.system)
+    return [BlockStats.unpack(vec[a:b], q, r.k, r.system, r.extra_size(q))
             for a, b, r in zip(bounds[:-1], bounds[1:], requests, strict=True)]
 
 
@@ -224,6 +305,7 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
     col_sums = np.zeros(plan.n_columns)
     # dsyrk: upper triangle in place (Fortran order); numpy: the full matrix
     grams = [np.zeros((p, p), order="C" if threads else "F") if r.system else None for r in requests]
+    extras = [np.zeros(r.extra_size(q)) for r in requests]
 
     tile_rows = gram_tile_rows(p)
     scaled = np.empty((min(tile_rows, n_rows), p))
@@ -243,6 +325,8 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
         for i, sw in enumerate(weights):
             if sw is not None:
                 grams[i] = add_weighted_gram(grams[i], Xt, sw, scaled, threads)
+        for i in plan.certified:
+            extras[i] += plan.certificate(i, loss, y[rows], st, eta, Xt, fit_intercept)
 
     out, c, d = [], 0, 0
     for i, r in enumerate(requests):
@@ -267,7 +351,7 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
                 rhs[p] = col_sums[c + 1]
             c += 2
         out.append(BlockStats(float(n_rows), W, loss_refs[i] + np.r_[0.0, delta], delta.copy(),
-                              grad, gram, rhs))
+                              grad, gram, rhs, extras[i]))
     return out
 
 
@@ -298,6 +382,36 @@ class _Plan:
         self.refs = np.concatenate([np.full(r.k - 1, a) for r, a in pairs])
         self.steps = np.concatenate([np.arange(a + r.k, a + 2 * r.k - 1) for r, a in pairs])
         self.n_columns = self.evals.size + 2 * sum(r.system for r in requests)
+        self.certified = [i for i, r in enumerate(requests) if r.extra_size(1)]
+
+    def certificate(self, i, loss, y, s, eta, Xt, fit_intercept) -> np.ndarray:
+        """On one tile, the certificate statistics of request i (see :class:`DualStats`)."""
+        r = self.requests[i]
+        t, lo, hi = loss.dual_box(y)
+
+        def xt(v, M=Xt):  # Σ v x̃ over the tile
+            return np.r_[M.T @ v, v.sum()] if fit_intercept else M.T @ v
+
+        def x_dot(v):  # x̃ᵀv per row, by its own product: bitwise the same in every pass, as the
+            # correction λ of one pass must meet the a(δ) of the pass before, magnified by 1/δ
+            return Xt @ v[: Xt.shape[1]] + (v[-1] if fit_intercept else 0.0)
+
+        parts = []
+        if r.dual_point is not None:
+            a, w = smoothed_dual(t, lo, hi, x_dot(r.dual_point), r.dual_width)
+            if r.dual_lam is not None:
+                a = np.clip(a + w * x_dot(r.dual_lam), lo, hi)
+            sa, sw = (a, w) if s is None else (s * a, s * w)
+            parts += [[sa @ t], xt(sa), xt(np.abs(sa), np.abs(Xt))]
+            if r.dual_lam is None:
+                Xw = Xt * np.sqrt(sw)[:, None]
+                if fit_intercept:
+                    Xw = np.column_stack([Xw, np.sqrt(sw)])
+                parts += [(Xw.T @ Xw).ravel(), xt(sw * t)]
+        if r.histogram is not None:
+            gap = np.abs(t - eta[:, self.offsets[i] + r.histogram])
+            parts.append((gap[:, None] < 10.0 ** HIST_DECADES).sum(axis=0))
+        return np.concatenate(parts)
 
     def columns(self, loss, y, s, eta):
         """On one tile: the weighted loss sums at each request's point 0, the loss changes at its

@@ -5,12 +5,13 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 import zarr
 
-from smem_dask import SMEMClassifier, SMEMRegressor, make_problem
+from smem_dask import ConvergenceWarning, SMEMClassifier, SMEMRegressor, make_problem
 from smem_dask.data import open_store, write_zarr
 
 
@@ -133,9 +134,13 @@ def test_fit_with_loss_and_penalty_parameters(tmp_path):
                "--out", tmp_path / "q.json")
     assert proc.returncode == 0, proc.stderr
     X, y = open_store(store)
-    ref = SMEMRegressor(loss="quantile", loss_params={"tau": 0.8}, penalty="group",
-                        penalty_params={"groups": (0, 0, 1, 1)}, alpha=0.05, tol=1e-12
-                        ).fit(X[:], y[:])
+    with warnings.catch_warnings():
+        # quantile + group at tol 1e-12: the duality gap stops near 2e-8 (a non-zero group is not
+        # a vertex the certificate's polish can reach), so the fit ends unconverged, with a warning
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = SMEMRegressor(loss="quantile", loss_params={"tau": 0.8}, penalty="group",
+                            penalty_params={"groups": (0, 0, 1, 1)}, alpha=0.05, tol=1e-12
+                            ).fit(X[:], y[:])
     result = json.loads((tmp_path / "q.json").read_text())
     # a piecewise-linear loss: the objective is pinned to rounding, the coefficients to its square
     # root (different chunkings follow rounding-different trajectories to the flat optimum)
