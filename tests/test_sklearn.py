@@ -40,10 +40,6 @@ def _expected_failures(est):
         return {"check_sample_weight_equivalence_on_dense_data":
                 "scikit-learn < 1.7 makes the target binary after shuffling the weighted copy, so "
                 "the weighted and the repeated fit see different labels (its check, not the fit)"}
-    if est.loss in ("hinge", "quantile"):
-        return {"check_sample_weight_equivalence_on_dense_data":
-                "hinge and quantile fits stop short of the optimum under the relative-change rule "
-                "(being replaced by a duality-gap certificate)"}
     return {}
 
 
