@@ -24,3 +24,15 @@ def test_readme_python_example_runs(tmp_path):
     X, y = make_problem(200_000, 20, cond=1e6, seed=0)
     assert F == pytest.approx(SMEMClassifier(alpha=1e-4).fit(X, y).objective_, abs=1e-12)
     assert (tmp_path / "data.zarr").is_dir()
+
+
+def test_readme_sklearn_example_runs(tmp_path):
+    code = re.search(r"## scikit-learn\n.*?```python\n(.*?)```", README.read_text(), re.S).group(1)
+    (tmp_path / "example.py").write_text(code)
+    proc = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    namespace = {}
+    exec(compile(code.replace("print(", "(") , "readme", "exec"), namespace)  # the same search in-process
+    search = namespace["search"]
+    assert proc.stdout.strip() == f"{search.best_params_} {round(search.best_score_, 4)}"
