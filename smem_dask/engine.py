@@ -47,7 +47,17 @@ __all__ = [
 
 
 def as_array(a, name: str):
-    """Numpy arrays stay numpy, dask stays dask, a zarr array becomes a lazy dask array."""
+    """Numpy arrays stay numpy, dask stays dask, a zarr array becomes a lazy dask array. A masked
+    array is refused when it masks values (fitting the values under its mask would be wrong), and
+    is its data otherwise."""
+    if isinstance(a, np.ma.MaskedArray):
+        n_masked = int(np.ma.count_masked(a))
+        if n_masked:
+            raise ValueError(
+                f"{name} is a masked array with {n_masked} masked values; drop or impute them, or "
+                "pass sample_weight=0 for those rows"
+            )
+        return np.asarray(a.data)
     if isinstance(a, da.Array):
         return a
     if isinstance(a, zarr.Array):
