@@ -279,11 +279,16 @@ def gradient_floor(gram: np.ndarray, weight: float, beta: np.ndarray) -> np.ndar
 
 
 def m_step(stats: BlockStats, expand: np.ndarray, penalty: Penalty, alpha: float, p: int,
-           penalty_solver: str = "em"):
+           penalty_solver: str = "em", loss_grad: np.ndarray | None = None):
     """Minimize the quadratic majorizer at β̃ plus the penalty (SPEC §5).
 
     ``"em"``: solve (G + W α diag(d(β̃))) β = r — Cholesky, or least squares with a warning if
     singular. ``"exact"``: the penalty's own p×p solver, warm-started at β̃.
+
+    ``loss_grad``: the loss gradient Σ s ℓ' x̃ at β̃, for a majorizer tangent there (r = Gβ̃ − ∇):
+    the ``"em"`` step is then taken as the correction β̃ − A⁻¹(∇ + WαDβ̃), the same point in exact
+    arithmetic, but one step of iterative refinement in floating point — solving for β itself loses
+    cond(G)·ε of it (Longley: 6e-8 relative, against 2e-12 for the correction).
     """
     if not (np.isfinite(stats.gram).all() and np.isfinite(stats.rhs).all()):
         raise FloatingPointError("the M-step system has non-finite entries")
@@ -293,7 +298,10 @@ def m_step(stats: BlockStats, expand: np.ndarray, penalty: Penalty, alpha: float
     d[:p] = penalty.weights(expand[:p])
     A = stats.gram + np.diag(stats.weight * alpha * d)
     try:
-        return scipy.linalg.cho_solve(scipy.linalg.cho_factor(A, lower=False), stats.rhs)
+        factor = scipy.linalg.cho_factor(A, lower=False)
+        if loss_grad is None:
+            return scipy.linalg.cho_solve(factor, stats.rhs)
+        return expand - scipy.linalg.cho_solve(factor, loss_grad + stats.weight * alpha * d * expand)
     except np.linalg.LinAlgError:
         warnings.warn(
             "the M-step system XᵀΩX + W·α·D is singular (alpha = 0 with collinear or constant "
@@ -416,9 +424,15 @@ def em_iterations(
         return abs(rec.change) <= config.tol and residual_ok(rec)
 
     def solve(stats, expand):
+        # from β, where the loss gradient is known and the majorizer tangent (smooth losses), the
+        # step is solved for as a correction to β: iterative refinement (see m_step)
+        refine = loss.smooth and (expand is beta or np.array_equal(expand, beta))
         if ridge_fixed:
+            if refine:
+                return beta - fixed.solve_ridge(loss_grad + W * alpha * np.r_[beta[:p], np.zeros(q - p)],
+                                                alpha)
             return fixed.solve_ridge(stats.rhs, alpha)
-        return m_step(stats, expand, penalty, alpha, p, solver)
+        return m_step(stats, expand, penalty, alpha, p, solver, loss_grad if refine else None)
 
     accelerated = config.acceleration != "none"
     safeguard = config.acceleration == "nesterov-restart"

@@ -47,18 +47,21 @@ def longley():
     return X, data["TOTEMP"].to_numpy(np.float64)
 
 
+@pytest.mark.parametrize("lazy", [False, True])
 @pytest.mark.parametrize("curvature", ["adaptive", "cached"])
 @pytest.mark.parametrize("acceleration", ["none", "nesterov", "nesterov-restart"])
-def test_longley_certified_values_in_few_iterations(longley, acceleration, curvature):
+def test_longley_certified_values_in_few_iterations(longley, acceleration, curvature, lazy):
     X, y = longley
     # warnings from smem_dask are errors here: no ConvergenceWarning, no singular-system warning
     model = SMEMRegressor(loss="squared", alpha=0.0, tol=1e-10, acceleration=acceleration,
-                          curvature=curvature).fit(X, y)
+                          curvature=curvature).fit(da.from_array(X, chunks=(8, 6)) if lazy else X, y)
     assert model.converged_
     assert model.n_iter_ <= 5
     assert model.n_passes_ <= 2 * model.n_iter_ + 3
-    np.testing.assert_allclose(model.coef_, LONGLEY_COEF, rtol=1e-7, atol=0)
-    assert abs(model.intercept_ - LONGLEY_INTERCEPT) <= 1e-7 * abs(LONGLEY_INTERCEPT)
+    # NIST asks for 1e-7; the normal equations alone give 6e-8 (in memory) to 2e-7 (two blocks),
+    # their refinement from the gradient at β ~1e-12
+    np.testing.assert_allclose(model.coef_, LONGLEY_COEF, rtol=1e-10, atol=0)
+    assert abs(model.intercept_ - LONGLEY_INTERCEPT) <= 1e-10 * abs(LONGLEY_INTERCEPT)
     # every accepted iterate lowers F (or leaves it where it was)
     assert np.all(np.diff(model.objective_history_) <= 0)
     # the gradient it stopped at is no larger than float64 gives at the certified solution itself,
