@@ -48,7 +48,17 @@ __all__ = [
 
 
 def as_array(a, name: str):
-    """Numpy arrays stay numpy, dask stays dask, a zarr array becomes a lazy dask array."""
+    """Numpy arrays stay numpy, dask stays dask, a zarr array becomes a lazy dask array. A masked
+    array is refused when it masks values (fitting the values under its mask would be wrong), and
+    is its data otherwise."""
+    if isinstance(a, np.ma.MaskedArray):
+        n_masked = int(np.ma.count_masked(a))
+        if n_masked:
+            raise ValueError(
+                f"{name} is a masked array with {n_masked} masked values; drop or impute them, or "
+                "pass sample_weight=0 for those rows"
+            )
+        return np.asarray(a.data)
     if isinstance(a, da.Array):
         return a
     if isinstance(a, zarr.Array):
@@ -133,6 +143,15 @@ def _checked(stats: list[BlockStats], engine) -> list[BlockStats]:
         raise ValueError(f"X contains {n_x} NaN or infinite values")
     if n_y:
         raise ValueError(f"y contains {n_y} NaN or infinite values")
+    # squares summed over the rows (the Gram, the squared loss) overflow beyond this size
+    limit = float(np.sqrt(np.finfo(np.float64).max / (1e3 * max(engine.n_samples, 1))))
+    for name, what, largest in zip(("X", "y"), ("Gram", "loss"), engine.largest_abs(), strict=True):
+        if largest > limit:
+            raise ValueError(
+                f"{name}'s scale overflows the float64 {what}: |{name}| reaches {largest:.3g}, and "
+                f"sums of squares over {engine.n_samples} rows exceed float64's {np.finfo(float).max:.3g}; "
+                f"rescale {name} (e.g. sklearn's StandardScaler)"
+            )
     raise FloatingPointError(
         "a data pass produced non-finite statistics although X and y are finite: values of X are "
         "too large for float64 products; rescale X"
@@ -223,6 +242,10 @@ class NumpyEngine(_Engine):
         return int(np.size(self.X) - np.isfinite(self.X).sum()), int(
             np.size(self.y) - np.isfinite(self.y).sum()
         )
+
+    def largest_abs(self) -> tuple[float, float]:
+        """max |X| and max |y| (0 when empty)."""
+        return (float(np.abs(self.X).max(initial=0)), float(np.abs(self.y).max(initial=0)))
 
 
 @functools.cache
@@ -356,6 +379,11 @@ class DaskEngine(_Engine):
         """Non-finite entries of (X, y) — one extra pass, used only to explain a failure."""
         nx, ny = dask.compute((~da.isfinite(self.X)).sum(), (~da.isfinite(self.y)).sum())
         return int(nx), int(ny)
+
+    def largest_abs(self) -> tuple[float, float]:
+        """max |X| and max |y| — one extra pass, used only to explain a failure."""
+        x, y = dask.compute(abs(self.X).max(), abs(self.y).max())
+        return float(x), float(y)
 
 
 #: ``persist="auto"`` keeps the data in memory when it takes at most this fraction of the memory

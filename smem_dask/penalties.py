@@ -21,6 +21,7 @@ Either way Q decreases from the warm start, so EM stays monotone. No dask, no X 
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -507,6 +508,12 @@ class Group(Penalty):
         labels = tuple(np.asarray(self.groups).ravel().tolist())
         if not labels:
             raise ValueError("the group penalty needs groups: one label per coefficient")
+        # labels are compared with ==: NaN would be a group of none, None one of its own
+        missing = [f"groups[{j}] is {'None' if g is None else 'NaN'}" for j, g in enumerate(labels)
+                   if g is None or (isinstance(g, float) and math.isnan(g))]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise ValueError(f"{shown}; every coefficient needs a group label")
         object.__setattr__(self, "groups", labels)
 
     def _members(self, p: int) -> list[np.ndarray]:

@@ -19,9 +19,9 @@ from scipy.linalg import blas
 
 from .losses import Loss
 
-__all__ = ["BlockStats", "DualStats", "HIST_DECADES", "Request", "block_stats", "block_stats_many",
-           "pack_many", "packed_size", "request_size", "smoothed_dual", "unpack_many", "add_weighted_gram",
-           "gram_tile_rows"]
+__all__ = ["BlockStats", "DualStats", "HIST_DECADES", "Request", "add_weighted_gram", "block_stats",
+           "block_stats_many", "check_gram_range", "gram_tile_rows", "pack_many", "packed_size",
+           "request_size", "smoothed_dual", "unpack_many"]
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,25 @@ class BlockStats:
 
     def is_finite(self) -> bool:
         return bool(np.isfinite(self.pack()).all())
+
+
+def check_gram_range(stats: BlockStats, p: int) -> None:
+    """Refuse X whose squares underflow float64, from the system of a fit's first pass (β = 0,
+    where every loss has moderate weights ω): a column whose mean square Σ s ω x² / W is below the
+    smallest normal float64 (its products are subnormal, or zero, and lose their digits) although
+    the column is not zero (a non-zero diagonal, moment or gradient entry). No data pass."""
+    tiny = np.finfo(np.float64).tiny
+    diag = np.diag(stats.gram)[:p]
+    nonzero = (diag != 0) | (stats.rhs[:p] != 0) | (stats.grad[:p] != 0).any(axis=1)
+    bad = np.flatnonzero(nonzero & (diag < tiny * stats.weight))
+    if bad.size:
+        shown = ", ".join(str(j) for j in bad[:5]) + (", …" if bad.size > 5 else "")
+        raise ValueError(
+            f"X's scale underflows the float64 Gram: the mean square of column"
+            f"{'s' if bad.size > 1 else ''} {shown} is below float64's smallest normal {tiny:.3g} "
+            f"(Σ s·ω·x² / W = {diag[bad[0]] / stats.weight:.3g}); rescale X (e.g. sklearn's "
+            "StandardScaler)"
+        )
 
 
 def packed_size(q: int, k: int, system: bool = True) -> int:
