@@ -265,3 +265,22 @@ def test_conjugates_are_the_sup_over_beta(penalty):
         best = scipy.optimize.minimize(lambda b: penalty.value(b) - c * z @ b, np.zeros(5),
                                        method="Powell", options={"xtol": 1e-10, "ftol": 1e-14})
         assert value == pytest.approx(-best.fun, abs=1e-6)
+
+
+@pytest.mark.parametrize("acceleration", ["none", "nesterov", "nesterov-restart"])
+@pytest.mark.parametrize("shape", [(400, 5), (40, 60)], ids=["tall", "wide"])
+@pytest.mark.parametrize("loss", ["hinge", "quantile"])
+def test_every_acceleration_is_certified_or_warned(loss, shape, acceleration):
+    """hinge and quantile (l1, so the optimum is an LP) under every acceleration, n ≫ p and p > n:
+    certified within 1e-8 of the LP optimum, or converged_ False with a warning — nothing else."""
+    rng, X, w = _wide_or_tall(shape, 3)
+    if loss == "hinge":
+        y, alpha, est = _classes(rng, X, w), 0.02, SMEMClassifier
+        F_lp = lp_optimum(X, *Hinge().dual_box(y), alpha)[0]
+    else:
+        y, alpha, est = X @ w + rng.standard_t(3, len(X)), 0.05, SMEMRegressor
+        F_lp = lp_optimum(X, *Quantile(0.3).dual_box(y), alpha)[0]
+    params = {"loss_params": {"tau": 0.3}} if loss == "quantile" else {}
+    state = outcome(lambda: est(loss=loss, penalty="l1", alpha=alpha, acceleration=acceleration,
+                                **params).fit(X, y), F_lp)
+    assert state in ("certified", "warned")
