@@ -12,12 +12,18 @@ from smem_dask import SMEMClassifier, make_problem
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_python_example_runs(tmp_path):
-    code = re.search(r"## Python\n\n```python\n(.*?)```", README.read_text(), re.S).group(1)
+def _run_example(section: str, tmp_path):
+    """The first Python block of a README section, run as a script in ``tmp_path``: (code, finished process)."""
+    code = re.search(rf"## {section}\n.*?```python\n(.*?)```", README.read_text(), re.S).group(1)
     (tmp_path / "example.py").write_text(code)
     proc = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return code, proc
+
+
+def test_readme_python_example_runs(tmp_path):
+    _, proc = _run_example("Python", tmp_path)
     # the streamed fit printed its iterations and its final objective equals the in-memory fit
     last = [line for line in proc.stdout.splitlines() if line.startswith("iter")][-1]
     F = float(re.search(r"F=([0-9.]+)", last).group(1))
@@ -27,12 +33,8 @@ def test_readme_python_example_runs(tmp_path):
 
 
 def test_readme_sklearn_example_runs(tmp_path):
-    code = re.search(r"## scikit-learn\n.*?```python\n(.*?)```", README.read_text(), re.S).group(1)
-    (tmp_path / "example.py").write_text(code)
-    proc = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, proc = _run_example("scikit-learn", tmp_path)
     namespace = {}
-    exec(compile(code.replace("print(", "(") , "readme", "exec"), namespace)  # the same search in-process
+    exec(compile(code.replace("print(", "("), "readme", "exec"), namespace)  # the same search in-process
     search = namespace["search"]
     assert proc.stdout.strip() == f"{search.best_params_} {round(search.best_score_, 4)}"
