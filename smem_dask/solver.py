@@ -331,7 +331,7 @@ def m_step(stats: BlockStats, expand: np.ndarray, penalty: Penalty, alpha: float
 
 def duality_gap(dual: DualStats, F: float, weight: float, n_rows: float, penalty: Penalty,
                 alpha: float, p: int) -> float:
-    r"""F(β) − D(a): an upper bound on F(β) − F* from a dual point a, or inf if a is not feasible.
+    r"""F(β) − D(a): an upper bound on F(β) − F* from dual points a, or inf if none is feasible.
 
     The hinge and quantile losses are maxima of affine functions,
     ℓ_i(η) = max_{a ∈ [lo_i, hi_i]} a·(t_i − η) (``Loss.dual_box``), so for every a in the box
@@ -342,15 +342,38 @@ def duality_gap(dual: DualStats, F: float, weight: float, n_rows: float, penalty
     provided Σ s a = 0 when an intercept is fitted (else the bound is −∞ in b), and v = 0 when
     α = 0. Hence F(β) − F* ≤ F(β) − D(a) = gap. Penalties whose conjugate has a bounded domain
     (lasso, group, bridge q = 1) get a scaled by the largest c ≤ 1 that brings v/α into it (c·a
-    stays in the box as it contains 0). The equality constraints are accepted when they hold to
-    the rounding of their sums, 4·n·eps·Σ s|a||x̃| per coordinate (``dual.scale``), and to nothing
+    stays in the box as it contains 0). When α > 0 the intercept's Σ s a = 0 is the only
+    equality, and it is met by *sign scaling*: with a = a⁺ − a⁻ (a± ≥ 0, summed apart by the
+    pass, :class:`~smem_dask.stats.DualCandidate`), the side with the larger Σ s a± is scaled by
+    c = (smaller sum)/(larger sum) ∈ [0, 1] — c·a± stays in the box as it contains 0 — which makes
+    Σ s a = 0 exact up to the rounding of the two sums; the value and moments scale alike, so
+    D of the scaled point is exact too. The equality constraints are accepted when they hold to
+    the rounding of their sums, 4·n·eps·Σ s|a||x̃| per coordinate (``scale``), and to nothing
     looser: the certificate carries no other tolerance.
 
-    ``dual`` holds the sums of a (:class:`~smem_dask.stats.DualStats`), F is F(β).
+    ``dual`` holds the sums of the candidates a (:class:`~smem_dask.stats.DualStats`; its
+    ``candidates`` when present, each as summed and sign-scaled), F is F(β). The smallest gap
+    over them is returned: each is a valid bound, so the best one is.
     """
     q = dual.moment.shape[0]
-    g = dual.moment / weight
-    rounding = 4.0 * n_rows * np.finfo(float).eps * dual.scale / weight
+    points = [(dual.value, dual.moment, dual.scale)]
+    for cand in dual.candidates:
+        points.append((cand.value, cand.moment, cand.scale))
+        if alpha > 0 and q > p:  # the intercept alone is an equality: scale one sign side
+            plus, minus = cand.moments[0][p], cand.moments[1][p]
+            c_plus = 1.0 if plus <= minus else minus / plus
+            c_minus = 1.0 if minus <= plus else plus / minus
+            points.append((c_plus * cand.values[0] - c_minus * cand.values[1],
+                           c_plus * cand.moments[0] - c_minus * cand.moments[1], cand.scale))
+    return min(_gap(value, moment, scale, F, weight, n_rows, penalty, alpha, p)
+               for value, moment, scale in points)
+
+
+def _gap(value, moment, scale, F, weight, n_rows, penalty, alpha, p) -> float:
+    """F − D(a) of one dual point from its sums Σ s a t, Σ s a x̃, Σ s|a||x̃| (see :func:`duality_gap`)."""
+    q = moment.shape[0]
+    g = moment / weight
+    rounding = 4.0 * n_rows * np.finfo(float).eps * scale / weight
     equality = np.zeros(q, dtype=bool)
     equality[p:] = True  # the intercept, when fitted
     if alpha == 0:
@@ -358,10 +381,10 @@ def duality_gap(dual: DualStats, F: float, weight: float, n_rows: float, penalty
     if np.any(np.abs(g[equality]) > rounding[equality]):
         return math.inf
     if alpha == 0:
-        return F - dual.value / weight
+        return F - value / weight
     z = g[:p] / alpha
     c = penalty.dual_scale(z)
-    return F - (c * dual.value / weight - alpha * penalty.conjugate(c * z))
+    return F - (c * value / weight - alpha * penalty.conjugate(c * z))
 
 
 def dual_correction(dual: DualStats, weight: float, beta: np.ndarray, penalty: Penalty, alpha: float,
@@ -398,8 +421,27 @@ def dual_correction(dual: DualStats, weight: float, beta: np.ndarray, penalty: P
         lam_K += N @ scipy.linalg.lstsq(G[~E] @ N, miss[~E] - G[~E] @ lam_K, cond=1e-12)[0]
         lam_K += scipy.linalg.lstsq(G[E], miss[E] - G[E] @ lam_K)[0]  # the equalities again, exactly
     lam[K] = lam_K
-    point[K] = scipy.linalg.lstsq(G, dual.rhs[K])[0]
+    if alpha > 0 and penalty.quadratic and dual.edge is not None:
+        point = _ridge_polish(dual, weight, alpha, p)
+    else:
+        point[K] = scipy.linalg.lstsq(G, dual.rhs[K])[0]
     return lam, point
+
+
+def _ridge_polish(dual: DualStats, weight: float, alpha: float, p: int) -> np.ndarray:
+    """The ridge vertex: argmin ½Wα‖β_p‖² − eᵀβ̃ subject to G_w β̃ = Σ s w t x̃.
+
+    With the rows at a box edge (w = 0) linear in β̃, s ℓ = s a (t − x̃ᵀβ̃), their sum
+    e = Σ s a x̃ (``dual.edge``), and the rows within δ of their kink held on it (G_w β̃ = Σ s w t x̃
+    says x̃ᵀβ̃ = t there when those rows are independent), this is W·F up to a constant: at the
+    optimum, with the right rows on the kink, the exact solution. Solved as its KKT system by least
+    squares (G_w is singular when fewer rows than coordinates sit at the kink).
+    """
+    q = dual.gram.shape[0]
+    P = np.zeros(q)
+    P[:p] = weight * alpha
+    A = np.block([[np.diag(P), dual.gram], [dual.gram, np.zeros((q, q))]])
+    return scipy.linalg.lstsq(A, np.r_[dual.edge, dual.rhs])[0][:q]
 
 
 #: the smoothing width may cover every row only at or below 10**ALL_AT_KINK
@@ -612,6 +654,8 @@ def em_iterations(
     gap, n_attempts, next_attempt = math.inf, 0, 0
     histogram = 1 if nonsmooth else None  # the residual histogram at each candidate
 
+    # the expansion point of the M-step that gave β (its EM dual is a certificate candidate)
+    origin = None
     attempted_at, scheduled = None, 16  # certificate attempts also at iterations 16, 32, 64, …
 
     def attempts():
@@ -648,13 +692,13 @@ def em_iterations(
         replaces β when it lowers F, checked by the exact objective change as for any iterate.
         """
         nonlocal beta, F, stats, expand, loss_sum, loss_grad, t, fixed, exact, hist, gap, it, n_passes
-        nonlocal n_attempts, pass_seconds, attempted_at
+        nonlocal n_attempts, pass_seconds, attempted_at, origin
         n_attempts += 1
         attempted_at = beta
         bound_F = config.tol * max(1.0, abs(F))
         width = smoothing_width(hist, q)
         t0 = time.perf_counter()
-        first = Request(beta, reference_known=True, dual_point=beta, dual_width=width)
+        first = Request(beta, reference_known=True, dual_point=beta, dual_width=width, dual_ref=origin)
         st = yield first
         n_passes += 1
         pass_seconds += time.perf_counter() - t0
@@ -672,18 +716,24 @@ def em_iterations(
         n_passes += 1
         pass_seconds += time.perf_counter() - t0
         dF = objective_change(st, point, beta, penalty, alpha, p)
-        if dF < 0:  # the polished point is the new iterate
+        dual = DualStats.parse(st.extra, q, second)
+        D = max(lower, F - duality_gap(dual, F, W, n_rows, penalty, alpha, p))  # the best bound on F*
+        # the ridge vertex holds the rows at the kink on it, where the clamped E-step then pins them
+        # (weights 1/2ε): it is taken only when it ends the fit certified
+        tentative = alpha > 0 and penalty.quadratic
+        if dF < 0 and (not tentative or F + dF - D <= config.tol * max(1.0, abs(F + dF))):
+            # the polished point is the new iterate
             it += 1
             loss_sum, loss_grad = loss_sum + float(st.loss_delta[0]), st.grad[:, 1].copy()
             F_new = F + dF
             record(it, F_new, -dF / max(abs(F_new), np.finfo(float).tiny), residual(loss_grad, W, point),
                    pass_seconds, False, st, point)
             beta, F, stats, expand, t = point, F_new, st, point, _next_t(1.0) if accelerated else 1.0
+            origin = None  # not an M-step: no EM dual
             fixed, exact = FixedCurvature(st.gram, st.weight, p) if cached_mode else fixed, True
             pass_seconds = 0.0
-        dual = DualStats.parse(st.extra, q, second)
-        hist = dual.hist if dF < 0 else hist
-        gap = F - max(lower, F - duality_gap(dual, F, W, n_rows, penalty, alpha, p))
+            hist = dual.hist
+        gap = F - D
         return gap <= config.tol * max(1.0, abs(F))
 
     def system_at_beta():
@@ -774,7 +824,7 @@ def em_iterations(
         F_new = F + dF
         change = -dF / max(abs(F_new), np.finfo(float).tiny)
         rec = record(it, F_new, change, g, pass_seconds, restarted, next_system, candidate)
-        beta, F = candidate, F_new
+        beta, F, origin = candidate, F_new, expand
         stats, expand, t = next_system, next_expand, t_next
         restarted, pass_seconds = False, 0.0
         exact = not cached_mode or refresh

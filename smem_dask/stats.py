@@ -17,11 +17,11 @@ from typing import NamedTuple
 import numpy as np
 from scipy.linalg import blas
 
-from .losses import Loss
+from .losses import CLAMP_EPS, Loss
 
-__all__ = ["BlockStats", "DualStats", "HIST_DECADES", "Request", "add_weighted_gram", "block_stats",
-           "block_stats_many", "check_gram_range", "gram_tile_rows", "pack_many", "packed_size",
-           "request_size", "smoothed_dual", "unpack_many"]
+__all__ = ["BlockStats", "DualCandidate", "DualStats", "HIST_DECADES", "Request", "add_weighted_gram",
+           "block_stats", "block_stats_many", "check_gram_range", "gram_tile_rows", "pack_many",
+           "packed_size", "request_size", "smoothed_dual", "unpack_many"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,10 @@ class Request:
         corrected by ``dual_lam`` (see :class:`DualStats`).
     dual_width : float — the smoothing width δ > 0.
     dual_lam : (q,) array or None — None: also return the slack-weighted Gram of the correction;
-        else the corrected dual a = clip(a(δ) + w·x̃ᵀλ, lo, hi) is the one summed.
+        else the corrected dual a = clip(a(δ) + w·x̃ᵀλ, lo, hi) is summed too (the first candidate).
+    dual_ref : (q,) array or None — also sum the *EM dual* at ``dual_point``: a(δ_i) with the
+        per-row width δ_i = max(|t_i − η_i|, CLAMP_EPS) at ``dual_ref``, the expansion point of the
+        M-step that gave ``dual_point`` (the derivative of that majorizer: stationary for ridge).
     histogram : int or None — column of ``coefs`` at which to count the rows with |t − η| below
         each 10**k of :data:`HIST_DECADES` (losses with a ``dual_box``).
     """
@@ -53,13 +56,14 @@ class Request:
     dual_point: np.ndarray | None = None
     dual_width: float = 1.0
     dual_lam: np.ndarray | None = None
+    dual_ref: np.ndarray | None = None
     histogram: int | None = None
 
     def __post_init__(self):
         # float64 always; a single point (q,) becomes one column (q, 1)
         coefs = np.asarray(self.coefs, dtype=np.float64)
         object.__setattr__(self, "coefs", coefs[:, None] if coefs.ndim == 1 else coefs)
-        for name in ("expand", "dual_point", "dual_lam"):
+        for name in ("expand", "dual_point", "dual_lam", "dual_ref"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64).ravel())
 
@@ -75,8 +79,15 @@ class Request:
         """Length of the certificate statistics (``BlockStats.extra``) this request asks for."""
         size = 0 if self.histogram is None else HIST_DECADES.size
         if self.dual_point is not None:
-            size += 1 + 2 * q + (q * q + q if self.dual_lam is None else 0)
+            size += self.n_duals * (2 + 3 * q) + (q * q + 2 * q if self.dual_lam is None else 0)
         return size
+
+    @property
+    def n_duals(self) -> int:
+        """Dual candidates summed: the corrected one (with λ), a(δ), the EM dual (with a reference)."""
+        if self.dual_point is None:
+            return 0
+        return 1 + (self.dual_lam is not None) + (self.dual_ref is not None)
 
 
 #: the residual histogram counts rows with |t − η| < 10**k for these k
@@ -97,12 +108,36 @@ def smoothed_dual(t, lo, hi, eta, width):
     return centre + half * np.clip(z, -1.0, 1.0), half * np.maximum(0.0, 1.0 - np.abs(z))
 
 
+class DualCandidate(NamedTuple):
+    """The sums of one dual candidate a, split by sign: a = a⁺ − a⁻ with a± = max(±a, 0).
+
+    values : (Σ s a⁺ t, Σ s a⁻ t);  moments : (2, q), Σ s a⁺ x̃ and Σ s a⁻ x̃;  scale : Σ s |a| |x̃|
+    (q, bounds the rounding of the moments). Scaling a⁺ by c⁺ and a⁻ by c⁻ (both in [0, 1], so the
+    box holds) scales these sums alike, which lets the solver meet Σ s a = 0 exactly.
+    """
+
+    values: np.ndarray
+    moments: np.ndarray
+    scale: np.ndarray
+
+    @property
+    def value(self) -> float:
+        return float(self.values[0] - self.values[1])
+
+    @property
+    def moment(self) -> np.ndarray:
+        return self.moments[0] - self.moments[1]
+
+
 class DualStats(NamedTuple):
     """The certificate statistics of one request (sums over rows of s_i times …).
 
     value : Σ s a t;  moment : Σ s a x̃ (q);  scale : Σ s |a| |x̃| (q, bounds the rounding of
-    ``moment``);  gram : Σ s w x̃x̃ᵀ and rhs : Σ s w t x̃ (only when no λ was given);
-    hist : row counts of |t − η| < 10**k, k in :data:`HIST_DECADES`.
+    ``moment``) — of the first candidate (the corrected dual when λ was given, else a(δ));
+    gram : Σ s w x̃x̃ᵀ, rhs : Σ s w t x̃ and edge : Σ s a x̃ over the rows at a box edge (w = 0)
+    (only when no λ was given);
+    hist : row counts of |t − η| < 10**k, k in :data:`HIST_DECADES`;
+    candidates : every dual candidate summed (:class:`DualCandidate`, ``Request.n_duals`` of them).
     """
 
     value: float
@@ -111,19 +146,27 @@ class DualStats(NamedTuple):
     gram: np.ndarray | None
     rhs: np.ndarray | None
     hist: np.ndarray | None
+    candidates: tuple = ()
+    edge: np.ndarray | None = None
 
     @classmethod
     def parse(cls, extra: np.ndarray, q: int, request: Request) -> DualStats:
-        i, value, moment, scale, gram, rhs, hist = 0, 0.0, None, None, None, None, None
+        i, value, moment, scale, gram, rhs, hist, edge = 0, 0.0, None, None, None, None, None, None
+        candidates = []
         if request.dual_point is not None:
-            value, moment, scale = float(extra[0]), extra[1 : 1 + q], extra[1 + q : 1 + 2 * q]
-            i = 1 + 2 * q
+            size = 2 + 3 * q
+            for k in range(request.n_duals):
+                c = extra[k * size : (k + 1) * size]
+                candidates.append(DualCandidate(c[:2], c[2 : 2 + 2 * q].reshape(2, q), c[2 + 2 * q :]))
+            value, moment, scale = candidates[0].value, candidates[0].moment, candidates[0].scale
+            i = request.n_duals * size
             if request.dual_lam is None:
                 gram, rhs = extra[i : i + q * q].reshape(q, q), extra[i + q * q : i + q * q + q]
-                i += q * q + q
+                edge = extra[i + q * q + q : i + q * q + 2 * q]
+                i += q * q + 2 * q
         if request.histogram is not None:
             hist = extra[i : i + HIST_DECADES.size]
-        return cls(value, moment, scale, gram, rhs, hist)
+        return cls(value, moment, scale, gram, rhs, hist, tuple(candidates), edge)
 
 
 @dataclass(frozen=True)
@@ -417,16 +460,25 @@ class _Plan:
 
         parts = []
         if r.dual_point is not None:
-            a, w = smoothed_dual(t, lo, hi, x_dot(r.dual_point), r.dual_width)
+            eta_d = x_dot(r.dual_point)
+            a, w = smoothed_dual(t, lo, hi, eta_d, r.dual_width)
+            duals = [a]
             if r.dual_lam is not None:
-                a = np.clip(a + w * x_dot(r.dual_lam), lo, hi)
-            sa, sw = (a, w) if s is None else (s * a, s * w)
-            parts += [[sa @ t], xt(sa), xt(np.abs(sa), np.abs(Xt))]
+                duals.insert(0, np.clip(a + w * x_dot(r.dual_lam), lo, hi))
+            if r.dual_ref is not None:  # the EM dual: per-row widths from the expansion point
+                width = np.maximum(np.abs(t - x_dot(r.dual_ref)), CLAMP_EPS)
+                duals.append(smoothed_dual(t, lo, hi, eta_d, width)[0])
+            for d in duals:
+                sd = d if s is None else s * d
+                pos, neg = np.maximum(sd, 0.0), np.maximum(-sd, 0.0)
+                parts += [[pos @ t, neg @ t], xt(pos), xt(neg), xt(np.abs(sd), np.abs(Xt))]
+            sw = w if s is None else s * w
             if r.dual_lam is None:
                 Xw = Xt * np.sqrt(sw)[:, None]
                 if fit_intercept:
                     Xw = np.column_stack([Xw, np.sqrt(sw)])
-                parts += [(Xw.T @ Xw).ravel(), xt(sw * t)]
+                sa = a if s is None else s * a
+                parts += [(Xw.T @ Xw).ravel(), xt(sw * t), xt(np.where(w == 0, sa, 0.0))]
         if r.histogram is not None:
             gap = np.abs(t - eta[:, self.offsets[i] + r.histogram])
             parts.append((gap[:, None] < 10.0 ** HIST_DECADES).sum(axis=0))
