@@ -152,9 +152,11 @@ def _checked(stats: list[BlockStats], engine) -> list[BlockStats]:
                 f"sums of squares over {engine.n_samples} rows exceed float64's {np.finfo(float).max:.3g}; "
                 f"rescale {name} (e.g. sklearn's StandardScaler)"
             )
-    raise FloatingPointError(
-        "a data pass produced non-finite statistics although X and y are finite: values of X are "
-        "too large for float64 products; rescale X"
+    largest_x, largest_y = engine.largest_abs()
+    raise ValueError(
+        f"a data pass overflowed float64 although X and y are finite (|X| up to {largest_x:.3g}, |y| up "
+        f"to {largest_y:.3g}): products of X with the loss's weights exceed {np.finfo(float).max:.3g}; "
+        "rescale X and y (e.g. sklearn's StandardScaler)"
     )
 
 

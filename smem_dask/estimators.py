@@ -18,6 +18,7 @@ from dataclasses import replace
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import column_or_1d
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
@@ -167,6 +168,8 @@ class _SMEMBase(BaseEstimator):
         result.n_passes += warm_passes
         self._set_fitted(result, loss)
         self.bytes_read_ = result.n_passes * eng.nbytes
+        if hasattr(self, "alpha_path_"):
+            del self.alpha_path_  # left by an earlier path(): not of this fit
         return self
 
     def _prepare(self, X, y, sample_weight, n_systems: int = 1):
@@ -270,7 +273,8 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
     fit_intercept : bool — fit an unpenalized intercept
     acceleration : "none" | "nesterov" | "nesterov-restart" — base EM (monotone), the paper's
         Nesterov extrapolation (not monotone), or Nesterov with objective-based restart (monotone)
-    tol : float — stop when the relative objective change and ‖∇F‖_∞/max(1,|F|) are both ≤ tol
+    tol : float — stop when the relative objective change and ‖∇F‖_∞/max(1,|F|) are both ≤ tol; for
+        the hinge and quantile losses converged means a duality gap F(β) − D(a) ≤ tol·max(1, |F|)
     max_iter : int — maximum EM iterations
     persist : "auto" | bool — keep dask/zarr inputs in cluster memory instead of streaming them each
         pass; "auto" persists when they take at most half of the workers' memory (see
@@ -387,7 +391,10 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
     @available_if(_gives_probabilities)
     def predict_log_proba(self, X):
         """Logarithms of :meth:`predict_proba` (computed stably from η)."""
-        eta = self.decision_function(X)
+        check_is_fitted(self, "coef_")
+        if self.loss_.name != "logistic":
+            return np.log(self.predict_proba(X))
+        eta = self.decision_function(X)  # log σ(±η) = −log(1 + e^∓η), exact in both tails
         return np.stack([-np.logaddexp(0.0, eta), -np.logaddexp(0.0, -eta)], axis=1)
 
     def predict(self, X):
@@ -403,8 +410,9 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
         """Accuracy (weighted by ``sample_weight`` if given)."""
         if not _engine.is_lazy_input(X):
             return super().score(X, y, sample_weight=sample_weight)
-        correct = (self.predict(X) == _engine.as_array(y, "y")).astype(np.float64)
-        return _weighted_mean(correct, sample_weight)
+        y = _as_target(y)
+        correct = (self.predict(X) == y).astype(np.float64)
+        return _weighted_mean(correct, None if sample_weight is None else _as_weight(sample_weight, y))
 
 
 class SMEMRegressor(RegressorMixin, _SMEMBase):
@@ -432,7 +440,8 @@ class SMEMRegressor(RegressorMixin, _SMEMBase):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         try:
-            tags.target_tags.positive_only = get_loss(self.loss, **(self.loss_params or {})).nonnegative_target
+            loss = get_loss(self.loss, **(self.loss_params or {}))
+            tags.target_tags.positive_only = loss.nonnegative_target
         except (ValueError, TypeError):
             pass  # an invalid loss is reported by fit
         return tags
@@ -462,11 +471,11 @@ class SMEMRegressor(RegressorMixin, _SMEMBase):
         """Coefficient of determination R² (weighted by ``sample_weight`` if given)."""
         if not _engine.is_lazy_input(X):
             return super().score(X, y, sample_weight=sample_weight)
-        y = _engine.as_array(y, "y").astype(np.float64)
+        y = _as_target(y).astype(np.float64)
+        s = None if sample_weight is None else _as_weight(sample_weight, y)
         resid = (y - self.predict(X)) ** 2
-        ybar = _weighted_mean(y, sample_weight)
-        return 1.0 - _weighted_mean(resid, sample_weight) / _weighted_mean((y - ybar) ** 2,
-                                                                            sample_weight)
+        ybar = _weighted_mean(y, s)
+        return 1.0 - _weighted_mean(resid, s) / _weighted_mean((y - ybar) ** 2, s)
 
 
 def _as_target(y):
@@ -474,7 +483,12 @@ def _as_target(y):
     ``DataConversionWarning``."""
     if _engine.is_lazy_input(y):
         y = _engine.as_array(y, "y")
-        return y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the "
+                          "shape of y to (n_samples,), for example using ravel().", DataConversionWarning,
+                          stacklevel=3)
+            return y[:, 0]
+        return y
     if isinstance(y, np.ma.MaskedArray):
         y = _engine.as_array(y, "y")
     y = np.asarray(y)
@@ -536,11 +550,12 @@ def _check_sample_weight(s) -> None:
         raise ValueError("sample_weight sums to zero")
 
 
-def _weighted_mean(v, sample_weight) -> float:
-    if sample_weight is None:
+def _weighted_mean(v, s) -> float:
+    """Σ s v / Σ s (the plain mean when s is None), for numpy or dask v and s."""
+    if s is None:
         (m,) = _engine.compute(v.mean())
         return float(m)
-    s = _engine.as_array(sample_weight, "sample_weight").astype(np.float64)
+    s = s.astype(np.float64)
     num, den = _engine.compute((v * s).sum(), s.sum())
     return float(num / den)
 

@@ -173,7 +173,7 @@ def _start(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, config):
         bound = curvature_bound(loss)
         st = engine.stats_many(loss, [Request(warm.beta[:, None], warm.beta, bound)],
                                fit_intercept)[0]
-        fixed = FixedCurvature(st.gram, st.weight, engine.n_features)
+        fixed = FixedCurvature(st.gram, st.weight, engine.n_features, st.n)
         warm = WarmStart(warm.beta, float(st.loss[0]), st.grad[:, 0].copy(), st, warm.beta, fixed)
     return alphas, warm
 

@@ -209,14 +209,15 @@ class FixedCurvature:
     diagonalize C + W·α·I for every α.
     """
 
-    def __init__(self, gram: np.ndarray, weight: float, n_features: int):
+    def __init__(self, gram: np.ndarray, weight: float, n_features: int, n_rows: float = 0.0):
         self.gram = np.asarray(gram, dtype=np.float64)
         self.weight = float(weight)
         self.p = int(n_features)
+        self.n = float(n_rows)  # rows summed (the certificate's rounding bound needs it)
         self._eig = None
 
     def system(self, expand: np.ndarray, loss_grad: np.ndarray) -> BlockStats:
-        return BlockStats.system_only(0.0, self.weight, self.gram, self.gram @ expand - loss_grad)
+        return BlockStats.system_only(self.n, self.weight, self.gram, self.gram @ expand - loss_grad)
 
     def _eigh(self):
         if self._eig is None:
@@ -409,7 +410,11 @@ def dual_correction(dual: DualStats, weight: float, beta: np.ndarray, penalty: P
         if not penalty.quadratic:
             K[:p] = np.abs(beta[:p]) > zero_tol
     lam, point = np.zeros(q), np.zeros(q)
-    G, miss = dual.gram[np.ix_(K, K)], (target - dual.moment)[K]
+    # solved in the coordinates that give G_w a unit diagonal (d = √diag G_w): least squares cuts
+    # singular values below ε·σ_max, which for columns of scale 1e8 beside the intercept's 1 would
+    # cut the intercept's direction (G = D G' D, so G λ = m is G' (Dλ) = D⁻¹m)
+    d = _unit_diagonal(dual.gram)[K]
+    G, miss = dual.gram[np.ix_(K, K)] / np.outer(d, d), (target - dual.moment)[K] / d
     # the equalities E (intercept; all when α = 0) first, then the other targets within their null space
     E = np.zeros(q, dtype=bool)
     E[p:] = True
@@ -420,12 +425,18 @@ def dual_correction(dual: DualStats, weight: float, beta: np.ndarray, penalty: P
         N = scipy.linalg.null_space(G[E]) if E.any() else np.eye(K.sum())
         lam_K += N @ scipy.linalg.lstsq(G[~E] @ N, miss[~E] - G[~E] @ lam_K, cond=1e-12)[0]
         lam_K += scipy.linalg.lstsq(G[E], miss[E] - G[E] @ lam_K)[0]  # the equalities again, exactly
-    lam[K] = lam_K
+    lam[K] = lam_K / d
     if alpha > 0 and penalty.quadratic and dual.edge is not None:
         point = _ridge_polish(dual, weight, alpha, p)
     else:
-        point[K] = scipy.linalg.lstsq(G, dual.rhs[K])[0]
+        point[K] = scipy.linalg.lstsq(G, dual.rhs[K] / d)[0] / d
     return lam, point
+
+
+def _unit_diagonal(G: np.ndarray) -> np.ndarray:
+    """√diag(G), with 1 where the diagonal is 0: the scaling that gives G a unit diagonal."""
+    d = np.sqrt(np.abs(np.diag(G)))
+    return np.where(d > 0, d, 1.0)
 
 
 def _ridge_polish(dual: DualStats, weight: float, alpha: float, p: int) -> np.ndarray:
@@ -438,10 +449,12 @@ def _ridge_polish(dual: DualStats, weight: float, alpha: float, p: int) -> np.nd
     squares (G_w is singular when fewer rows than coordinates sit at the kink).
     """
     q = dual.gram.shape[0]
+    d = _unit_diagonal(dual.gram)  # solved for Dβ̃ with D⁻¹ G_w D⁻¹ (see dual_correction)
     P = np.zeros(q)
     P[:p] = weight * alpha
-    A = np.block([[np.diag(P), dual.gram], [dual.gram, np.zeros((q, q))]])
-    return scipy.linalg.lstsq(A, np.r_[dual.edge, dual.rhs])[0][:q]
+    G = dual.gram / np.outer(d, d)
+    A = np.block([[np.diag(P / d**2), G], [G, np.zeros((q, q))]])
+    return scipy.linalg.lstsq(A, np.r_[dual.edge / d, dual.rhs / d])[0][:q] / d
 
 
 #: the smoothing width may cover every row only at or below 10**ALL_AT_KINK
@@ -471,7 +484,9 @@ def smoothing_width(hist: np.ndarray | None, q: int) -> float:
         if run >= width:
             best, width = k, run
     if best is None:
-        best = int(np.argmax(hist > 0))
+        # no row is apart at its kink: δ a decade below the closest row, so that every row is at a box
+        # edge (the subgradient at β; exact when β is optimal with no row on its kink, e.g. β = 0)
+        return float(10.0 ** (HIST_DECADES[int(np.argmax(hist > 0))] - 1))
     return float(10.0 ** HIST_DECADES[best])
 
 
@@ -576,10 +591,14 @@ def em_iterations(
         zero_tol = em_floor(point[:p]) if solver == "em" else 0.0
         return optimality(loss_grad, weight, point, penalty, alpha, p, zero_tol)
 
+    def within_tol(value, F_at) -> bool:
+        """The tolerance of every optimality measure: ``value`` ≤ tol·max(1, |F|)."""
+        return value <= config.tol * max(1.0, abs(F_at))
+
     def residual_ok(rec) -> bool:
         """Smooth losses must have a small optimality residual (above its floating-point floor);
         non-smooth ones are not asked."""
-        return not loss.smooth or rec.grad_resolved <= config.tol * max(1.0, abs(rec.objective))
+        return not loss.smooth or within_tol(rec.grad_resolved, rec.objective)
 
     def small(rec) -> bool:
         """The stopping rule: relative change and the residual test."""
@@ -626,11 +645,12 @@ def em_iterations(
         # a first pass: loss and gradient at β and the system there (fixed curvature: b·Σ s x̃x̃ᵀ)
         stats = yield Request(beta[:, None], beta, bound, histogram=0 if nonsmooth else None)
         n_passes += 1
-        check_gram_range(stats, p)
+        if not beta.any():  # at β = 0 every loss has moderate weights ω
+            check_gram_range(stats, p)
         loss_sum, loss_grad, expand = float(stats.loss[0]), stats.grad[:, 0].copy(), beta
         hist = DualStats.parse(stats.extra, q, Request(beta, histogram=0)).hist if nonsmooth else None
         if fixed_mode or cached_mode:
-            fixed = FixedCurvature(stats.gram, stats.weight, p)
+            fixed = FixedCurvature(stats.gram, stats.weight, p, stats.n)
     elif fixed_mode:
         loss_sum, loss_grad, expand = warm.loss_sum, warm.loss_grad.copy(), beta
         stats = fixed.system(beta, loss_grad)
@@ -638,7 +658,7 @@ def em_iterations(
         stats, loss_sum, loss_grad = warm.system, warm.loss_sum, warm.loss_grad.copy()
         expand = beta if np.array_equal(warm.expand, beta) else warm.expand
         if cached_mode:
-            fixed, exact = FixedCurvature(stats.gram, stats.weight, p), False
+            fixed, exact = FixedCurvature(stats.gram, stats.weight, p, stats.n), False
     W, n_rows = stats.weight, stats.n
     F = objective(loss_sum, W, beta, penalty, alpha, p)
     record(0, F, math.nan, residual(loss_grad, W, beta), time.perf_counter() - t0, False, stats, beta)
@@ -656,7 +676,8 @@ def em_iterations(
 
     # the expansion point of the M-step that gave β (its EM dual is a certificate candidate)
     origin = None
-    attempted_at, scheduled = None, 16  # certificate attempts also at iterations 16, 32, 64, …
+    # certificate attempts also at iteration 16, then at twice the iteration of the latest attempt
+    attempted_at, scheduled = None, 16
 
     def attempts():
         """Certificate attempts at β, again after each accepted polish (at most three)."""
@@ -695,7 +716,6 @@ def em_iterations(
         nonlocal n_attempts, pass_seconds, attempted_at, origin
         n_attempts += 1
         attempted_at = beta
-        bound_F = config.tol * max(1.0, abs(F))
         width = smoothing_width(hist, q)
         t0 = time.perf_counter()
         first = Request(beta, reference_known=True, dual_point=beta, dual_width=width, dual_ref=origin)
@@ -704,7 +724,7 @@ def em_iterations(
         pass_seconds += time.perf_counter() - t0
         dual = DualStats.parse(st.extra, q, first)
         gap = duality_gap(dual, F, W, n_rows, penalty, alpha, p)
-        if gap <= bound_F:
+        if within_tol(gap, F):
             return True
         lower = F - gap  # D of the first dual
         zero_tol = em_floor(beta[:p]) if solver == "em" else 0.0
@@ -721,7 +741,7 @@ def em_iterations(
         # the ridge vertex holds the rows at the kink on it, where the clamped E-step then pins them
         # (weights 1/2ε): it is taken only when it ends the fit certified
         tentative = alpha > 0 and penalty.quadratic
-        if dF < 0 and (not tentative or F + dF - D <= config.tol * max(1.0, abs(F + dF))):
+        if dF < 0 and it < config.max_iter and (not tentative or within_tol(F + dF - D, F + dF)):
             # the polished point is the new iterate
             it += 1
             loss_sum, loss_grad = loss_sum + float(st.loss_delta[0]), st.grad[:, 1].copy()
@@ -730,11 +750,11 @@ def em_iterations(
                    pass_seconds, False, st, point)
             beta, F, stats, expand, t = point, F_new, st, point, _next_t(1.0) if accelerated else 1.0
             origin = None  # not an M-step: no EM dual
-            fixed, exact = FixedCurvature(st.gram, st.weight, p) if cached_mode else fixed, True
+            fixed, exact = FixedCurvature(st.gram, st.weight, p, st.n) if cached_mode else fixed, True
             pass_seconds = 0.0
             hist = dual.hist
         gap = F - D
-        return gap <= config.tol * max(1.0, abs(F))
+        return within_tol(gap, F)
 
     def system_at_beta():
         """The E-step system at β, which makes the next step a plain one: one pass (none under
@@ -748,7 +768,7 @@ def em_iterations(
         n_passes += 1
         pass_seconds += time.perf_counter() - t0
         if cached_mode:
-            fixed = FixedCurvature(system.gram, system.weight, p)
+            fixed = FixedCurvature(system.gram, system.weight, p, system.n)
         return system
 
     while it < config.max_iter:
@@ -829,7 +849,7 @@ def em_iterations(
         restarted, pass_seconds = False, 0.0
         exact = not cached_mode or refresh
         if refresh:
-            fixed = FixedCurvature(stats.gram, stats.weight, p)
+            fixed = FixedCurvature(stats.gram, stats.weight, p, stats.n)
         if nonsmooth:
             hist = DualStats.parse(new_stats.extra, q, request).hist
         if small(rec) and not nonsmooth:
@@ -837,7 +857,7 @@ def em_iterations(
             break
         if small(rec) and not certifiable:
             break  # no certificate exists: stop as before, unconverged
-        if certifiable and ((small(rec) and it >= next_attempt) or it == scheduled):
+        if certifiable and ((small(rec) and it >= next_attempt) or it >= scheduled):
             if (converged := (yield from attempts())):
                 break
             next_attempt, scheduled = it + min(2**n_attempts, 64), max(scheduled, 2 * it)

@@ -264,8 +264,9 @@ class BlockStats:
 
 
 def check_gram_range(stats: BlockStats, p: int) -> None:
-    """Refuse X whose squares underflow float64, from the system of a fit's first pass (β = 0,
-    where every loss has moderate weights ω): a column whose mean square Σ s ω x² / W is below the
+    """Refuse X whose squares underflow float64, from the system of a fit's first pass when it is at
+    β = 0 (where every loss has moderate weights ω; the solver checks only then): a column whose
+    mean square Σ s ω x² / W is below the
     smallest normal float64 (its products are subnormal, or zero, and lose their digits) although
     the column is not zero (a non-zero diagonal, moment or gradient entry). No data pass."""
     tiny = np.finfo(np.float64).tiny

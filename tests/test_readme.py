@@ -13,7 +13,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _run_example(section: str, tmp_path):
-    """The first Python block of a README section, run as a script in ``tmp_path``: (code, finished process)."""
+    """The first Python block of a README section, run as a script in ``tmp_path``: (code, process)."""
     code = re.search(rf"## {section}\n.*?```python\n(.*?)```", README.read_text(), re.S).group(1)
     (tmp_path / "example.py").write_text(code)
     proc = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True,

@@ -110,7 +110,7 @@ def test_grid_search_over_alpha_and_l1_ratio_equals_a_hand_written_loop(cancer):
         want = _hand_cv(lambda params=params: clone(pipe).set_params(**params), X, y, folds,
                         neg_log_loss)
         assert mean == pytest.approx(want.mean(), rel=1e-12)
-    best = max(zip(means, range(len(means))))[1]
+    best = int(np.argmax(means))
     assert search.best_params_ == search.cv_results_["params"][best]
 
 
@@ -226,3 +226,15 @@ def test_hinge_has_no_predict_proba(cancer):
     with pytest.raises(AttributeError, match="has no attribute 'predict_proba'") as info:
         svm.fit(StandardScaler().fit_transform(X), y).predict_proba(X)
     assert "loss 'hinge' gives no probabilities" in str(info.value.__cause__)
+
+
+def test_score_on_dask_input_with_a_column_target_equals_numpy(cancer):
+    X, y = cancer
+    X = StandardScaler().fit_transform(X)
+    s = np.linspace(0.5, 2.0, len(y))
+    for est, target in ((SMEMClassifier(alpha=1e-3).fit(X, y), y),
+                        (SMEMRegressor(alpha=1e-3).fit(X, X[:, 0] + y), X[:, 0] + y)):
+        with dask.config.set(scheduler="sync"), pytest.warns(DataConversionWarning):
+            lazy = est.score(da.from_array(X, chunks=100), da.from_array(target[:, None], chunks=100),
+                             sample_weight=da.from_array(s, chunks=100))
+        assert lazy == pytest.approx(est.score(X, target, sample_weight=s), rel=1e-12)
