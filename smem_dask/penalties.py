@@ -180,8 +180,7 @@ class ElasticNet(Penalty):
         return 0.0 if not excess.any() else np.inf
 
     def dual_scale(self, z):
-        top = float(np.abs(z).max(initial=0.0))
-        return 1.0 if self.l1_ratio < 1 or top <= 1 else 1.0 / top
+        return _unit_box_scale(z) if self.l1_ratio == 1 else 1.0
 
     def __post_init__(self):
         if not (0.0 <= float(self.l1_ratio) <= 1.0):
@@ -387,8 +386,7 @@ class Bridge(_SeparableConcave):
         return float((z**dual).sum() / dual)
 
     def dual_scale(self, z):
-        top = float(np.abs(z).max(initial=0.0))
-        return 1.0 if self.q > 1 or top <= 1 else 1.0 / top
+        return _unit_box_scale(z) if self.q == 1 else 1.0
 
     def rho(self, t):
         return t**self.q / self.q
@@ -686,6 +684,12 @@ def _group_prox(evals, evecs, c, weight):
 PENALTIES: dict[str, type[Penalty]] = {
     cls.name: cls for cls in (L2, L1, ElasticNet, Group, Bridge, SCAD, MCP, Log)
 }
+
+
+def _unit_box_scale(z) -> float:
+    """The largest c ∈ [0, 1] with ‖c·z‖∞ ≤ 1: the domain of the l1 norm's conjugate."""
+    top = float(np.abs(np.asarray(z, np.float64)).max(initial=0.0))
+    return 1.0 if top <= 1 else 1.0 / top
 
 
 def get_penalty(penalty: str | Penalty, **params) -> Penalty:
