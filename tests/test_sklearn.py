@@ -238,3 +238,14 @@ def test_score_on_dask_input_with_a_column_target_equals_numpy(cancer):
             lazy = est.score(da.from_array(X, chunks=100), da.from_array(target[:, None], chunks=100),
                              sample_weight=da.from_array(s, chunks=100))
         assert lazy == pytest.approx(est.score(X, target, sample_weight=s), rel=1e-12)
+
+
+def test_class_weight_on_dask_input_equals_numpy(cancer):
+    X, y = cancer
+    X = StandardScaler().fit_transform(X)
+    for class_weight in ("balanced", {0: 3.0, 1: 0.5}):
+        dense = SMEMClassifier(alpha=1e-3, class_weight=class_weight, tol=1e-11).fit(X, y)
+        with dask.config.set(scheduler="sync"):
+            lazy = SMEMClassifier(alpha=1e-3, class_weight=class_weight, tol=1e-11).fit(
+                da.from_array(X, chunks=150), da.from_array(y, chunks=150))
+        np.testing.assert_allclose(lazy.coef_, dense.coef_, rtol=1e-10, atol=1e-12)
