@@ -305,7 +305,8 @@ def _probe(address: str, timeout: float, security) -> None:
 def _summary(est, seconds: float) -> str:
     return (f"{est.n_iter_} iterations, {est.n_passes_} data passes ({est.n_restarts_} restarts), "
             f"{seconds:.1f} s, final objective {est.objective_:.12f}, "
-            f"{'converged' if est.converged_ else 'NOT converged'}")
+            f"{'converged' if est.converged_ else 'NOT converged'}"
+            + ("" if np.isnan(est.duality_gap_) else f" (duality gap {est.duality_gap_:.2g})"))
 
 
 def _demo(args) -> int:
@@ -362,6 +363,7 @@ def _fit(args) -> int:
             "coef": est.coef_.tolist(), "intercept": est.intercept_,
             "n_iter": est.n_iter_, "n_passes": est.n_passes_, "objective": est.objective_,
             "converged": bool(est.converged_), "objective_history": est.objective_history_,
+            "duality_gap": float(est.duality_gap_) if np.isfinite(est.duality_gap_) else None,
         }
         if hasattr(est, "classes_"):
             result["classes"] = np.asarray(est.classes_).tolist()

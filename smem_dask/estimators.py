@@ -236,6 +236,7 @@ class _SMEMBase(BaseEstimator):
         self.objective_history_ = result.objective_history
         self.history_ = result.history
         self.converged_ = result.converged
+        self.duality_gap_ = result.duality_gap
 
     # -- prediction ------------------------------------------------------------------------------
     def _predict_input(self, X):
@@ -296,7 +297,8 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
     ----------
     classes_, coef_ (p,), intercept_, n_features_in_, feature_names_in_ (DataFrame input only), n_iter_,
     n_passes_, n_restarts_, objective_, objective_history_ (F at the start and after each iteration),
-    history_, converged_, bytes_read_ (data passes × bytes of X as stored)
+    history_, converged_, duality_gap_ (hinge and quantile: F(β) − D(a), an upper bound on F(β) − F*;
+    NaN for the other losses), bytes_read_ (data passes × bytes of X as stored)
     """
 
     _kind = "classifier"

@@ -193,6 +193,9 @@ class FitResult:
     n_restarts: int
     history: list[IterationRecord] = field(default_factory=list)
     warm: WarmStart | None = None
+    #: hinge and quantile: the final duality gap F(β) − D(a) ≥ F(β) − F* (inf: no dual-feasible point
+    #: found); NaN for losses that are certified by their gradient instead
+    duality_gap: float = math.nan
 
     @property
     def objective_history(self) -> list[float]:
@@ -901,4 +904,5 @@ def em_iterations(
         history=history,
         warm=WarmStart(beta.copy(), loss_sum, loss_grad, stats, expand.copy(),
                        fixed if fixed_mode else None),
+        duality_gap=gap if certifiable else math.nan,
     )

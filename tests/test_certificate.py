@@ -415,3 +415,15 @@ def test_n_iter_never_exceeds_max_iter(engel_data, max_iter):
     with pytest.warns(ConvergenceWarning, match=f"max_iter={max_iter} was reached"):
         est = SMEMRegressor(loss="quantile", alpha=0.0, max_iter=max_iter).fit(X, y)
     assert est.n_iter_ <= max_iter and not est.converged_
+
+
+def test_the_final_gap_is_reported_and_bounds_the_suboptimality(engel_data):
+    X, y = engel_data
+    F_lp = lp_optimum(X, *Quantile(0.5).dual_box(y), 0.0)[0]
+    est = SMEMRegressor(loss="quantile", alpha=0.0).fit(X, y)
+    assert est.converged_ and 0.0 <= est.objective_ - F_lp <= est.duality_gap_ + 1e-12
+    assert est.duality_gap_ <= 1e-8 * max(1.0, est.objective_)
+    with pytest.warns(ConvergenceWarning):
+        short = SMEMRegressor(loss="quantile", alpha=0.0, max_iter=3).fit(X, y)
+    assert short.objective_ - F_lp <= short.duality_gap_ and short.duality_gap_ > 1e-8 * short.objective_
+    assert np.isnan(SMEMRegressor(alpha=1e-3).fit(X, y).duality_gap_)
