@@ -170,7 +170,9 @@ class Squared(Loss):
 #: floor on the residual in the E-steps of the non-smooth losses (hinge, quantile), relative to 1:
 #: ω = 1/(2·max(|r|, CLAMP_EPS)). The clamped quadratic still majorizes the loss (|r| ≤ r²/2c + c/2 for
 #: every c > 0) but no longer touches it when |r| < CLAMP_EPS, by at most CLAMP_EPS/2 per observation;
-#: the solver's objective check keeps the recorded objective monotone regardless.
+#: the solver's objective check keeps the recorded objective monotone regardless. The solver may pass
+#: a wider ``clamp`` to ``e_step`` (continuation in the smoothing width: clamped EM is MM on the loss
+#: Huber-smoothed at that width), never a narrower one.
 CLAMP_EPS = 1e-10
 
 
@@ -207,9 +209,9 @@ class Hinge(Loss):
         sign = 2.0 * np.asarray(y, np.float64) - 1.0
         return 0.5 * (-sign * delta + _abs_difference(1.0 - sign * eta_ref, -sign * delta))
 
-    def e_step(self, y, eta):
+    def e_step(self, y, eta, clamp=CLAMP_EPS):
         sign = 2.0 * np.asarray(y, np.float64) - 1.0
-        r = np.maximum(np.abs(1.0 - sign * eta), CLAMP_EPS)
+        r = np.maximum(np.abs(1.0 - sign * eta), clamp)
         omega = 0.5 / r
         return omega, sign * omega * (1.0 + r)
 
@@ -251,8 +253,8 @@ class Quantile(Loss):
     def value_difference(self, y, eta_ref, delta):
         return 0.5 * _abs_difference(y - eta_ref, -delta) - (self.tau - 0.5) * delta
 
-    def e_step(self, y, eta):
-        omega = 0.5 / np.maximum(np.abs(y - eta), CLAMP_EPS)
+    def e_step(self, y, eta, clamp=CLAMP_EPS):
+        omega = 0.5 / np.maximum(np.abs(y - eta), clamp)
         return omega, omega * y + (self.tau - 0.5)
 
     def dual_box(self, y):

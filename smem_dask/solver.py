@@ -69,7 +69,7 @@ import numpy as np
 import scipy.linalg
 import sklearn.exceptions
 
-from .losses import Loss
+from .losses import CLAMP_EPS, Loss
 from .penalties import Penalty, check_solver, em_floor
 from .stats import HIST_DECADES, BlockStats, DualStats, Request, check_gram_range
 
@@ -493,6 +493,29 @@ def smoothing_width(hist: np.ndarray | None, q: int) -> float:
     return float(10.0 ** HIST_DECADES[best])
 
 
+#: continuation in the E-step's clamp ε (hinge, quantile): ε is multiplied by CLAMP_SHRINK after an
+#: accepted iteration whose decrease of F is at most CLAMP_PROGRESS·ε, and after a plain step that
+#: does not lower F (measured on Engel and the l1/ridge certificate problems; 1e-3 and 1e-4 pin
+#: rows at a wrong vertex less often but take more iterations on Engel)
+CLAMP_SHRINK = 0.1
+CLAMP_PROGRESS = 1e-2
+
+
+def initial_clamp(hist: np.ndarray | None, n_rows: float) -> float:
+    """The first E-step clamp ε of a non-smooth fit: the decade holding the median |t − η| at the
+    start (from the residual histogram of the first pass), CLAMP_EPS without a histogram.
+
+    Clamped EM is MM on the loss Huber-smoothed at width ε: with ε at the residual scale no row
+    is pinned to its kink early (weights ≤ 1/2ε), and ε then shrinks with the progress of F
+    (``CLAMP_PROGRESS``) down to CLAMP_EPS, where the fit is the plain clamped EM.
+    """
+    if hist is None or not hist.any():
+        return CLAMP_EPS
+    k = np.flatnonzero(hist >= 0.5 * n_rows)
+    top = HIST_DECADES[k[0]] if k.size else HIST_DECADES[-1]
+    return max(CLAMP_EPS, 10.0 ** float(top))
+
+
 def _next_t(t: float) -> float:
     return 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
 
@@ -644,6 +667,8 @@ def em_iterations(
 
     t0 = time.perf_counter()
     hist = None  # the histogram of |t − η| at β (non-smooth losses; see `smoothing_width`)
+    # the E-step's clamp ε (continuation in the smoothing width, non-smooth losses; see `widen`)
+    eps = CLAMP_EPS
     if warm is None or (fixed_mode and fixed is None):
         # a first pass: loss and gradient at β and the system there (fixed curvature: b·Σ s x̃x̃ᵀ)
         stats = yield Request(beta[:, None], beta, bound, histogram=0 if nonsmooth else None)
@@ -652,6 +677,8 @@ def em_iterations(
             check_gram_range(stats, p)
         loss_sum, loss_grad, expand = float(stats.loss[0]), stats.grad[:, 0].copy(), beta
         hist = DualStats.parse(stats.extra, q, Request(beta, histogram=0)).hist if nonsmooth else None
+        if nonsmooth:
+            eps = initial_clamp(hist, stats.n)
         if fixed_mode or cached_mode:
             fixed = FixedCurvature(stats.gram, stats.weight, p, stats.n)
     elif fixed_mode:
@@ -719,6 +746,7 @@ def em_iterations(
         nonlocal n_attempts, pass_seconds, attempted_at, origin
         n_attempts += 1
         attempted_at = beta
+
         width = smoothing_width(hist, q)
         t0 = time.perf_counter()
         first = Request(beta, reference_known=True, dual_point=beta, dual_width=width, dual_ref=origin)
@@ -733,7 +761,7 @@ def em_iterations(
         zero_tol = em_floor(beta[:p]) if solver == "em" else 0.0
         lam, point = dual_correction(dual, W, beta, penalty, alpha, p, zero_tol)
         second = Request(np.column_stack([beta, point]), point, reference_known=True, dual_point=beta,
-                         dual_width=width, dual_lam=lam, histogram=1)
+                         dual_width=width, dual_lam=lam, histogram=1, clamp=clamp())
         t0 = time.perf_counter()
         st = yield second
         n_passes += 1
@@ -759,6 +787,9 @@ def em_iterations(
         gap = F - D
         return within_tol(gap, F)
 
+    def clamp():
+        return eps if eps > CLAMP_EPS else None
+
     def system_at_beta():
         """The E-step system at β, which makes the next step a plain one: one pass (none under
         fixed curvature: the gradient at β is known; cached curvature caches its Gram)."""
@@ -767,7 +798,7 @@ def em_iterations(
         if fixed_mode:
             return fixed.system(beta, loss_grad)
         t0 = time.perf_counter()
-        system = yield Request(beta[:, None], beta)
+        system = yield Request(beta[:, None], beta, clamp=clamp())
         n_passes += 1
         pass_seconds += time.perf_counter() - t0
         if cached_mode:
@@ -780,6 +811,12 @@ def em_iterations(
         # candidate = M(β): EM cannot increase F here
         plain_step = (expand is beta or np.array_equal(expand, beta)) and exact
         if np.array_equal(candidate, beta):
+            if plain_step and eps > CLAMP_EPS:
+                # a fixed point of the map smoothed at ε, not of F's: narrow ε, re-form the system at β
+                eps = max(CLAMP_EPS, eps * CLAMP_SHRINK)
+                stats = yield from system_at_beta()
+                expand, t = beta, _next_t(1.0)
+                continue
             if plain_step:
                 # an exact fixed point of the EM map: nothing left to gain but a certificate's polish
                 if (yield from at_floor()):
@@ -810,7 +847,7 @@ def em_iterations(
         else:
             # the loss and gradient at β are known from the previous pass: not recomputed
             request = Request(np.column_stack([beta, candidate]), next_expand, reference_known=True,
-                              histogram=histogram)
+                              histogram=histogram, clamp=clamp())
             new_stats = next_system = yield request
         n_passes += 1
         pass_seconds += time.perf_counter() - t0
@@ -818,6 +855,16 @@ def em_iterations(
         if not math.isfinite(dF):
             raise FloatingPointError(f"the objective change at iteration {it + 1} is {dF}")
 
+        if dF > 0 and eps > CLAMP_EPS and (plain_step or config.acceleration == "nesterov"):
+            # with ε above |t − η| of some row the quadratic no longer touches the loss at β, so a
+            # plain step may raise F: narrow ε and re-form the system at β (at most log(ε/CLAMP_EPS)
+            # times before the clamp is CLAMP_EPS again and the rules below apply). Plain Nesterov,
+            # which otherwise accepts rises, restarts here too: momentum on a majorizer that does
+            # not touch F can diverge
+            eps = max(CLAMP_EPS, eps * CLAMP_SHRINK)
+            stats = yield from system_at_beta()
+            expand, t = beta, _next_t(1.0)
+            continue
         if dF > 0 and config.acceleration != "nesterov" and plain_step:
             if loss.local_majorizer and n_halvings < 60:
                 # the step left the region where the E-step bound holds: halve it
@@ -855,6 +902,9 @@ def em_iterations(
             fixed = FixedCurvature(stats.gram, stats.weight, p, stats.n)
         if nonsmooth:
             hist = DualStats.parse(new_stats.extra, q, request).hist
+            # continuation: once the step's decrease of F is small beside ε, narrow ε
+            if -dF <= CLAMP_PROGRESS * eps:
+                eps = max(CLAMP_EPS, eps * CLAMP_SHRINK)
         if small(rec) and not nonsmooth:
             converged = True
             break

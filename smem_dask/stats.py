@@ -47,6 +47,8 @@ class Request:
         M-step that gave ``dual_point`` (the derivative of that majorizer: stationary for ridge).
     histogram : int or None — column of ``coefs`` at which to count the rows with |t − η| below
         each 10**k of :data:`HIST_DECADES` (losses with a ``dual_box``).
+    clamp : float or None — the E-step's floor on |t − η| at ``expand`` for the non-smooth losses
+        (``Loss.e_step(..., clamp=)``, ≥ :data:`~smem_dask.losses.CLAMP_EPS`); None: CLAMP_EPS.
     """
 
     coefs: np.ndarray
@@ -58,6 +60,7 @@ class Request:
     dual_lam: np.ndarray | None = None
     dual_ref: np.ndarray | None = None
     histogram: int | None = None
+    clamp: float | None = None
 
     def __post_init__(self):
         # float64 always; a single point (q,) becomes one column (q, 1)
@@ -509,7 +512,8 @@ class _Plan:
             if r.system:
                 eta_x = eta[:, start + 2 * k - 1]
                 if r.curvature is None:
-                    omega, u = loss.e_step(y, eta_x)
+                    omega, u = (loss.e_step(y, eta_x) if r.clamp is None
+                                else loss.e_step(y, eta_x, clamp=r.clamp))
                 else:
                     omega = np.full(eta_x.shape[0], float(r.curvature))
                     u = r.curvature * eta_x - loss.derivative(y, eta_x)

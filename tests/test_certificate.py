@@ -286,8 +286,9 @@ def test_every_acceleration_is_certified_or_warned(loss, shape, acceleration):
     params = {"loss_params": {"tau": 0.3}} if loss == "quantile" else {}
     state = outcome(lambda: est(loss=loss, penalty="l1", alpha=alpha, acceleration=acceleration,
                                 **params).fit(X, y), F_lp)
-    # measured: base EM on the tall problems stops at its floor 2e-6 above the optimum and warns
-    assert state == "certified" or (acceleration == "none" and shape == (400, 5) and state == "warned")
+    # measured: all certify (base EM on the tall problems stopped 2e-6 above the optimum at a
+    # neighbouring vertex before the E-step's clamp followed a continuation in its width)
+    assert state == "certified"
 
 
 def ridge_oracle(X, t, lo, hi, alpha, fit_intercept=True):

@@ -40,11 +40,6 @@ def _expected_failures(est):
         return {"check_sample_weight_equivalence_on_dense_data":
                 "scikit-learn < 1.7 makes the target binary after shuffling the weighted copy, so "
                 "the weighted and the repeated fit see different labels (its check, not the fit)"}
-    if est.loss in ("hinge", "quantile"):
-        return {"check_sample_weight_equivalence_on_dense_data":
-                "the check wants predictions equal to rtol 1e-7; both fits stop at a certified duality "
-                "gap ≤ tol·max(1, |F|) = 1e-8 while F ≈ 1e-4 (15 rows, 30 features), which leaves "
-                "‖Δβ‖ up to √(2·gap/α) ≈ 1e-2 — scikit-learn marks its own LinearSVC the same way"}
     return {}
 
 
