@@ -77,7 +77,11 @@ class Loss(abc.ABC):
 
     @abc.abstractmethod
     def e_step(self, y: np.ndarray, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Observation weights ``omega`` and moments ``u = omega·z`` at the current ``eta``."""
+        """Observation weights ``omega`` and moments ``u = omega·z`` at the current ``eta``.
+
+        The non-smooth losses (hinge, quantile) also take ``clamp``, the floor ε on |residual| in
+        ω = 1/(2·max(|r|, ε)) (default ``CLAMP_EPS``); the solver starts it wide and shrinks it.
+        """
 
     def inverse_link(self, eta: np.ndarray) -> np.ndarray:
         """The mean of y given η (for ``predict``/``predict_proba``)."""
