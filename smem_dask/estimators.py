@@ -329,16 +329,13 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
         if classes.dtype.kind == "f" and np.isinf(classes).any():
             raise ValueError("y contains infinity")
 
-        def shown(c):  # 2.0, not numpy's np.float64(2.0)
-            return repr(c.item() if isinstance(c, np.generic) else c)
-
         if classes.size < 2:
             raise ValueError(
-                f"y has only one class ({shown(classes[0])}); a classifier needs two classes"
+                f"y has only one class ({_shown(classes[0])}); a classifier needs two classes"
                 if classes.size else "y is empty"
             )
         if classes.size > 2:
-            listed = ", ".join(shown(c) for c in classes[:5]) + (", …" if classes.size > 5 else "")
+            listed = ", ".join(_shown(c) for c in classes[:5]) + (", …" if classes.size > 5 else "")
             raise ValueError(f"y has {classes.size} classes ({listed}); loss {loss.name!r} "
                              "needs exactly two (Only binary classification is supported)")
         self.classes_ = classes
@@ -350,8 +347,8 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
             (w1, w) = _engine.compute((s * y01).sum(), s.sum())
             for c, wc in zip(self.classes_, (w - w1, w1), strict=True):
                 if not wc > 0:
-                    raise ValueError(f"class {c.item() if isinstance(c, np.generic) else c!r} has zero "
-                                     "total weight; a classifier needs two classes of positive weight")
+                    raise ValueError(f"class {_shown(c)} has zero total weight; a classifier needs two "
+                                     "classes of positive weight")
         return s
 
     def _class_weighted(self, y01, s):
@@ -368,7 +365,7 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
             if unknown:
                 raise ValueError(f"class_weight names classes that are not in y: {unknown!r} "
                                  f"(classes: {list(self.classes_)!r})")
-            weights = np.array([_class_weight_of(cw, c) for c in self.classes_], dtype=np.float64)
+            weights = np.array([cw.get(c, 1.0) for c in self.classes_], dtype=np.float64)
         else:
             raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {cw!r}")
         if not (np.isfinite(weights).all() and (weights >= 0).all()):
@@ -500,10 +497,9 @@ def _as_target(y):
 
 
 def _as_weight(sample_weight, y):
-    if _engine.is_lazy_input(sample_weight):
-        return _engine.as_array(sample_weight, "sample_weight")
+    """Sample weights as a numpy or dask array; a scalar weights every row alike, as in scikit-learn."""
     s = _engine.as_array(sample_weight, "sample_weight")
-    if s.ndim == 0:  # a scalar weights every row alike, as in scikit-learn
+    if s.ndim == 0:
         return np.full(y.shape[0], float(s))
     return s
 
@@ -533,11 +529,9 @@ def _check_labels(y) -> None:
     check_classification_targets(y)
 
 
-def _class_weight_of(cw: dict, c):
-    for k, v in cw.items():
-        if k == c:
-            return float(v)
-    return 1.0
+def _shown(c) -> str:
+    """A label as the user wrote it: 2.0, not numpy's np.float64(2.0)."""
+    return repr(c.item() if isinstance(c, np.generic) else c)
 
 
 def _check_sample_weight(s) -> None:
