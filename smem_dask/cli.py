@@ -432,12 +432,31 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"smem-dask: warning: {message}", file=sys.stderr)
 
 
+def _check_outputs(args) -> None:
+    """Result files (``--out`` of fit and path, ``--plot``) can be written, checked before any data
+    pass: a missing or read-only directory is an error now, not after the whole fit."""
+    if args.command not in ("fit", "path"):
+        return
+    for option in ("out", "plot"):
+        target = getattr(args, option, None)
+        if not target:
+            continue
+        folder = os.path.dirname(os.path.abspath(target))
+        if not os.path.isdir(folder):
+            raise ValueError(f"--{option} {target}: the directory {folder} does not exist")
+        if os.path.isdir(target):
+            raise ValueError(f"--{option} {target} is a directory; give a file name")
+        if not os.access(folder, os.W_OK):
+            raise ValueError(f"--{option} {target}: the directory {folder} is not writable")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {"demo": _demo, "make-data": _make_data, "fit": _fit, "path": _path}[args.command]
     previous = warnings.showwarning
     warnings.showwarning = _one_line_warning
     try:
+        _check_outputs(args)
         return handler(args)
     except _EXPECTED_ERRORS as exc:
         text = str(exc).strip().splitlines()

@@ -126,11 +126,14 @@ def write_zarr(path, n: int, p: int, *, chunk_rows: int = 100_000, dtype="float6
     chunks of 40, 80 and 160 MB were within 2% of each other (10 MB: 1.3× slower), so the default
     ``chunk_rows`` (100 000 rows: 80 MB at p = 100) stays. Pass ``compressors="auto"`` for zarr's
     default codec.
-    Refuses to overwrite an existing store unless ``overwrite=True``.
+    Refuses to overwrite an existing store unless ``overwrite=True``, and even then replaces only a
+    data store that ``write_zarr`` wrote (or an empty directory): anything else is left untouched.
     """
     problem = Problem(n, p, **kwargs)
-    if not overwrite and os.path.exists(path):
-        raise ValueError(f"{path} already exists; choose another path or pass overwrite=True")
+    if os.path.exists(path):
+        if not overwrite:
+            raise ValueError(f"{path} already exists; choose another path or pass overwrite=True")
+        _check_replaceable(path)
     chunk_rows = int(min(max(1, chunk_rows), problem.n))
     group = zarr.open_group(path, mode="w")
     X = group.create_array(
@@ -145,6 +148,20 @@ def write_zarr(path, n: int, p: int, *, chunk_rows: int = 100_000, dtype="float6
         y[start : start + yb.shape[0]] = yb
     group.attrs["smem_dask"] = {"format": DATA_FORMAT, "kind": "synthetic", **problem.metadata()}
     return problem
+
+
+def _check_replaceable(path) -> None:
+    """Only an empty directory or a data store of ours may be overwritten (``write_zarr`` deletes the
+    whole tree): refuse anything else, touching nothing."""
+    if os.path.isdir(path) and not os.listdir(path):
+        return
+    try:
+        meta = zarr.open_group(path, mode="r").attrs.get("smem_dask") if os.path.isdir(path) else None
+    except Exception:  # not a zarr group at all
+        meta = None
+    if not (isinstance(meta, dict) and str(meta.get("format", "")).startswith("smem_dask.data/")):
+        raise ValueError(f"{path} exists and is not a data store written by smem_dask; refusing to "
+                         "overwrite it (remove it yourself or choose another path)")
 
 
 def check_format(found, expected: str, where, error: type[ValueError] = ValueError) -> None:
@@ -164,7 +181,11 @@ def check_format(found, expected: str, where, error: type[ValueError] = ValueErr
 
 def open_store(path) -> tuple[zarr.Array, zarr.Array]:
     """The arrays ``X`` and ``y`` of a zarr store, with a clear error if either is missing or the
-    store was written by a newer smem_dask. Opened read-only: nothing here can change the store."""
+    store was written by a newer smem_dask. Opened read-only: nothing here can change the store.
+    A local path is made absolute first, so that workers started in another directory read the same
+    store (a relative path would be resolved against each worker's own directory)."""
+    if isinstance(path, (str, os.PathLike)) and "://" not in os.fspath(path):
+        path = os.path.abspath(path)
     try:
         group = zarr.open_group(path, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as exc:
