@@ -671,12 +671,13 @@ def em_iterations(
     eps = CLAMP_EPS
     if warm is None or (fixed_mode and fixed is None):
         # a first pass: loss and gradient at β and the system there (fixed curvature: b·Σ s x̃x̃ᵀ)
-        stats = yield Request(beta[:, None], beta, bound, histogram=0 if nonsmooth else None)
+        first_pass = Request(beta[:, None], beta, bound, histogram=0 if nonsmooth else None)
+        stats = yield first_pass
         n_passes += 1
         if not beta.any():  # at β = 0 every loss has moderate weights ω
             check_gram_range(stats, p)
         loss_sum, loss_grad, expand = float(stats.loss[0]), stats.grad[:, 0].copy(), beta
-        hist = DualStats.parse(stats.extra, q, Request(beta, histogram=0)).hist if nonsmooth else None
+        hist = DualStats.parse(stats.extra, q, first_pass).hist if nonsmooth else None
         if nonsmooth:
             eps = initial_clamp(hist, stats.n)
         if fixed_mode or cached_mode:
