@@ -39,6 +39,8 @@ __all__ = [
     "gram_systems_that_fit",
     "check_shapes",
     "compute",
+    "frame_meta",
+    "is_xarray",
     "is_lazy",
     "is_lazy_input",
     "linear_predictor",
@@ -48,9 +50,11 @@ __all__ = [
 
 
 def as_array(a, name: str):
-    """Numpy arrays stay numpy, dask stays dask, a zarr array becomes a lazy dask array. A masked
-    array is refused when it masks values (fitting the values under its mask would be wrong), and
-    is its data otherwise."""
+    """Numpy arrays stay numpy, dask stays dask, a zarr array becomes a lazy dask array, a dask
+    DataFrame or Series (e.g. from ``dask.dataframe.read_parquet``) a lazy dask array with known
+    chunk sizes (:func:`frame_as_array`), and an xarray DataArray its data (lazy when it holds a
+    dask array). A masked array is refused when it masks values (fitting the values under its mask
+    would be wrong), and is its data otherwise."""
     if isinstance(a, np.ma.MaskedArray):
         n_masked = int(np.ma.count_masked(a))
         if n_masked:
@@ -68,10 +72,58 @@ def as_array(a, name: str):
             f"{name} is a zarr group; pass its array (e.g. group['{name}']) or open the store "
             "with smem_dask.data.open_store"
         )
+    if is_dask_frame(a):
+        return frame_as_array(a, name)
+    if is_xarray(a):
+        if not hasattr(a, "dims") or hasattr(a, "data_vars"):
+            raise ValueError(f"{name} is an xarray Dataset; pass one of its DataArrays "
+                             f"(e.g. ds['{name}'])")
+        return a.data if isinstance(a.data, da.Array) else np.asarray(a.data)
     try:
         return np.asarray(a)
     except Exception as exc:  # pragma: no cover - exotic inputs
         raise ValueError(f"{name} cannot be converted to an array: {exc}") from exc
+
+
+def is_dask_frame(a) -> bool:
+    """A dask DataFrame or Series."""
+    return not isinstance(a, da.Array) and dask.is_dask_collection(a) and hasattr(a, "to_dask_array")
+
+
+def is_xarray(a) -> bool:
+    """An xarray object (DataArray or Dataset), recognized without importing xarray."""
+    return type(a).__module__.partition(".")[0] == "xarray"
+
+
+def frame_meta(a):
+    """The empty pandas frame describing a dask DataFrame (its column names and dtypes), else None."""
+    return a._meta if is_dask_frame(a) else None
+
+
+def frame_as_array(frame, name: str) -> da.Array:
+    """A dask DataFrame (or Series) as a row-chunked dask array, never computed on the client.
+
+    Columns must be numeric or boolean (categorical and text columns need an encoding first). A
+    frame's partitions have unknown lengths: they are counted by one extra read of its partitions
+    (only each partition's row count comes back), since rows of X, y and the weights are matched by
+    position."""
+    import pandas as pd
+
+    columns = frame._meta if frame.ndim == 2 else frame._meta.to_frame()
+    bad = [f"{c!r} ({t})" for c, t in columns.dtypes.items()
+           if not (pd.api.types.is_numeric_dtype(t) or pd.api.types.is_bool_dtype(t))]
+    if bad:
+        raise ValueError(
+            f"{name} has columns that are not numbers: {', '.join(bad[:5])}"
+            f"{', …' if len(bad) > 5 else ''}; encode them as numbers first (or drop them)"
+        )
+    extension = [c for c, t in columns.dtypes.items() if not isinstance(t, np.dtype)]
+    if extension:  # nullable pandas dtypes (Int64, Float64, boolean): missing values become NaN
+        frame = frame.astype({c: "float64" for c in extension} if frame.ndim == 2 else "float64")
+    arr = frame.to_dask_array()
+    if any(np.isnan(c) for c in arr.chunks[0]):
+        arr.compute_chunk_sizes()
+    return arr
 
 
 def is_lazy(a) -> bool:
@@ -79,9 +131,10 @@ def is_lazy(a) -> bool:
 
 
 def is_lazy_input(a) -> bool:
-    """A dask or zarr array (or a zarr group, which :func:`as_array` explains): used as a lazy dask
-    array, never read whole into memory."""
-    return isinstance(a, (da.Array, zarr.Array, zarr.Group))
+    """A dask or zarr array (or a zarr group, which :func:`as_array` explains), a dask DataFrame or
+    Series, or an xarray DataArray holding a dask array: used lazily, never read whole into memory."""
+    return (isinstance(a, (da.Array, zarr.Array, zarr.Group)) or is_dask_frame(a)
+            or (is_xarray(a) and isinstance(getattr(a, "data", None), da.Array)))
 
 
 def compute(*args):

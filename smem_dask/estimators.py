@@ -4,9 +4,11 @@ They are scikit-learn estimators (``BaseEstimator`` with ``ClassifierMixin`` / `
 are stored as given in ``__init__`` (keyword-only) and validated in ``fit``; they work in ``Pipeline``,
 ``GridSearchCV`` and ``cross_val_score`` and pass ``check_estimator`` (see ``tests/test_sklearn.py`` for the
 checks that do not apply, with the reason). ``fit`` takes numpy arrays, pandas DataFrames (column names are
-kept in ``feature_names_in_`` and checked at predict), dask arrays or zarr arrays; zarr and dask inputs are
-fitted by the :class:`~smem_dask.engine.DaskEngine` under whatever dask scheduler is active (a
-``distributed`` ``Client`` if one exists) and are never materialized; other inputs are fitted in memory.
+kept in ``feature_names_in_`` and checked at predict), dask arrays, zarr arrays, dask DataFrames (e.g. from
+``dask.dataframe.read_parquet``; numeric and boolean columns, names kept as for pandas) and xarray
+DataArrays; zarr and dask inputs are fitted by the :class:`~smem_dask.engine.DaskEngine` under whatever
+dask scheduler is active (a ``distributed`` ``Client`` if one exists) and are never materialized (a dask
+DataFrame's partition lengths are counted by one extra read first); other inputs are fitted in memory.
 ``predict*`` return dask arrays for lazy inputs.
 """
 
@@ -98,13 +100,21 @@ class _SMEMBase(BaseEstimator):
 
     # -- data ------------------------------------------------------------------------------------
     def _validate_X(self, X, *, reset: bool):
-        """X as a numpy array (checked by scikit-learn) or a lazy dask array (zarr arrays become
-        one; shape and feature names checked without reading it). ``reset``: at fit."""
+        """X as a numpy array (checked by scikit-learn) or a lazy dask array (zarr arrays, dask
+        DataFrames and dask-backed xarray DataArrays become one; shape and feature names checked
+        without reading it: a DataFrame's column names are checked on its empty ``_meta``). ``reset``:
+        at fit."""
+        if _engine.is_xarray(X):
+            X = _engine.as_array(X, "X")  # its data: a dask array stays lazy
         if _engine.is_lazy_input(X):
+            meta = _engine.frame_meta(X)
+            if meta is not None and meta.ndim == 2:
+                validate_data(self, meta, skip_check_array=True, reset=reset)
             X = _engine.as_array(X, "X")
             if X.ndim != 2:
                 raise ValueError(f"X must be 2-dimensional (n_samples, n_features), got shape {X.shape}")
-            validate_data(self, X, skip_check_array=True, reset=reset)
+            if meta is None:
+                validate_data(self, X, skip_check_array=True, reset=reset)
             if X.dtype.kind not in "biuf":
                 raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
             return X
@@ -148,7 +158,7 @@ class _SMEMBase(BaseEstimator):
 
         Parameters
         ----------
-        X : (n, p) numpy array, pandas DataFrame, dask or zarr array of real numbers
+        X : (n, p) numpy array, pandas or dask DataFrame, dask, zarr or xarray array of real numbers
         y : (n,) array — two classes (classifier) or real targets (regressor)
         sample_weight : (n,) array of non-negative weights, optional
         """
