@@ -115,6 +115,9 @@ def _check_ours(root: Path) -> None:
         meta = json.loads((root / "zarr.json").read_text())
         kind, attrs = meta.get("node_type"), meta.get("attributes") or {}
     except (OSError, ValueError, AttributeError):
+        if {"start", "done", "coefs"} <= set(entries):
+            raise StoreDamagedError(f"the path store {root} is damaged (its zarr.json is missing or "
+                                    f"unreadable); delete {root} and rerun") from None
         shown = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
         raise StoreMismatchError(f"{root} is not a path store (it holds {shown}); use an empty or "
                                  "new directory") from None
@@ -185,6 +188,8 @@ class _Lock:
         try:
             if self._is_path(self._fd):
                 self.path.unlink()  # while still locked: a waiting writer then sees a new inode
+        except OSError:
+            pass  # a lock file left behind is no obstacle: the lock goes with the descriptor
         finally:
             os.close(self._fd)
             self._fd = None

@@ -314,3 +314,14 @@ def test_an_empty_directory_becomes_a_path_store(made, tmp_path):
     proc = _resume(data, empty)
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_array_equal(read_path_store(empty)["coefs"], read_path_store(store)["coefs"])
+
+
+def test_a_path_store_whose_own_metadata_is_garbled_is_refused_as_damaged(problem, tmp_path):
+    store = tmp_path / "s.zarr"
+    fit_path(*problem, n_alphas=N_ALPHAS, store=store)
+    (store / "zarr.json").write_text('{"zarr_format": 3, "node_ty')
+    before = snapshot(store)
+    with pytest.raises(StoreDamagedError, match=rf"the path store {store} is damaged \(its zarr.json "
+                                                rf"is missing or unreadable\); delete {store} and rerun"):
+        fit_path(*problem, n_alphas=N_ALPHAS, store=store)
+    assert snapshot(store) == before
