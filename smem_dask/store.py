@@ -14,13 +14,34 @@ Layout of the group (zarr v3)::
 
 Every α is written as it finishes and marked ``done`` last, so a path killed at any moment (SIGKILL
 included) leaves a store whose ``done`` entries are complete; a rerun skips them and resumes. A
-store made from other data (fingerprint) or other settings is refused, never silently reused. One
-writer at a time: a lock file (``.smem_dask.lock``, created atomically, holding pid and host) refuses
-a second writer; a lock left by a process that no longer exists on this host is taken over.
+store made from other data (fingerprint) or other settings is refused, never silently reused, and
+so is a directory that is not a path store (checked before anything is written into it).
+
+Damage is refused, not read back as numbers. Every array is written with a CRC-32C of each chunk
+(zarr's ``crc32c`` codec after zstd) and with every chunk on disk, even one equal to the fill value;
+every value read back is verified: a failed checksum, a missing chunk, or a value a finished α
+cannot have (NaN coefficients or objective, ``n_iter`` −1, the fill values) raises
+:class:`StoreDamagedError` naming what is damaged. The fix it names: delete that α's ``done`` chunk
+(the α is recomputed) or the whole store. Stores written before checksums (same format,
+``smem_dask.path/1``: checksums change how chunks are encoded, which zarr records per array, not
+the layout) are read as before and checked by value only: a missing chunk still shows as its fill
+value, but an altered one cannot be told from a true one.
+
+One writer at a time: the writer holds ``fcntl.flock`` on the lock file ``.smem_dask.lock`` (and
+writes its pid, host and start time into it, for the message that refuses a second writer). The
+kernel releases the lock when its holder ends, however it ends, so a lock left by a killed process
+is free at once and the file's contents decide nothing (an empty or garbled file is no obstacle).
+The file is removed on release while still locked; a writer that locked a file so removed sees its
+inode is no longer the path's and locks the new one. Limitation: on a network file system flock
+may be local to one machine (older NFS clients) or unsupported (an error naming the lock file);
+two machines writing one store there are not kept apart.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import itertools
 import json
 import os
 import socket
@@ -29,23 +50,32 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from .data import check_format
 from .solver import FitResult, FixedCurvature, WarmStart
 from .stats import BlockStats
 
-__all__ = ["PathStore", "StoreLockedError", "StoreMismatchError", "read_path_store"]
+__all__ = ["PathStore", "StoreDamagedError", "StoreLockedError", "StoreMismatchError", "read_path_store"]
 
 FORMAT = "smem_dask.path/1"
 LOCK_NAME = ".smem_dask.lock"
 _RESULTS = ("intercepts", "objectives", "n_iter", "n_passes", "converged")
+
+#: how every array is written: zstd, then a CRC-32C of the compressed chunk (checked on every read),
+#: and every chunk stored even when it equals the fill value, so a missing chunk is damage
+_ARRAY_OPTIONS = {"compressors": (ZstdCodec(), Crc32cCodec()), "config": {"write_empty_chunks": True}}
 
 
 class StoreMismatchError(ValueError):
     """The store was made from other data or with other settings."""
 
 
-class StoreLockedError(RuntimeError):
+class StoreDamagedError(StoreMismatchError):
+    """Part of the store was lost or altered after it was written."""
+
+
+class StoreLockedError(RuntimeError, OSError):
     """Another process is writing the store."""
 
 
@@ -71,14 +101,235 @@ def _differences(stored: dict, now: dict) -> list[str]:
             if stored.get(k) != now.get(k)]
 
 
-def _pid_alive(pid: int) -> bool:
+def _check_ours(root: Path) -> None:
+    """Refuse, before anything is written into it, a directory that is not a path store (or a
+    newer one): only a missing or empty directory, an empty zarr group or a path store will do."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise StoreMismatchError(f"{root} is a file, not a path store; use an empty or new directory")
+    entries = sorted(set(os.listdir(root)) - {LOCK_NAME})
+    if not entries:
+        return
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        meta = json.loads((root / "zarr.json").read_text())
+        kind, attrs = meta.get("node_type"), meta.get("attributes") or {}
+    except (OSError, ValueError, AttributeError):
+        if {"start", "done", "coefs"} <= set(entries):
+            raise StoreDamagedError(f"the path store {root} is damaged (its zarr.json is missing or "
+                                    f"unreadable); delete {root} and rerun") from None
+        shown = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
+        raise StoreMismatchError(f"{root} is not a path store (it holds {shown}); use an empty or "
+                                 "new directory") from None
+    if kind == "group" and not attrs and entries == ["zarr.json"]:
+        return  # an empty group, e.g. made for the path by the caller
+    if kind != "group" or "format" not in attrs:
+        raise StoreMismatchError(f"{root} is a zarr {kind or 'store'} but not a path store; use an empty or "
+                                 "new directory")
+    check_format(attrs["format"], FORMAT, f"the path store {root}", StoreMismatchError)
+
+
+class _Lock:
+    """An exclusive ``flock`` on a lock file, taken without waiting (see the module docstring)."""
+
+    def __init__(self, path: Path, root: Path):
+        self.path, self.root = path, root
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        for _ in range(1000):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise self._refusal() from None
+                raise OSError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
+            except BaseException:
+                os.close(fd)
+                raise
+            if self._is_path(fd):
+                self._fd = fd
+                self._sign()
+                return
+            os.close(fd)  # its holder removed that file on release: lock the path's new file
+        raise StoreLockedError(f"could not take the lock {self.path}: it keeps being replaced")
+
+    def _is_path(self, fd: int) -> bool:
+        try:
+            return os.path.samestat(os.fstat(fd), os.stat(self.path))
+        except FileNotFoundError:
+            return False
+
+    def _sign(self) -> None:
+        """Pid, host and time into the file, for the message that refuses others (nothing depends
+        on it: a failure to write it, e.g. on a full disk, leaves the lock held all the same)."""
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        try:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, json.dumps(me).encode(), 0)
+        except OSError:
+            pass
+
+    def _refusal(self) -> StoreLockedError:
+        try:
+            holder = json.loads(self.path.read_text())
+            who = (f"pid {int(holder['pid'])} on {holder['host']} since "
+                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(holder['since'])))}")
+        except (OSError, ValueError, TypeError, KeyError):
+            who = "another process (it has not written its pid into the lock file yet)"
+        return StoreLockedError(f"the path store {self.root} is being written by {who}; wait for it to "
+                                "finish, or use another store")
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            if self._is_path(self._fd):
+                self.path.unlink()  # while still locked: a waiting writer then sees a new inode
+        except OSError:
+            pass  # a lock file left behind is no obstacle: the lock goes with the descriptor
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+
+_REQUIRED = object()
+
+
+class _Reader:
+    """Values of a path store read back verified (see the module docstring), or
+    :class:`StoreDamagedError` naming what is damaged."""
+
+    def __init__(self, root: Path, group: zarr.Group):
+        self.root, self.group = root, group
+
+    def damaged(self, what: str, alpha: int | None = None) -> StoreDamagedError:
+        fix = f"delete {self.root} and rerun"
+        if alpha is not None:
+            try:
+                done = self.group["done"]
+                key = self.root / done.path / done.metadata.encode_chunk_key((alpha,))
+                fix = f"delete {key} to recompute that α, or delete {self.root}, and rerun"
+            except Exception:  # the fix for the whole store is right in any case
+                pass
+        return StoreDamagedError(f"the path store {self.root} is damaged ({what}); {fix}")
+
+    def _array(self, name: str, what: str, alpha: int | None = None):
+        try:
+            return self.group[name]
+        except Exception as exc:  # a missing or unreadable node is damage
+            raise self.damaged(f"{what}: {_why(exc, 'missing')}", alpha) from None
+
+    def _missing_chunk(self, arr, rows: range | None) -> str | None:
+        """The key of a chunk that should be on disk and is not (only arrays written with a
+        checksum are written with every chunk)."""
+        if not any(isinstance(c, Crc32cCodec) for c in arr.metadata.codecs):
+            return None
+        grid = [range(n) for n in arr.cdata_shape]
+        if rows is not None:
+            grid[0] = range(rows.start // arr.chunks[0], (rows.stop - 1) // arr.chunks[0] + 1)
+        for coords in itertools.product(*grid):
+            key = arr.metadata.encode_chunk_key(coords)
+            if not (self.root / arr.path / key).is_file():
+                return f"{arr.path}/{key}"
+        return None
+
+    def _read(self, arr, selection, what: str, alpha: int | None, rows: range | None):
+        try:
+            values = np.asarray(arr[selection])
+        except Exception as exc:  # a chunk that does not decode is damage
+            raise self.damaged(f"{what}: {_why(exc, 'unreadable')}", alpha) from None
+        missing = self._missing_chunk(arr, rows)
+        if missing is not None:
+            raise self.damaged(f"{what}: its chunk file {missing} is missing", alpha)
+        return values
+
+    def whole(self, name: str, alpha: int | None = None) -> np.ndarray:
+        """A whole array of numbers (alphas, start/…, warm/i/…, shared/fixed_gram); ``alpha``:
+        the α whose recomputation would write it again."""
+        arr = self._array(name, name, alpha)
+        values = self._read(arr, slice(None), name, alpha, None)
+        if not np.all(np.isfinite(values)):
+            raise self.damaged(f"{name}: {np.size(values) - np.isfinite(values).sum()} NaN or "
+                               "infinite values where numbers were written", alpha)
+        return values
+
+    def row(self, name: str, i: int, n: int):
+        """Entry ``i`` of a per-α array, for a finished α ``i`` of ``n``."""
+        what = f"{name} of α {i + 1} of {n}"
+        arr = self._array(name, what, i)
+        value = self._read(arr, i, what, i, range(i, i + 1))
+        self._check(name, value, what, i)
+        return value
+
+    def _check(self, name: str, value, what: str, i: int) -> None:
+        value = np.asarray(value)
+        if name in ("coefs", "intercepts", "objectives"):
+            bad = None if np.all(np.isfinite(value)) else "NaN or infinite where a finished α has a number"
+        elif name in ("n_iter", "n_passes"):
+            bad = None if np.all(value >= 0) else f"{value.item()}, not a count"
+        else:  # converged
+            bad = None if np.all((value == 0) | (value == 1)) else f"{value.item()}, not 0 or 1"
+        if bad is not None:
+            raise self.damaged(f"{what}: {bad}", i)
+
+    def done(self) -> np.ndarray:
+        """Which α are finished. A missing ``done`` chunk reads as not finished (the α is then
+        recomputed): that is how one α is cleared."""
+        arr = self._array("done", "done")
+        try:
+            done = np.asarray(arr[:])
+        except Exception as exc:
+            raise self.damaged(f"done: {_why(exc, 'unreadable')}") from None
+        bad = np.flatnonzero((done != 0) & (done != 1))
+        if bad.size:
+            raise self.damaged(f"done of α {bad[0] + 1} of {done.size}: {done[bad[0]]}, not 0 or 1")
+        return done.astype(bool)
+
+    def results(self, done: np.ndarray) -> dict:
+        """Every per-α array, verified at the finished α (unfinished entries are as stored)."""
+        n = done.size
+        out = {}
+        for name in ("coefs", *_RESULTS):
+            arr = self._array(name, name)
+            try:
+                values = np.asarray(arr[:])
+            except Exception:  # a chunk does not decode: read α by α to name the damaged one
+                values = np.full(arr.shape, arr.fill_value, arr.dtype)
+                for i in range(n):
+                    if done[i]:
+                        values[i] = self.row(name, i, n)
+                    else:
+                        try:
+                            values[i] = arr[i]
+                        except Exception:  # an unfinished α's chunk is never used
+                            pass
+            for i in np.flatnonzero(done):
+                what = f"{name} of α {i + 1} of {n}"
+                missing = self._missing_chunk(arr, range(i, i + 1))
+                if missing is not None:
+                    raise self.damaged(f"{what}: its chunk file {missing} is missing", int(i))
+                self._check(name, values[i], what, int(i))
+            out[name] = values
+        return out
+
+    def attr(self, group: str, key: str, default=_REQUIRED, alpha: int | None = None):
+        try:
+            attrs = self.group[group].attrs
+            return attrs[key] if default is _REQUIRED else attrs.get(key, default)
+        except Exception as exc:
+            raise self.damaged(f"{group}: its attribute {key} is {_why(exc, 'missing')}", alpha) from None
+
+
+def _why(exc: BaseException, default: str) -> str:
+    if isinstance(exc, KeyError):
+        return default
+    text = str(exc).strip().splitlines()
+    if "checksum" in (text[0] if text else "").lower():
+        return "checksum mismatch (the chunk was altered)"
+    return f"{default} ({text[0] if text else type(exc).__name__})"
 
 
 class PathStore:
@@ -87,11 +338,13 @@ class PathStore:
     def __init__(self, location, fingerprint: dict, settings: dict):
         self.root = _root(location)
         self._fixed: FixedCurvature | None = None  # the shared fixed-curvature Gram, once loaded
-        self.root.mkdir(parents=True, exist_ok=True)
         self._lock_path = self.root / LOCK_NAME
+        _check_ours(self.root)  # before anything (the lock file included) is written into it
+        self.root.mkdir(parents=True, exist_ok=True)
         self._acquire()
         try:
             self.group = zarr.open_group(self.root, mode="a")
+            self._read = _Reader(self.root, self.group)
             self._check_or_init(_normalized(fingerprint), _normalized(settings))
         except BaseException:
             self.close()
@@ -99,40 +352,13 @@ class PathStore:
 
     # -- lock ----------------------------------------------------------------------------------
     def _acquire(self) -> None:
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-        for _ in range(2):
-            try:
-                fd = os.open(self._lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                stale = (holder is not None and holder.get("host") == me["host"]
-                         and not _pid_alive(int(holder.get("pid", -1))))
-                if stale:
-                    self._lock_path.unlink(missing_ok=True)  # its writer died (e.g. SIGKILL)
-                    continue
-                who = ("an unknown writer" if holder is None else
-                       f"pid {holder.get('pid')} on {holder.get('host')} since "
-                       f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holder.get('since', 0)))}")
-                raise StoreLockedError(
-                    f"the path store {self.root} is being written by {who}; wait for it to finish "
-                    f"or, if that process is gone, delete {self._lock_path}"
-                ) from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            self._locked = True
-            return
-        raise StoreLockedError(f"could not take the lock {self._lock_path}")  # pragma: no cover
-
-    def _holder(self) -> dict | None:
-        try:
-            return json.loads(self._lock_path.read_text())
-        except (OSError, ValueError):
-            return None
+        self._lock = _Lock(self._lock_path, self.root)
+        self._lock.acquire()
 
     def close(self) -> None:
-        if getattr(self, "_locked", False):
-            self._lock_path.unlink(missing_ok=True)
-            self._locked = False
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
 
     def __enter__(self):
         return self
@@ -166,53 +392,67 @@ class PathStore:
 
     # -- start and shared statistics ----------------------------------------------------------
     def has_start(self) -> bool:
-        return "start" in self.group and bool(self.group["start"].attrs.get("complete"))
+        try:
+            return "start" in self.group and bool(self.group["start"].attrs.get("complete"))
+        except Exception as exc:  # an unreadable start/zarr.json
+            raise self._read.damaged(f"start: {_why(exc, 'unreadable')}") from None
 
     def save_start(self, alphas: np.ndarray, warm: WarmStart, n_passes: int, n_features: int) -> None:
         g = self.group
         n = len(alphas)
-        g.create_array("alphas", data=np.asarray(alphas, np.float64), overwrite=True)
+        g.create_array("alphas", data=np.asarray(alphas, np.float64), overwrite=True, **_ARRAY_OPTIONS)
         for name, dtype, fill in (("intercepts", "f8", np.nan), ("objectives", "f8", np.nan),
                                   ("n_iter", "i8", -1), ("n_passes", "i8", -1),
-                                  ("converged", "i1", 0), ("done", "i1", 0)):
+                                  ("converged", "i1", -1), ("done", "i1", 0)):
             g.create_array(name, shape=(n,), chunks=(1,), dtype=dtype, fill_value=fill,
-                           overwrite=True)
+                           overwrite=True, **_ARRAY_OPTIONS)
         g.create_array("coefs", shape=(n, n_features), chunks=(1, n_features), dtype="f8",
-                       fill_value=np.nan, overwrite=True)
+                       fill_value=np.nan, overwrite=True, **_ARRAY_OPTIONS)
         if warm.fixed is not None:
             shared = g.require_group("shared")
-            shared.create_array("fixed_gram", data=warm.fixed.gram, overwrite=True)
-            shared.attrs.update({"weight": warm.fixed.weight})
+            shared.create_array("fixed_gram", data=warm.fixed.gram, overwrite=True, **_ARRAY_OPTIONS)
+            shared.attrs.update({"weight": warm.fixed.weight, "n": warm.fixed.n})
         start = g.require_group("start")
         self._write_warm(start, warm)
         start.attrs.update({"n_passes": int(n_passes), "complete": True})
 
     def load_start(self, n_features: int) -> tuple[np.ndarray, WarmStart, int]:
+        r = self._read
         fixed = None
         if "shared" in self.group and "fixed_gram" in self.group["shared"]:
-            shared = self.group["shared"]
-            fixed = FixedCurvature(shared["fixed_gram"][:], shared.attrs["weight"], n_features)
+            # rows summed: kept with the Gram since checksums; before, the start system's (the same)
+            n_rows = r.attr("shared", "n", r.attr("start", "n"))
+            fixed = FixedCurvature(r.whole("shared/fixed_gram"), r.attr("shared", "weight"),
+                                   n_features, n_rows)
         self._fixed = fixed
-        start = self.group["start"]
-        return self.group["alphas"][:], self._read_warm(start), int(start.attrs["n_passes"])
+        alphas = r.whole("alphas")
+        if alphas.ndim != 1 or np.any(alphas < 0):
+            raise r.damaged("alphas: not a grid of numbers ≥ 0")
+        return alphas, self._read_warm("start", None), int(r.attr("start", "n_passes"))
 
     @staticmethod
     def _write_warm(g: zarr.Group, warm: WarmStart) -> None:
         for name, value in (("beta", warm.beta), ("loss_grad", warm.loss_grad),
                             ("gram", warm.system.gram), ("rhs", warm.system.rhs),
                             ("expand", warm.expand)):
-            g.create_array(name, data=np.asarray(value, np.float64), overwrite=True)
+            g.create_array(name, data=np.asarray(value, np.float64), overwrite=True, **_ARRAY_OPTIONS)
         g.attrs.update({"loss_sum": float(warm.loss_sum), "weight": float(warm.system.weight),
                         "n": float(warm.system.n)})
 
-    def _read_warm(self, g: zarr.Group) -> WarmStart:
-        system = BlockStats.system_only(g.attrs["n"], g.attrs["weight"], g["gram"][:], g["rhs"][:])
-        return WarmStart(g["beta"][:], g.attrs["loss_sum"], g["loss_grad"][:], system,
-                         g["expand"][:], self._fixed)
+    def _read_warm(self, path: str, alpha: int | None) -> WarmStart:
+        """A stored end state; ``alpha``: the α whose recomputation writes it again (None: the
+        start, written only with the store)."""
+        r = self._read
+        get = {name: r.whole(f"{path}/{name}", alpha)
+               for name in ("beta", "loss_grad", "gram", "rhs", "expand")}
+        attr = {key: r.attr(path, key, alpha=alpha) for key in ("n", "weight", "loss_sum")}
+        system = BlockStats.system_only(attr["n"], attr["weight"], get["gram"], get["rhs"])
+        return WarmStart(get["beta"], attr["loss_sum"], get["loss_grad"], system, get["expand"],
+                         self._fixed)
 
     # -- per-α results ---------------------------------------------------------------------------
     def done(self) -> np.ndarray:
-        return self.group["done"][:].astype(bool)
+        return self._read.done()
 
     def save_alpha(self, i: int, fit: FitResult, keep_warm: bool) -> None:
         g = self.group
@@ -225,27 +465,31 @@ class PathStore:
         g["done"][i] = 1  # last: the α counts as finished only once all of it is on disk
 
     def load_warm(self, i: int) -> WarmStart:
-        return self._read_warm(self.group[f"warm/{i}"])
+        return self._read_warm(f"warm/{i}", i)
 
     def load_alpha(self, i: int) -> FitResult:
-        g = self.group
-        coef = g["coefs"][i]
-        return FitResult(coef=coef, intercept=float(g["intercepts"][i]),
-                         n_iter=int(g["n_iter"][i]), n_passes=int(g["n_passes"][i]),
-                         objective=float(g["objectives"][i]), grad_norm=float("nan"),
-                         converged=bool(g["converged"][i]), n_restarts=0)
+        n = int(self._read._array("done", "done").shape[0])
+        row = {name: self._read.row(name, i, n) for name in ("coefs", *_RESULTS)}
+        return FitResult(coef=row["coefs"], intercept=float(row["intercepts"]),
+                         n_iter=int(row["n_iter"]), n_passes=int(row["n_passes"]),
+                         objective=float(row["objectives"]), grad_norm=float("nan"),
+                         converged=bool(row["converged"]), n_restarts=0)
 
 
 def read_path_store(location) -> dict:
     """The finished part of a path store, read-only (no lock, no data needed): a dict with
     ``alphas``, ``done`` (bool per α), ``coefs``, ``intercepts``, ``objectives``, ``n_iter``,
-    ``n_passes``, ``converged``, ``settings`` and ``fingerprint``."""
-    g = zarr.open_group(_root(location), mode="r")
-    check_format(g.attrs.get("format"), FORMAT, f"the path store {_root(location)}")
+    ``n_passes``, ``converged``, ``settings`` and ``fingerprint``. Every finished α is verified
+    (:class:`StoreDamagedError` if damaged); unfinished entries are as stored (NaN, −1)."""
+    root = _root(location)
+    g = zarr.open_group(root, mode="r")
+    check_format(g.attrs.get("format"), FORMAT, f"the path store {root}")
     out = {"settings": dict(g.attrs["settings"]), "fingerprint": dict(g.attrs["fingerprint"])}
     if "done" not in g:
         return {**out, "alphas": np.zeros(0), "done": np.zeros(0, bool)}
-    out.update({name: g[name][:] for name in ("alphas", "coefs", *_RESULTS)})
-    out["done"] = g["done"][:].astype(bool)
-    out["converged"] = out["converged"].astype(bool)
+    r = _Reader(root, g)
+    out["done"] = r.done()
+    out["alphas"] = r.whole("alphas")
+    out.update(r.results(out["done"]))
+    out["converged"] = out["converged"] == 1
     return out
