@@ -165,9 +165,10 @@ def _read_zarr(z, index, asarray=True, lock=None, *, name="X"):
 
 
 def _all_fill(block: np.ndarray, fill) -> bool:
-    fill = 0 if fill is None else fill
+    """Whether every entry of ``block`` is the fill value (NaN included); the first entry first."""
+    fill = np.asarray(0 if fill is None else fill)
     first = block.flat[0]
-    if isinstance(fill, float) and np.isnan(fill):
+    if fill.dtype.kind in "fc" and np.isnan(fill):
         return bool(np.isnan(first)) and bool(np.isnan(block).all())
     return bool(first == fill) and bool((block == fill).all())
 
@@ -440,18 +441,19 @@ def _aligned(a):
     return a if a is None or a.flags.aligned else np.array(a)
 
 
-def _pass_kernel(xb, yb, sb, block_id=None, *, loss, requests, fit_intercept, sampled=-1):
+def _pass_kernel(xb, yb, sb, block_id=None, *, loss, requests, fit_intercept, full=True, sampled=-1):
     """One block of one pass: read, compute, and pack its statistics into a (1, L) row. Given its
     ``block_id`` (a checksummed pass), the row ends with the block's hash in
-    :data:`CHECKSUM_COLUMNS` columns: its four 16-bit pieces, and again when it is the block
-    ``sampled`` (zeros otherwise)."""
+    :data:`CHECKSUM_COLUMNS` columns: its four 16-bit pieces (when ``full``; zeros otherwise), and
+    again when it is the block ``sampled`` (zeros otherwise). Only the hashes asked for are taken."""
     xb, yb, sb = _aligned(xb), _aligned(yb), _aligned(sb)
     packed = (pack_many(block_stats_many(xb, yb, sb, loss, requests, fit_intercept, _shared_process()),
                         requests) if requests else np.zeros(0))
     if block_id is not None:
         b = block_id[0]
-        pieces = _pieces(_block_hash(b, xb, yb, sb))
-        packed = np.concatenate([packed, pieces, pieces if b == sampled else np.zeros(4)])
+        pieces = _pieces(_block_hash(b, xb, yb, sb)) if full or b == sampled else np.zeros(4)
+        packed = np.concatenate([packed, pieces if full else np.zeros(4),
+                                 pieces if b == sampled else np.zeros(4)])
     return packed[None, :]
 
 
@@ -520,9 +522,9 @@ class DaskEngine(_Engine):
         self.split_every = int(split_every)
         self.n_samples, self.n_features = X.shape
         self.n_passes = 0
+        # the workers' view of the store is checked in the first pass (one block hashed)
         self.sampled_block = self.n_blocks // 2 if self._zarr and _distributed_client() else None
-        if self.sampled_block is not None:
-            self.request_checksum()  # the workers' view of the store is checked in the first pass
+        self._sample_pending = self.sampled_block is not None
 
     @property
     def nbytes(self) -> int:
@@ -537,10 +539,11 @@ class DaskEngine(_Engine):
         return tuple(self.X.chunks[0])
 
     def pass_graph(self, loss: Loss, requests: list[Request], fit_intercept: bool,
-                   checksum: bool = False) -> da.Array:
+                   checksum: bool = False, full: bool = True) -> da.Array:
         """The lazy packed statistics of one pass (exposed for graph inspection in tests); with
         ``checksum``, followed by the blocks' hashes (:data:`CHECKSUM_COLUMNS`, see
-        :func:`_pass_kernel`) — in the same one task per block."""
+        :func:`_pass_kernel`; every block's when ``full``, else the sampled block's alone) — in
+        the same one task per block."""
         q = self.n_features + int(fit_intercept)
         size = sum(request_size(q, r) for r in requests)
         s_args = (None, None) if self.sample_weight is None else (self.sample_weight, "i")
@@ -551,7 +554,8 @@ class DaskEngine(_Engine):
                                  "larger chunks")
             size += CHECKSUM_COLUMNS
             hash_args = (ArrayBlockIdDep(self.X.chunks), "ij")
-            hash_kw = {"sampled": -1 if self.sampled_block is None else self.sampled_block}
+            hash_kw = {"full": bool(full),
+                       "sampled": -1 if self.sampled_block is None else self.sampled_block}
         # output blocks (1, size) indexed like X's blocks ("ij", one column block): no contraction
         # and no new axis, so the read of each block and the kernel fuse into one task
         parts = da.blockwise(
@@ -572,21 +576,23 @@ class DaskEngine(_Engine):
     def stats_many(self, loss: Loss, requests: list[Request], fit_intercept: bool) -> list[BlockStats]:
         """One pass (one ``compute``) serving every request."""
         q = self.n_features + int(fit_intercept)
-        checksum = self._checksumming()
-        packed = self.pass_graph(loss, requests, fit_intercept, checksum).compute()
-        if checksum:
-            packed = self._take_checksum(packed)
+        full = self._checksumming()
+        hashed = full or self._sample_pending
+        packed = self.pass_graph(loss, requests, fit_intercept, hashed, full).compute()
+        if hashed:
+            packed = self._take_checksum(packed, full)
         self.n_passes += 1
         return _checked(unpack_many(packed, q, requests), self)
 
-    def _take_checksum(self, packed: np.ndarray) -> np.ndarray:
-        """Keep the data's checksum from the end of a checksummed pass's result (and check the
-        sampled block against the client's own read); the statistics before it."""
+    def _take_checksum(self, packed: np.ndarray, full: bool) -> np.ndarray:
+        """Keep the data's checksum (``full``) from the end of a checksummed pass's result, and
+        check the sampled block against the client's own read; the statistics before them."""
         tail = packed[-CHECKSUM_COLUMNS:]
-        total = _joined(tail[:4])
-        if self.sampled_block is not None:
+        if self._sample_pending:
             self._compare_sampled(_joined(tail[4:]))
-        self.checksum = _hex(total)
+            self._sample_pending = False
+        if full:
+            self.checksum = _hex(_joined(tail[:4]))
         return packed[:-CHECKSUM_COLUMNS]
 
     def _compare_sampled(self, theirs: int) -> None:
