@@ -1,16 +1,19 @@
 """Zarr codec and chunk size by measurement: bytes on disk, a read pass and an EM pass per store.
 
     python -m benchmarks chunks [--n 2e6 --p 100] [--chunk-mb 10,20,40,80,160]
-                                [--codecs none,zstd-1,zstd,blosc-lz4] [--repeats 5]
-                                [--workers 2 --memory-limit 2GiB] [--data DIR] [--quick]
+                                [--codecs none,zstd-1,zstd,blosc-lz4,crc32c] [--repeats 5]
+                                [--workers 2 --memory-limit 2GiB] [--data DIR] [--quick] [--out DIR]
 
 Writes ``benchmarks/results/chunks.md`` (table, command, machine, date) and ``chunks.png`` (time
-ratio versus chunk size, one line per codec). One synthetic logistic problem (n × p, cond(XᵀX) =
+ratio versus chunk size, one line per codec); ``--quick`` writes into a temporary directory unless
+``--out`` is given, never over the published results. One synthetic logistic problem (n × p, cond(XᵀX) =
 ``--cond``) is written by :func:`smem_dask.data.write_zarr` once per (chunk size, codec) into
 ``--data`` (reused across runs when the parameters match). Chunk sizes are MB (10⁶ bytes) of
 uncompressed float64 X per row chunk. Codecs: ``none`` (the current default), ``zstd-1``
 (ZstdCodec(level=1)), ``zstd`` (zarr's default compressor, ZstdCodec(level=0), i.e. zstd's level 3),
-``blosc-lz4`` (BloscCodec lz4, clevel 5, byte shuffle). y gets the same codec and chunks.
+``blosc-lz4`` (BloscCodec lz4, clevel 5, byte shuffle), ``crc32c`` (uncompressed with zarr's
+Crc32cCodec chunk checksum: what ``write_zarr`` writes by default; the other codecs carry no
+checksum). y gets the same codec and chunks.
 
 In one run on one fresh LocalCluster (``--workers`` single-threaded worker processes, ``--memory-limit``
 each), for every store:
@@ -35,6 +38,7 @@ import argparse
 import math
 import os
 import shlex
+import tempfile
 import time
 
 import numpy as np
@@ -47,18 +51,21 @@ FULL_CHUNK_MB = "10,20,40,80,160"
 
 
 def make_codec(name: str):
-    """The zarr v3 codec of a name (None: uncompressed)."""
+    """The zarr v3 compressor of a name (None: uncompressed) and whether chunks carry a CRC32C
+    checksum."""
     from zarr.codecs import BloscCodec, ZstdCodec
 
     if name == "none":
-        return None
+        return None, False
+    if name == "crc32c":
+        return None, True
     if name == "zstd-1":
-        return ZstdCodec(level=1)
+        return ZstdCodec(level=1), False
     if name == "zstd":
-        return ZstdCodec()  # zarr's default compressor (compressors="auto")
+        return ZstdCodec(), False  # zarr's default compressor (compressors="auto")
     if name == "blosc-lz4":
-        return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
-    raise ValueError(f"unknown codec {name!r}; choose from {FULL_CODECS}")
+        return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), False
+    raise ValueError(f"unknown codec {name!r}; choose from {FULL_CODECS},crc32c")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,8 +295,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="n 50000, p 20, chunks of 0.5 and 2 MB, codecs none and zstd, "
                              "2 rounds: about 20 s")
-    parser.add_argument("--out", default=RESULTS)
+    parser.add_argument("--out", default=None,
+                        help=f"directory of the results (default {RESULTS}; with --quick a temporary one)")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = tempfile.mkdtemp(prefix="smem-chunks-quick-") if args.quick else RESULTS
     args.command = "python -m benchmarks chunks " + " ".join(shlex.quote(a) for a in (argv or []))
     if args.quick:
         args.n, args.p, args.repeats = 50_000, 20, 2
@@ -308,8 +318,9 @@ def main(argv: list[str] | None = None) -> None:
         rows = chunk_rows_for(mb, args.p, args.n)
         for order, codec in enumerate(codecs):
             t0 = time.perf_counter()
-            path = ensure_store(args.data, args.n, args.p, rows, args.cond,
-                                compressors=make_codec(codec), tag=f"_r{rows}_{codec}")
+            compressor, checksum = make_codec(codec)
+            path = ensure_store(args.data, args.n, args.p, rows, args.cond, compressors=compressor,
+                                checksum=checksum, tag=f"_r{rows}_{codec}")
             files = chunk_files(path)
             configs.append({"mb": mb, "rows": rows, "chunks": -(-args.n // rows), "codec": codec,
                             "order": order, "path": path, "files": files,

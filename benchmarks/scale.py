@@ -314,15 +314,17 @@ def codec_key(codecs) -> list:
 
 
 def ensure_store(directory: str, n: int, p: int, chunk_rows: int, cond: float, *,
-                 compressors=None, tag: str = "") -> str:
+                 compressors=None, checksum: bool = True, tag: str = "") -> str:
     """The zarr store of this size (reused when its parameters match, else written); ``compressors``
-    as for :func:`smem_dask.data.write_zarr` (a codec or None), ``tag`` appended to its name."""
+    and ``checksum`` as for :func:`smem_dask.data.write_zarr` (a codec or None; the CRC32C chunk
+    checksum, on by default), ``tag`` appended to its name."""
     import zarr
 
     from smem_dask.data import write_zarr
 
     path = os.path.join(directory, f"n{n}_p{p}_c{cond:g}{tag}.zarr")
-    wanted = codec_key([compressors] if compressors is not None else [])
+    wanted = codec_key(([compressors] if compressors is not None else [])
+                       + ([zarr.codecs.Crc32cCodec()] if checksum else []))
     if os.path.exists(path):
         try:
             g = zarr.open_group(path, mode="r")
@@ -333,7 +335,7 @@ def ensure_store(directory: str, n: int, p: int, chunk_rows: int, cond: float, *
         except Exception:  # noqa: BLE001 - anything unreadable is rewritten
             pass
     write_zarr(path, n, p, cond=cond, chunk_rows=chunk_rows, compressors=compressors,
-               overwrite=True)
+               checksum=checksum, overwrite=True)
     return path
 
 

@@ -114,7 +114,8 @@ def make_problem(n: int, p: int, **kwargs) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_zarr(path, n: int, p: int, *, chunk_rows: int = 100_000, dtype="float64",
-               compressors=None, overwrite: bool = False, **kwargs) -> Problem:
+               compressors=None, checksum: bool = True, overwrite: bool = False,
+               **kwargs) -> Problem:
     """Write a :class:`Problem` to a zarr v3 group at ``path`` with arrays ``X`` and ``y``.
 
     ``X`` is chunked by rows (``chunk_rows`` × p); the problem's parameters and true coefficients
@@ -126,6 +127,13 @@ def write_zarr(path, n: int, p: int, *, chunk_rows: int = 100_000, dtype="float6
     chunks of 40, 80 and 160 MB were within 2% of each other (10 MB: 1.3× slower), so the default
     ``chunk_rows`` (100 000 rows: 80 MB at p = 100) stays. Pass ``compressors="auto"`` for zarr's
     default codec.
+    Every chunk carries a CRC32C checksum (``zarr.codecs.Crc32cCodec``, after the compressor) unless
+    ``checksum=False``: a damaged chunk is a read error, not other numbers. Measured by ``python -m
+    benchmarks chunks --codecs none,crc32c`` (``benchmarks/results/crc32c/chunks.md``: 1e6 × 50, 40 MB
+    chunks, 2 single-threaded workers on a shared machine, medians of 15): the EM pass 1.15× and a warm
+    read 1.18× the time without it, a cold read the same. Every chunk
+    is written, also one that is all zeros (zarr would leave it out by default), so a missing chunk
+    file always means an incomplete store (reading refuses it, see :func:`smem_dask.engine.as_array`).
     Refuses to overwrite an existing store unless ``overwrite=True``, and even then replaces only a
     data store that ``write_zarr`` wrote (or an empty directory): anything else is left untouched.
     """
@@ -135,19 +143,34 @@ def write_zarr(path, n: int, p: int, *, chunk_rows: int = 100_000, dtype="float6
             raise ValueError(f"{path} already exists; choose another path or pass overwrite=True")
         _check_replaceable(path)
     chunk_rows = int(min(max(1, chunk_rows), problem.n))
+    codecs = _with_checksum(compressors, checksum)
+    config = {"write_empty_chunks": True}
     group = zarr.open_group(path, mode="w")
     X = group.create_array(
         "X", shape=(problem.n, problem.p), chunks=(chunk_rows, problem.p), dtype=dtype,
-        compressors=compressors,
+        compressors=codecs, config=config,
     )
     y = group.create_array("y", shape=(problem.n,), chunks=(chunk_rows,), dtype="float64",
-                           compressors=compressors)
+                           compressors=codecs, config=config)
     for start in range(0, problem.n, chunk_rows):
         xb, yb = problem.rows(start, start + chunk_rows)
         X[start : start + xb.shape[0]] = xb.astype(dtype, copy=False)
         y[start : start + yb.shape[0]] = yb
     group.attrs["smem_dask"] = {"format": DATA_FORMAT, "kind": "synthetic", **problem.metadata()}
     return problem
+
+
+def _with_checksum(compressors, checksum: bool):
+    """The bytes-to-bytes codecs of ``write_zarr``: ``compressors`` (None, "auto", a codec or a
+    list of them), then ``Crc32cCodec`` when ``checksum``."""
+    if isinstance(compressors, str) and compressors == "auto":
+        compressors = [zarr.codecs.ZstdCodec()]  # zarr's default compressor
+    elif compressors is None:
+        compressors = []
+    elif not isinstance(compressors, (list, tuple)):
+        compressors = [compressors]
+    codecs = [c for c in compressors if not isinstance(c, zarr.codecs.Crc32cCodec)]
+    return codecs + [zarr.codecs.Crc32cCodec()] if checksum else (codecs or None)
 
 
 def _check_replaceable(path) -> None:

@@ -18,15 +18,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import numbers
 import os
+import socket
+import struct
 from concurrent.futures import ThreadPoolExecutor
 
 import dask
 import dask.array as da
 import numpy as np
 import zarr
+from dask.array.core import getter
+from dask.layers import ArrayBlockIdDep
 from threadpoolctl import ThreadpoolController
+from zarr.core.sync import sync
 
 from .losses import Loss
 from .stats import BlockStats, Request, block_stats_many, pack_many, request_size, unpack_many
@@ -50,8 +56,9 @@ __all__ = [
 
 
 def as_array(a, name: str):
-    """Numpy arrays stay numpy, dask stays dask, a zarr array becomes a lazy dask array, a dask
-    DataFrame or Series (e.g. from ``dask.dataframe.read_parquet``) a lazy dask array with known
+    """Numpy arrays stay numpy, dask stays dask, a zarr array becomes a lazy dask array whose
+    blocks are read with :func:`_read_zarr` (a missing or damaged chunk is an error, not zeros), a
+    dask DataFrame or Series (e.g. from ``dask.dataframe.read_parquet``) a lazy dask array with known
     chunk sizes (:func:`frame_as_array`), and an xarray DataArray its data (lazy when it holds a
     dask array). A masked array is refused when it masks values (fitting the values under its mask
     would be wrong), and is its data otherwise."""
@@ -66,7 +73,7 @@ def as_array(a, name: str):
     if isinstance(a, da.Array):
         return a
     if isinstance(a, zarr.Array):
-        return da.from_zarr(a)
+        return _from_zarr(a, name)
     if isinstance(a, zarr.Group):
         raise ValueError(
             f"{name} is a zarr group; pass its array (e.g. group['{name}']) or open the store "
@@ -172,19 +179,158 @@ def check_shapes(X, y, sample_weight) -> None:
         )
 
 
-def _digest(n_samples: int, n_features: int, dtype, chunks, blocks) -> dict:
-    """A fingerprint of the data: shape, dtype, row chunks, and a SHA-256 of sampled row blocks
-    (the first, middle and last block of X, y and the sample weights, as float64 bytes)."""
-    h = hashlib.sha256()
-    for block in blocks:
-        h.update(np.ascontiguousarray(block, dtype=np.float64).tobytes())
-    return {"shape": [int(n_samples), int(n_features)], "dtype": str(np.dtype(dtype)),
-            "chunks": None if chunks is None else [int(c) for c in chunks],
-            "checksum": h.hexdigest()}
+# -- reading zarr chunks: what zarr would fill in silently is an error -------------------------
+
+def _from_zarr(z: zarr.Array, name: str) -> da.Array:
+    """``da.from_zarr(z)`` (one block per zarr chunk), read by :func:`_read_zarr`."""
+    key = "from-zarr-" + dask.base.tokenize(z, z.chunks, name, "checked")
+    return da.from_array(z, chunks=z.chunks, name=key,
+                         getitem=functools.partial(_read_zarr, name=name))
 
 
-def _sampled(n_blocks: int) -> list[int]:
-    return sorted({0, n_blocks // 2, max(n_blocks - 1, 0)})
+def _store_name(z: zarr.Array) -> str:
+    """The directory (or URL) of the store holding ``z``, as the user named it."""
+    store = z.store
+    if isinstance(store, zarr.storage.LocalStore):
+        return str(store.root)
+    return str(store)
+
+
+def _read_zarr(z, index, asarray=True, lock=None, *, name="X"):
+    """dask's getter for one block of a zarr array, refusing what zarr would silently fill in.
+
+    zarr reads a chunk whose file is missing as its fill value (0): a block that equals the fill
+    value everywhere (checked on its first entry first, so real data cost nothing) is looked up in
+    the store, and a missing chunk is an error naming the array, the chunk and its rows. A chunk
+    that fails its checksum (``Crc32cCodec``, which :func:`smem_dask.data.write_zarr` writes) is
+    reported as damage of the store, not as zarr's bare message.
+    """
+    try:
+        block = getter(z, index, asarray=asarray, lock=lock)
+    except ValueError as exc:
+        if "checksum" not in str(exc):
+            raise
+        raise ValueError(f"{_chunks_text(z, index, name)} of {_store_name(z)} failed its checksum: "
+                         "the store is damaged") from None
+    if np.size(block) and _all_fill(block, z.fill_value):
+        _check_stored(z, index, name)
+    return block
+
+
+def _all_fill(block: np.ndarray, fill) -> bool:
+    """Whether every entry of ``block`` is the fill value (NaN included); the first entry first."""
+    fill = np.asarray(0 if fill is None else fill)
+    first = block.flat[0]
+    if fill.dtype.kind in "fc" and np.isnan(fill):
+        return bool(np.isnan(first)) and bool(np.isnan(block).all())
+    return bool(first == fill) and bool((block == fill).all())
+
+
+def _units(z, index) -> list[tuple[int, ...]]:
+    """Grid coordinates of the stored objects (shards, else chunks) under the block ``index``."""
+    unit = z.shards or z.chunks
+    ranges = []
+    for sl, size, n in zip(index, unit, z.shape, strict=False):
+        start, stop, _ = sl.indices(n)
+        ranges.append(range(start // size, -(-stop // size)))
+    return list(itertools.product(*ranges))
+
+
+def _key(z, coords) -> str:
+    key = z.metadata.encode_chunk_key(coords)
+    return f"{z.store_path.path}/{key}" if z.store_path.path else key
+
+
+def _chunk_text(z, coords, name: str) -> str:
+    """e.g. "X chunk 3 (rows 2100–2799)" — a shard when the array is sharded."""
+    unit = z.shards or z.chunks
+    kind = "shard" if z.shards else "chunk"
+    at = coords[0] if all(c == 0 for c in coords[1:]) else tuple(coords)
+    first = coords[0] * unit[0]
+    last = min(first + unit[0], z.shape[0]) - 1
+    return f"{name} {kind} {at} (rows {first}–{last})"
+
+
+def _chunks_text(z, index, name: str) -> str:
+    units = _units(z, index)
+    if len(units) == 1:
+        return _chunk_text(z, units[0], name)
+    return f"{_chunk_text(z, units[0], name)} … {_chunk_text(z, units[-1], name)}"
+
+
+def _check_stored(z, index, name: str) -> None:
+    """Refuse a block of fill values whose chunk file does not exist."""
+    missing = [c for c in _units(z, index) if not sync(z.store.exists(_key(z, c)))]
+    if not missing:
+        return  # a chunk really holding the fill value
+    meta = "zarr.json" if z.metadata.zarr_format == 3 else ".zarray"
+    meta = f"{z.store_path.path}/{meta}" if z.store_path.path else meta
+    if not sync(z.store.exists(meta)):
+        raise ValueError(
+            f"{name} cannot be read from {_store_name(z)} on {socket.gethostname()} (pid "
+            f"{os.getpid()}): the array is not there; do the workers see the same file system / "
+            "path as this client?")
+    raise ValueError(
+        f"{_chunk_text(z, missing[0], name)} is missing from {_store_name(z)}: the store is "
+        "incomplete (zarr leaves out a chunk that is all fill value unless written with "
+        "config={'write_empty_chunks': True}, as smem_dask.data.write_zarr does)")
+
+
+def _zarr_behind(*arrays) -> list[zarr.Array]:
+    """The zarr arrays a dask array reads (through ``from_zarr``/``from_array``: the graph layer
+    holding the array itself)."""
+    found = []
+    for a in arrays:
+        if not is_lazy(a):
+            continue
+        for layer_name, layer in a.dask.layers.items():
+            if layer_name.startswith("original-"):
+                found += [v for v in layer.values() if isinstance(v, zarr.Array)]
+    return found
+
+
+# -- the checksum of the data -------------------------------------------------------------------
+#
+# Every block b (its row chunk of X, y and the weights) has a 64-bit BLAKE2b hash of (b, its shape,
+# whether there are weights, the bytes of X in its dtype, little-endian, and of y and the weights as
+# float64). The data's checksum is the sum of the blocks' hashes modulo 2⁶⁴. A pass carries each
+# block's hash as four 16-bit pieces in float64 columns of its packed row: the tree reduction sums
+# them exactly (each column's sum stays below 2¹⁶ · 2³⁷ blocks = 2⁵³), whatever its order.
+
+#: float64 columns a checksummed pass appends: the four pieces of the sum over all blocks, then the
+#: four pieces of the one sampled block (zeros elsewhere), compared with what the client reads
+CHECKSUM_COLUMNS = 8
+_MAX_BLOCKS = 2**37
+
+
+def _block_hash(b: int, xb, yb, sb) -> int:
+    """The 64-bit hash of block ``b`` (see above)."""
+    h = hashlib.blake2b(digest_size=8)
+    h.update(struct.pack("<qqq?", int(b), int(xb.shape[0]), int(xb.shape[1]), sb is not None))
+    xb = np.asarray(xb)
+    h.update(np.ascontiguousarray(xb, dtype=xb.dtype.newbyteorder("<")).data)
+    for v in (yb, sb):
+        if v is not None:
+            h.update(np.ascontiguousarray(v, dtype="<f8").data)
+    return int.from_bytes(h.digest(), "little")
+
+
+def _pieces(h: int) -> np.ndarray:
+    return np.array([(h >> shift) & 0xFFFF for shift in (48, 32, 16, 0)], dtype=np.float64)
+
+
+def _joined(pieces) -> int:
+    """The 64-bit sum (mod 2⁶⁴) from its four summed 16-bit piece columns."""
+    total = 0
+    for value, shift in zip(pieces, (48, 32, 16, 0), strict=True):
+        if not (float(value).is_integer() and 0 <= value < 2**53):
+            raise ValueError(f"a checksum column summed to {value!r}, not an exact integer")
+        total += int(value) << shift
+    return total % 2**64
+
+
+def _hex(h: int) -> str:
+    return f"blake2b-64-sum:{h:016x}"
 
 
 def _checked(stats: list[BlockStats], engine) -> list[BlockStats]:
@@ -214,11 +360,38 @@ def _checked(stats: list[BlockStats], engine) -> list[BlockStats]:
 
 
 class _Engine:
-    """What both engines share: the one-request pass on top of ``stats_many``."""
+    """What both engines share: the one-request pass on top of ``stats_many``, and the data's
+    checksum (``checksum``: None until a pass computed it)."""
+
+    checksum: str | None = None
+    _checksum_wanted: bool = False
 
     def stats(self, loss: Loss, coefs, expand, fit_intercept: bool) -> BlockStats:
         """One pass for one request: statistics at ``coefs`` (q × k) and the system at ``expand``."""
         return self.stats_many(loss, [Request(coefs, expand)], fit_intercept)[0]
+
+    def request_checksum(self) -> None:
+        """Have the next pass also compute the data's checksum (no extra pass: each block's hash
+        is taken where the block is read; see :meth:`data_checksum`)."""
+        self._checksum_wanted = True
+
+    def _checksumming(self) -> bool:
+        return self.checksum is None and self._checksum_wanted
+
+    def data_checksum(self) -> str:
+        """The checksum of all the data (the sum of the blocks' 64-bit hashes, mod 2⁶⁴): the one a
+        pass computed after :meth:`request_checksum`, else one pass of its own reading every
+        block (counted in ``n_passes``)."""
+        if self.checksum is None:
+            self.request_checksum()
+            self.stats_many(None, [], False)
+        return self.checksum
+
+    def fingerprint(self) -> dict:
+        """Shape, dtype and row blocks of the data: known without reading it. The data themselves
+        are identified by :meth:`data_checksum`, which is defined on these blocks."""
+        return {"shape": [int(self.n_samples), int(self.n_features)],
+                "dtype": str(np.dtype(self.X.dtype)), "chunks": [int(c) for c in self.row_chunks]}
 
 
 class NumpyEngine(_Engine):
@@ -261,36 +434,41 @@ class NumpyEngine(_Engine):
         starts = range(0, max(self.n_samples, 1), self.block_rows)
         threads = self.n_threads > 1 and len(starts) > 1
 
+        checksum = self._checksumming()
+
         def block(start):
             rows = slice(start, start + self.block_rows)
             s = None if self.sample_weight is None else self.sample_weight[rows]
-            return block_stats_many(self.X[rows], self.y[rows], s, loss, requests, fit_intercept,
-                                    threads)
+            parts = (block_stats_many(self.X[rows], self.y[rows], s, loss, requests, fit_intercept,
+                                      threads) if requests else [])
+            return parts, (_block_hash(start // self.block_rows, self.X[rows], self.y[rows], s)
+                           if checksum else 0)
 
         totals = [BlockStats.zero(q, r.k) for r in requests]
+        hashes = 0
         if threads:
             # one BLAS thread per block thread: BLAS's own threads would compete with ours
             with _blas_controller().limit(limits=1, user_api="blas"), \
                     ThreadPoolExecutor(min(self.n_threads, len(starts))) as pool:
                 blocks = pool.map(block, starts)  # in order: the sum does not depend on timing
-                for parts in blocks:
+                for parts, h in blocks:
                     totals = [t + b for t, b in zip(totals, parts, strict=True)]
+                    hashes += h
         else:
             for start in starts:
-                totals = [t + b for t, b in zip(totals, block(start), strict=True)]
+                parts, h = block(start)
+                totals = [t + b for t, b in zip(totals, parts, strict=True)]
+                hashes += h
+        if checksum:
+            self.checksum = _hex(hashes % 2**64)
         self.n_passes += 1
         return _checked(totals, self)
 
-    def fingerprint(self) -> dict:
-        """Shape, dtype and a checksum of sampled blocks (see :func:`_digest`); no data pass."""
-        n_blocks = max(1, -(-self.n_samples // self.block_rows))
-        blocks = []
-        for b in _sampled(n_blocks):
-            rows = slice(b * self.block_rows, (b + 1) * self.block_rows)
-            blocks += [self.X[rows], self.y[rows]]
-            if self.sample_weight is not None:
-                blocks.append(self.sample_weight[rows])
-        return _digest(self.n_samples, self.n_features, self.X.dtype, None, blocks)
+    @property
+    def row_chunks(self) -> tuple[int, ...]:
+        """Rows of each block of a pass."""
+        starts = range(0, max(self.n_samples, 1), self.block_rows)
+        return tuple(min(self.block_rows, self.n_samples - start) for start in starts)
 
     def count_nonfinite(self) -> tuple[int, int]:
         """Non-finite entries of (X, y)."""
@@ -316,11 +494,20 @@ def _aligned(a):
     return a if a is None or a.flags.aligned else np.array(a)
 
 
-def _pass_kernel(xb, yb, sb, *, loss, requests, fit_intercept):
-    """One block of one pass: read, compute, and pack its statistics into a (1, L) row."""
+def _pass_kernel(xb, yb, sb, block_id=None, *, loss, requests, fit_intercept, full=True, sampled=-1):
+    """One block of one pass: read, compute, and pack its statistics into a (1, L) row. Given its
+    ``block_id`` (a checksummed pass), the row ends with the block's hash in
+    :data:`CHECKSUM_COLUMNS` columns: its four 16-bit pieces (when ``full``; zeros otherwise), and
+    again when it is the block ``sampled`` (zeros otherwise). Only the hashes asked for are taken."""
     xb, yb, sb = _aligned(xb), _aligned(yb), _aligned(sb)
-    stats = block_stats_many(xb, yb, sb, loss, requests, fit_intercept, _shared_process())
-    return pack_many(stats, requests)[None, :]
+    packed = (pack_many(block_stats_many(xb, yb, sb, loss, requests, fit_intercept, _shared_process()),
+                        requests) if requests else np.zeros(0))
+    if block_id is not None:
+        b = block_id[0]
+        pieces = _pieces(_block_hash(b, xb, yb, sb)) if full or b == sampled else np.zeros(4)
+        packed = np.concatenate([packed, pieces if full else np.zeros(4),
+                                 pieces if b == sampled else np.zeros(4)])
+    return packed[None, :]
 
 
 def _shared_process() -> bool:
@@ -370,6 +557,11 @@ class DaskEngine(_Engine):
         row_chunks = X.chunks[0]
         y = _rechunk_like(y, row_chunks)
         s = None if sample_weight is None else _rechunk_like(sample_weight, row_chunks)
+        # the zarr arrays read, and the data as read from them (not persisted): after the first
+        # pass of a distributed fit the client reads one block itself and compares its hash with
+        # the workers' (see _compare_sampled)
+        self._zarr = _zarr_behind(X, y, s)
+        self._source = (X, y, s)
         if persist == "auto":
             nbytes = sum(a.nbytes for a in (X, y, s) if a is not None)
             persist = nbytes <= PERSIST_FRACTION * memory_available()
@@ -383,6 +575,9 @@ class DaskEngine(_Engine):
         self.split_every = int(split_every)
         self.n_samples, self.n_features = X.shape
         self.n_passes = 0
+        # the workers' view of the store is checked in the first pass (one block hashed)
+        self.sampled_block = self.n_blocks // 2 if self._zarr and _distributed_client() else None
+        self._sample_pending = self.sampled_block is not None
 
     @property
     def nbytes(self) -> int:
@@ -392,11 +587,28 @@ class DaskEngine(_Engine):
     def n_blocks(self) -> int:
         return len(self.X.chunks[0])
 
-    def pass_graph(self, loss: Loss, requests: list[Request], fit_intercept: bool) -> da.Array:
-        """The lazy packed statistics of one pass (exposed for graph inspection in tests)."""
+    @property
+    def row_chunks(self) -> tuple[int, ...]:
+        return tuple(self.X.chunks[0])
+
+    def pass_graph(self, loss: Loss, requests: list[Request], fit_intercept: bool,
+                   checksum: bool = False, full: bool = True) -> da.Array:
+        """The lazy packed statistics of one pass (exposed for graph inspection in tests); with
+        ``checksum``, followed by the blocks' hashes (:data:`CHECKSUM_COLUMNS`, see
+        :func:`_pass_kernel`; every block's when ``full``, else the sampled block's alone) — in
+        the same one task per block."""
         q = self.n_features + int(fit_intercept)
         size = sum(request_size(q, r) for r in requests)
         s_args = (None, None) if self.sample_weight is None else (self.sample_weight, "i")
+        hash_args, hash_kw = (), {}
+        if checksum:
+            if self.n_blocks >= _MAX_BLOCKS:
+                raise ValueError(f"{self.n_blocks} blocks are too many to checksum exactly; use "
+                                 "larger chunks")
+            size += CHECKSUM_COLUMNS
+            hash_args = (ArrayBlockIdDep(self.X.chunks), "ij")
+            hash_kw = {"full": bool(full),
+                       "sampled": -1 if self.sampled_block is None else self.sampled_block}
         # output blocks (1, size) indexed like X's blocks ("ij", one column block): no contraction
         # and no new axis, so the read of each block and the kernel fuse into one task
         parts = da.blockwise(
@@ -404,31 +616,50 @@ class DaskEngine(_Engine):
             self.X, "ij",
             self.y, "i",
             *s_args,
+            *hash_args,
             adjust_chunks={"i": 1, "j": size},
+            align_arrays=False,  # y and the weights have X's row chunks (made so in __init__)
             dtype=np.float64,
             meta=np.empty((0, 0), dtype=np.float64),
             token="smem-pass",
-            loss=loss, requests=list(requests), fit_intercept=fit_intercept,
+            loss=loss, requests=list(requests), fit_intercept=fit_intercept, **hash_kw,
         )
         return parts.sum(axis=0, split_every=self.split_every)
 
     def stats_many(self, loss: Loss, requests: list[Request], fit_intercept: bool) -> list[BlockStats]:
         """One pass (one ``compute``) serving every request."""
         q = self.n_features + int(fit_intercept)
-        packed = self.pass_graph(loss, requests, fit_intercept).compute()
+        full = self._checksumming()
+        hashed = full or self._sample_pending
+        packed = self.pass_graph(loss, requests, fit_intercept, hashed, full).compute()
+        if hashed:
+            packed = self._take_checksum(packed, full)
         self.n_passes += 1
         return _checked(unpack_many(packed, q, requests), self)
 
-    def fingerprint(self) -> dict:
-        """Shape, dtype, row chunks and a checksum of sampled blocks (three blocks are read; not
-        counted as a pass)."""
-        parts = []
-        for b in _sampled(self.n_blocks):
-            parts += [self.X.blocks[b], self.y.blocks[b]]
-            if self.sample_weight is not None:
-                parts.append(self.sample_weight.blocks[b])
-        blocks = dask.compute(*parts)
-        return _digest(self.n_samples, self.n_features, self.X.dtype, self.X.chunks[0], blocks)
+    def _take_checksum(self, packed: np.ndarray, full: bool) -> np.ndarray:
+        """Keep the data's checksum (``full``) from the end of a checksummed pass's result, and
+        check the sampled block against the client's own read; the statistics before them."""
+        tail = packed[-CHECKSUM_COLUMNS:]
+        if self._sample_pending:
+            self._compare_sampled(_joined(tail[4:]))
+            self._sample_pending = False
+        if full:
+            self.checksum = _hex(_joined(tail[:4]))
+        return packed[:-CHECKSUM_COLUMNS]
+
+    def _compare_sampled(self, theirs: int) -> None:
+        """The client reads the sampled block from the store itself (one chunk of each input) and
+        refuses when its hash differs from what the workers read there: workers that see another
+        file system, or another copy of the store under the same path."""
+        b = self.sampled_block
+        blocks = [None if a is None else a.blocks[b] for a in self._source]
+        xb, yb, sb = dask.compute(*blocks, scheduler="sync")
+        if _block_hash(b, xb, yb, sb) != theirs:
+            stores = ", ".join(dict.fromkeys(_store_name(z) for z in self._zarr))
+            raise ValueError(
+                f"the workers read different data from {stores} than this client (block {b}): do "
+                "the workers see the same file system / path?")
 
     def count_nonfinite(self) -> tuple[int, int]:
         """Non-finite entries of (X, y) — one extra pass, used only to explain a failure."""

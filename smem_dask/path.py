@@ -113,7 +113,10 @@ def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: i
     "fixed"`` one Gram pass at the start serves every α.
 
     ``store`` (a directory or zarr group) keeps the start, the shared Gram and every α as it
-    finishes; a rerun with the same store skips finished α (see :mod:`smem_dask.store`).
+    finishes; a rerun with the same store skips finished α (see :mod:`smem_dask.store`). A store
+    of other data is refused: at once when their shape, dtype or row chunks differ; else by the
+    data's checksum (every block's hash), which a new store records from the path's first pass and
+    a resume compares in one verification pass before it uses anything stored.
     ``callback(i, alpha, fit)`` is called after α i is finished (and stored).
     """
     config = config or SolverConfig()
@@ -152,6 +155,11 @@ def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: i
             **{k: getattr(config, k) for k in ("acceleration", "tol", "max_iter",
                                                  "penalty_solver", "curvature")}})
     try:
+        if pstore is not None:
+            if pstore.has_start():
+                pstore.check_data(engine.data_checksum())  # a resume: one verification pass
+            else:
+                engine.request_checksum()  # recorded from the first pass, before the start
         return _solve_path(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, config,
                            int(batch), pstore, callback, p, passes_at_start)
     finally:
@@ -187,6 +195,7 @@ def _solve_path(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, con
         alphas, warm = _start(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, config)
         start_passes = engine.n_passes - passes_at_start
         if pstore is not None:
+            pstore.check_data(engine.data_checksum())
             pstore.save_start(alphas, warm, start_passes, p)
         done = np.zeros(len(alphas), dtype=bool)
     resumed = done.copy()

@@ -475,6 +475,18 @@ class PathStore:
                          objective=float(row["objectives"]), grad_norm=float("nan"),
                          converged=bool(row["converged"]), n_restarts=0)
 
+    def check_data(self, checksum: str) -> None:
+        """Record the data's full checksum (``engine.data_checksum()``) in a store without a start;
+        refuse a store whose recorded checksum differs (made from other data)."""
+        stored = self.group.attrs.get("data_checksum")
+        if stored is None and not self.has_start():
+            self.group.attrs["data_checksum"] = checksum
+        elif stored != checksum:
+            raise StoreMismatchError(
+                f"the path store {self.root} was made from other data (block checksums differ: "
+                f"{stored or 'none recorded, by an older smem_dask'} in the store, {checksum} now); "
+                "use a new store for these data")
+
 
 def read_path_store(location) -> dict:
     """The finished part of a path store, read-only (no lock, no data needed): a dict with

@@ -65,11 +65,12 @@ def test_path_killed_with_sigkill_resumes_without_recomputing(data, tmp_path, ba
     for first in range(0, len(ref.alphas), batch):
         todo = [i for i in range(first, min(first + batch, len(ref.alphas))) if not before["done"][i]]
         expected += max((ref.fits[i].n_passes for i in todo), default=0)
-    assert resumed.total_passes == expected
+    # (plus one pass verifying the data's checksum before anything stored was used)
+    assert resumed.total_passes == expected + 1
     assert 0 < expected < ref.total_passes
-    # and once complete, a rerun reads everything back without a data pass
+    # and once complete, a rerun reads everything back after the verification pass alone
     again = fit_path(X, y, batch=batch, store=store, **KW)
-    assert again.total_passes == 0 and again.resumed.all()
+    assert again.total_passes == 1 and again.resumed.all()
     np.testing.assert_array_equal(again.coefs, resumed.coefs)
 
 
@@ -111,7 +112,7 @@ def test_store_from_other_data_or_settings_is_refused(data, tmp_path):
     assert stored["done"].all()
     np.testing.assert_array_equal(stored["coefs"], first.coefs)
     assert not (store / ".smem_dask.lock").exists()
-    assert fit_path(X, y, batch=1, store=store, **{**KW, "n_alphas": 4}).total_passes == 0
+    assert fit_path(X, y, batch=1, store=store, **{**KW, "n_alphas": 4}).total_passes == 1
 
 
 def test_store_location_errors(data, tmp_path):
