@@ -232,10 +232,11 @@ def _scheduler(args):
                     raise ValueError(f"--memory-limit takes a size such as 2GiB or 500MB, got "
                                      f"{args.memory_limit!r}") from None
             try:
-                cluster = stack.enter_context(LocalCluster(
-                    n_workers=args.workers, threads_per_worker=1, processes=True,
-                    memory_limit=args.memory_limit, host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                    silence_logs=logging.ERROR))  # the workers' warnings are not for the user
+                with _sigint_ignored():
+                    cluster = stack.enter_context(LocalCluster(
+                        n_workers=args.workers, threads_per_worker=1, processes=True,
+                        memory_limit=args.memory_limit, host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                        silence_logs=logging.ERROR))  # the workers' warnings are not for the user
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"cannot start {args.workers} local workers with --memory-limit "
                                  f"{args.memory_limit}: {exc}") from exc
@@ -330,7 +331,8 @@ _RECEIVED: list[int] = []
 @contextlib.contextmanager
 def _stop_on_signals():
     """SIGINT and SIGTERM ask the running fit to stop after its current iteration (its data pass
-    finishes), so that what exists is saved; a second one aborts at once (KeyboardInterrupt)."""
+    finishes), so that what exists is saved; a second one aborts at once (KeyboardInterrupt).
+    """
     def stop(signum, frame):
         _RECEIVED.append(signum)
         if len(_RECEIVED) > 1:
@@ -350,12 +352,27 @@ def _stop_on_signals():
         STOP_REQUESTED.clear()
 
 
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while the ``--workers`` processes start: they inherit it, so the Ctrl-C a terminal
+    sends to the whole process group reaches only this process (which stops the fit and saves it)
+    instead of killing the workers under a running fit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _stopped_by_signal(what: str, out: str | None, note: str) -> int:
     """The one line after a fit stopped by a signal; the exit code 128 + that signal."""
     signum = _RECEIVED[0] if _RECEIVED else signal.SIGINT
     how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-    written = f"wrote {out}" if out else "nothing written (no --out)"
-    print(f"smem-dask: {how} after {what}; {written} ({note})", file=sys.stderr)
+    said = f"wrote {out} ({note})" if out else f"{note}; nothing written (no --out)"
+    print(f"smem-dask: {how} after {what}; {said}", file=sys.stderr)
     return 128 + signum
 
 
@@ -422,7 +439,7 @@ def _make_data(args) -> int:
 def _fit(args) -> int:
     X, y = open_store(args.data)
     est = _model_estimator(args)
-    with _scheduler(args):
+    with _scheduler(args), _stop_on_signals():
         t0 = time.perf_counter()
         est.fit(X, y)
         seconds = time.perf_counter() - t0
@@ -465,7 +482,7 @@ def _path(args) -> int:
               f"{fit.n_iter:4d}  passes {fit.n_passes:4d}"
               f"{'' if fit.converged else '  NOT converged'}", flush=True)
 
-    with _scheduler(args):
+    with _scheduler(args), _stop_on_signals():
         t0 = time.perf_counter()
         path = est.path(X, y, n_alphas=n_alphas, eps=args.eps, batch=args.batch, store=args.store,
                         callback=None if args.quiet else progress)
@@ -543,8 +560,6 @@ def main(argv: list[str] | None = None) -> int:
         _check_outputs(args)
         if args.command in ("fit", "path"):
             _max_time(args.max_time)  # checked before any data pass
-            with _stop_on_signals():
-                return handler(args)
         return handler(args)
     except _EXPECTED_ERRORS as exc:
         text = str(exc).strip().splitlines()

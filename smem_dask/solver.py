@@ -26,6 +26,10 @@ so that each data pass serves every fit still running. Each EM iteration is, in 
    or reaches ``max_iter`` uncertified returns ``converged=False`` with a ``ConvergenceWarning``
    giving the gap. Penalties without a convex conjugate (scad, mcp, log, bridge q < 1; α > 0) have
    no certificate: such fits stop on the relative change as before, but are never converged.
+5. *Stopping early*: after each accepted iteration a :class:`Stop` is asked whether the time limit
+   (``max_time``) has passed or a stop was requested (:data:`STOP_REQUESTED`, set by the command
+   line's signal handlers); the fit then ends at once with its current iterate, ``converged=False``
+   and ``stopped`` saying why (no certificate attempt, no extra pass).
 
 Objective changes are computed per observation (``Loss.value_difference``) in the same pass, so
 restart and stopping decisions stay exact far below the ~1e-16·|F| resolution of F itself; the

@@ -5,6 +5,7 @@ Oracles: a fit stopped after k iterations equals the same fit run with ``max_ite
 a stopped path equal the same α of a path that was not stopped."""
 
 import json
+import os
 import queue
 import re
 import signal
@@ -73,14 +74,18 @@ class Lines:
         return "".join(self.seen)
 
 
-def interrupted(args, after, sig, timeout=180):
-    """Run the CLI, send ``sig`` once a stdout line matches ``after``; (exit code, stdout, stderr)."""
+def interrupted(args, after, sig, timeout=180, group=False):
+    """Run the CLI, send ``sig`` once a stdout line matches ``after`` (``group``: to its whole process
+    group, as a terminal's Ctrl-C does); (exit code, stdout, stderr)."""
     proc = subprocess.Popen([sys.executable, "-m", "smem_dask", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=group)
     try:
         lines = Lines(proc)
         lines.wait_for(after, timeout)
-        proc.send_signal(sig)
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
         stdout = lines.rest(timeout)
         return proc.returncode, stdout, proc.stderr.read()
     finally:
@@ -114,6 +119,21 @@ def test_a_signal_stops_fit_after_the_iteration_and_writes_it(store, tmp_path, s
     assert result["intercept"] == pytest.approx(ref.intercept_, rel=1e-12, abs=1e-15)
     assert result["objective"] == pytest.approx(ref.objective_, rel=1e-12)
     assert result["objective_history"] == pytest.approx(ref.objective_history_, rel=1e-12)
+
+
+@pytest.mark.distributed
+def test_ctrl_c_to_the_process_group_spares_the_local_workers(store, tmp_path):
+    """A terminal's Ctrl-C reaches the --workers processes too; they survive it, so the fit is saved."""
+    out = tmp_path / "w.json"
+    returncode, _, stderr = interrupted(["fit", store, *SLOW_FIT, "--workers", 2, "--out", out],
+                                        r"^iter +2 ", signal.SIGINT, group=True)
+    assert returncode == 130, stderr
+    result = json.loads(out.read_text())
+    k = result["n_iter"]
+    assert stderr.strip().splitlines() == [f"smem-dask: interrupted after iteration {k}; wrote {out} "
+                                           "(not converged)"]
+    np.testing.assert_allclose(result["coef"], fit_of(store, max_iter=k, **SLOW_PARAMS).coef_,
+                               rtol=1e-12, atol=1e-15)
 
 
 def test_sigint_stops_path_after_the_finished_alphas(store, tmp_path):
