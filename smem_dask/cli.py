@@ -331,8 +331,8 @@ _RECEIVED: list[int] = []
 @contextlib.contextmanager
 def _stop_on_signals():
     """SIGINT and SIGTERM ask the running fit to stop after its current iteration (its data pass
-    finishes), so that what exists is saved; a second one aborts at once (KeyboardInterrupt).
-    """
+    finishes), so that what exists is saved; a second one aborts at once (KeyboardInterrupt)."""
+
     def stop(signum, frame):
         _RECEIVED.append(signum)
         if len(_RECEIVED) > 1:
@@ -383,6 +383,9 @@ def _write_json(path: str, result: dict) -> None:
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(result, fh, indent=1)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as open() would create it, not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

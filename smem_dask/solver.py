@@ -980,7 +980,7 @@ def em_iterations(
             if (converged := (yield from attempts())):
                 break
             next_attempt, scheduled = it + min(2**n_attempts, 64), max(scheduled, 2 * it)
-        if (stopped := stop.reason()) is not None:
+        if it < config.max_iter and (stopped := stop.reason()) is not None:
             break  # no certificate attempt after the loop either: a stop is for now
 
     if certifiable and not converged and attempted_at is not beta and stopped is None:
