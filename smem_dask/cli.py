@@ -1,6 +1,9 @@
 """The ``smem-dask`` command: ``demo``, ``make-data``, ``fit``, ``path``. Thin: parse, call, print.
 
 Errors are one line on stderr (``smem-dask: error: …``) with exit code 2, never a traceback.
+SIGINT or SIGTERM during ``fit`` or ``path`` stops the fit after its current iteration, writes what
+exists to ``--out`` (marked not converged) and exits 130 or 143 (128 + the signal); a second signal
+aborts at once.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 
@@ -21,7 +26,7 @@ from .data import open_store, write_zarr
 from .estimators import SMEMClassifier, SMEMRegressor
 from .losses import LOSSES
 from .penalties import PENALTIES
-from .solver import ACCELERATIONS, CURVATURES
+from .solver import ACCELERATIONS, CURVATURES, STOP_REQUESTED, ConvergenceWarning, check_max_time
 
 _EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, TimeoutError, KeyError, MemoryError)
 
@@ -50,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--acceleration", choices=ACCELERATIONS, default="nesterov-restart")
         p.add_argument("--tol", type=float, default=1e-8)
         p.add_argument("--max-iter", type=_positive_int, default=1000)
+        p.add_argument("--max-time", metavar="SECONDS",
+                       help="stop after the iteration during which this much wall time has passed; "
+                            "the result is written, not converged (exit code 0)")
 
     def model_options(p):
         p.add_argument("data", metavar="DATA.zarr", help="zarr store with arrays X (n × p) and y (n)")
@@ -169,7 +177,8 @@ def _estimator(loss: str, **params):
 
 
 def _solver_params(args) -> dict:
-    params = dict(acceleration=args.acceleration, tol=args.tol, max_iter=args.max_iter)
+    params = dict(acceleration=args.acceleration, tol=args.tol, max_iter=args.max_iter,
+                  max_time=_max_time(args.max_time))
     if hasattr(args, "alpha"):
         params["alpha"] = args.alpha
     return params
@@ -223,10 +232,11 @@ def _scheduler(args):
                     raise ValueError(f"--memory-limit takes a size such as 2GiB or 500MB, got "
                                      f"{args.memory_limit!r}") from None
             try:
-                cluster = stack.enter_context(LocalCluster(
-                    n_workers=args.workers, threads_per_worker=1, processes=True,
-                    memory_limit=args.memory_limit, host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                    silence_logs=logging.ERROR))  # the workers' warnings are not for the user
+                with _sigint_ignored():
+                    cluster = stack.enter_context(LocalCluster(
+                        n_workers=args.workers, threads_per_worker=1, processes=True,
+                        memory_limit=args.memory_limit, host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                        silence_logs=logging.ERROR))  # the workers' warnings are not for the user
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"cannot start {args.workers} local workers with --memory-limit "
                                  f"{args.memory_limit}: {exc}") from exc
@@ -302,6 +312,87 @@ def _probe(address: str, timeout: float, security) -> None:
         raise OSError(f"the process there is not a dask scheduler (it says {answer!r:.80})")
 
 
+def _max_time(text: str | None) -> float | None:
+    """``--max-time`` in seconds (None when not given)."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+        check_max_time(value)
+    except ValueError:
+        raise ValueError(f"--max-time takes a positive number of seconds, got {text!r}") from None
+    return value
+
+
+#: the stop signals received during this ``fit`` or ``path`` (see :func:`_stop_on_signals`)
+_RECEIVED: list[int] = []
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGINT and SIGTERM ask the running fit to stop after its current iteration (its data pass
+    finishes), so that what exists is saved; a second one aborts at once (KeyboardInterrupt)."""
+
+    def stop(signum, frame):
+        _RECEIVED.append(signum)
+        if len(_RECEIVED) > 1:
+            raise KeyboardInterrupt
+        STOP_REQUESTED.set()
+
+    _RECEIVED.clear()
+    if threading.current_thread() is not threading.main_thread():  # main() called from a thread
+        yield
+        return
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        STOP_REQUESTED.clear()
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored while the ``--workers`` processes start: they inherit it, so the Ctrl-C a terminal
+    sends to the whole process group reaches only this process (which stops the fit and saves it)
+    instead of killing the workers under a running fit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stopped_by_signal(what: str, out: str | None, note: str) -> int:
+    """The one line after a fit stopped by a signal; the exit code 128 + that signal."""
+    signum = _RECEIVED[0] if _RECEIVED else signal.SIGINT
+    how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+    said = f"wrote {out} ({note})" if out else f"{note}; nothing written (no --out)"
+    print(f"smem-dask: {how} after {what}; {said}", file=sys.stderr)
+    return 128 + signum
+
+
+def _write_json(path: str, result: dict) -> None:
+    """Write ``result`` to ``path`` whole or not at all (a temporary file renamed over it)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".smem-dask-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(result, fh, indent=1)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as open() would create it, not mkstemp's 0600
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _summary(est, seconds: float) -> str:
     return (f"{est.n_iter_} iterations, {est.n_passes_} data passes ({est.n_restarts_} restarts), "
             f"{seconds:.1f} s, final objective {est.objective_:.12f}, "
@@ -351,7 +442,7 @@ def _make_data(args) -> int:
 def _fit(args) -> int:
     X, y = open_store(args.data)
     est = _model_estimator(args)
-    with _scheduler(args):
+    with _scheduler(args), _stop_on_signals():
         t0 = time.perf_counter()
         est.fit(X, y)
         seconds = time.perf_counter() - t0
@@ -364,12 +455,14 @@ def _fit(args) -> int:
             "n_iter": est.n_iter_, "n_passes": est.n_passes_, "objective": est.objective_,
             "converged": bool(est.converged_), "objective_history": est.objective_history_,
             "duality_gap": float(est.duality_gap_) if np.isfinite(est.duality_gap_) else None,
+            "stopped": est.stopped_,
         }
         if hasattr(est, "classes_"):
             result["classes"] = np.asarray(est.classes_).tolist()
-        with open(args.out, "w") as fh:
-            json.dump(result, fh, indent=1)
+        _write_json(args.out, result)
         print(f"wrote {args.out}")
+    if est.stopped_ == "interrupted":
+        return _stopped_by_signal(f"iteration {est.n_iter_}", args.out, "not converged")
     return 0
 
 
@@ -392,7 +485,7 @@ def _path(args) -> int:
               f"{fit.n_iter:4d}  passes {fit.n_passes:4d}"
               f"{'' if fit.converged else '  NOT converged'}", flush=True)
 
-    with _scheduler(args):
+    with _scheduler(args), _stop_on_signals():
         t0 = time.perf_counter()
         path = est.path(X, y, n_alphas=n_alphas, eps=args.eps, batch=args.batch, store=args.store,
                         callback=None if args.quiet else progress)
@@ -403,13 +496,16 @@ def _path(args) -> int:
           f"{f', {n_resumed} read from the store' if n_resumed else ''}; "
           f"{int(path.converged.sum())}/{len(path.alphas)} converged")
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump({"loss": repr(est.loss_), "penalty": args.penalty,
-                       "alphas": path.alphas.tolist(), "coefs": path.coefs.tolist(),
-                       "intercepts": path.intercepts.tolist(),
-                       "objectives": path.objectives.tolist(), "n_iter": path.n_iter.tolist(),
-                       "n_passes": path.n_passes.tolist(), "converged": path.converged.tolist(),
-                       "total_passes": path.total_passes}, fh, indent=1)
+        # α not reached (a stopped path) are null, not NaN (which is not JSON)
+        reached = [f is not None for f in path.fits]
+        _write_json(args.out, {
+            "loss": repr(est.loss_), "penalty": args.penalty, "alphas": path.alphas.tolist(),
+            "coefs": [c.tolist() if r else None for c, r in zip(path.coefs, reached, strict=True)],
+            "intercepts": [float(b) if r else None for b, r in zip(path.intercepts, reached, strict=True)],
+            "objectives": [float(f) if r else None for f, r in zip(path.objectives, reached, strict=True)],
+            "n_iter": path.n_iter.tolist(), "n_passes": path.n_passes.tolist(),
+            "converged": path.converged.tolist(), "finished": path.finished.tolist(),
+            "stopped": path.stopped, "total_passes": path.total_passes})
         print(f"wrote {args.out}")
     if args.plot:
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -425,10 +521,17 @@ def _path(args) -> int:
         fig.savefig(args.plot, dpi=120)
         plt.close(fig)
         print(f"wrote {args.plot}")
+    if path.stopped == "interrupted":
+        n_done, n = int(path.finished.sum()), len(path.alphas)
+        return _stopped_by_signal(f"{n_done} of {n} alphas", args.out,
+                                  f"{n - n_done} not finished" + (
+                                      "; rerun with the same --store to resume" if args.store else ""))
     return 0
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    if STOP_REQUESTED.is_set() and issubclass(category, ConvergenceWarning) and "interrupted" in str(message):
+        return  # said by the line on the interruption
     print(f"smem-dask: warning: {message}", file=sys.stderr)
 
 
@@ -452,11 +555,14 @@ def _check_outputs(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _RECEIVED.clear()
     handler = {"demo": _demo, "make-data": _make_data, "fit": _fit, "path": _path}[args.command]
     previous = warnings.showwarning
     warnings.showwarning = _one_line_warning
     try:
         _check_outputs(args)
+        if args.command in ("fit", "path"):
+            _max_time(args.max_time)  # checked before any data pass
         return handler(args)
     except _EXPECTED_ERRORS as exc:
         text = str(exc).strip().splitlines()
@@ -464,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("smem-dask: interrupted", file=sys.stderr)
-        return 130
+        return 128 + (_RECEIVED[-1] if _RECEIVED else signal.SIGINT)
     finally:
         warnings.showwarning = previous
 

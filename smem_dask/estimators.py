@@ -35,6 +35,7 @@ from .solver import (
     FitResult,
     IterationRecord,
     SolverConfig,
+    Stop,
     curvature_bound,
     fit_em,
 )
@@ -53,7 +54,7 @@ class _SMEMBase(BaseEstimator):
     def __init__(self, *, loss, penalty="l2", alpha=1e-4, l1_ratio=None, fit_intercept=True,
                  acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist="auto",
                  split_every=8, verbose=0, loss_params=None, penalty_params=None,
-                 penalty_solver=None, curvature="adaptive"):
+                 penalty_solver=None, curvature="adaptive", max_time=None):
         self.loss = loss
         self.penalty = penalty
         self.alpha = alpha
@@ -69,6 +70,7 @@ class _SMEMBase(BaseEstimator):
         self.penalty_params = penalty_params
         self.penalty_solver = penalty_solver
         self.curvature = curvature
+        self.max_time = max_time
 
     # -- parameters ------------------------------------------------------------------------------
     def _validated_loss(self) -> Loss:
@@ -163,6 +165,7 @@ class _SMEMBase(BaseEstimator):
         sample_weight : (n,) array of non-negative weights, optional
         """
         loss, penalty, config, eng = self._prepare(X, y, sample_weight)
+        stop = Stop.after(config.max_time)  # one deadline for the whole fit (warm start included)
         callback = _printer(eng.nbytes) if self.verbose else None
         beta0, warm_passes = None, 0
         if not penalty.convex:
@@ -170,11 +173,12 @@ class _SMEMBase(BaseEstimator):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 warm = fit_em(eng, loss, L2(), self.alpha, fit_intercept=bool(self.fit_intercept),
-                              config=replace(config, penalty_solver="em", tol=max(config.tol, 1e-6)))
+                              config=replace(config, penalty_solver="em", tol=max(config.tol, 1e-6)),
+                              stop=stop)
             beta0 = np.r_[warm.coef, warm.intercept] if self.fit_intercept else warm.coef
             warm_passes = warm.n_passes
         result = fit_em(eng, loss, penalty, self.alpha, fit_intercept=bool(self.fit_intercept),
-                        config=config, callback=callback, beta0=beta0)
+                        config=config, callback=callback, beta0=beta0, stop=stop)
         result.n_passes += warm_passes
         self._set_fitted(result, loss)
         self.bytes_read_ = result.n_passes * eng.nbytes
@@ -188,7 +192,8 @@ class _SMEMBase(BaseEstimator):
         loss = self._validated_loss()
         penalty = self._validated_penalty()
         config = SolverConfig(self.acceleration, self.tol, self.max_iter,
-                              self.penalty_solver or penalty.default_solver, self.curvature)
+                              self.penalty_solver or penalty.default_solver, self.curvature,
+                              max_time=self.max_time)
         check_solver(penalty, config.penalty_solver)
         if config.curvature == "fixed":
             curvature_bound(loss)
@@ -217,7 +222,9 @@ class _SMEMBase(BaseEstimator):
         M-step system: no first pass). ``store``: a directory or zarr group keeping shared
         statistics and each finished α, so an interrupted path resumes (:mod:`smem_dask.store`).
         ``callback(i, alpha, fit)`` runs after α i finishes. The estimator's own ``alpha`` is not used; it
-        is left fitted at the smallest α. Returns a :class:`smem_dask.path.PathResult`.
+        is left fitted at the smallest α (the smallest reached, when ``max_time`` stops the path:
+        α not reached hold NaN, see :class:`~smem_dask.path.PathResult`). Returns a
+        :class:`smem_dask.path.PathResult`.
         """
         # an explicit lockstep batch carries one Gram per α in every pass: checked before any read
         lockstep = 1
@@ -230,7 +237,8 @@ class _SMEMBase(BaseEstimator):
         result = solve_path(eng, loss, penalty, alphas=alphas, n_alphas=n_alphas, eps=eps,
                             fit_intercept=bool(self.fit_intercept), config=config, batch=batch,
                             store=store, callback=callback)
-        self._set_fitted(result.fits[-1], loss)
+        # the smallest α reached (a path stopped early did not reach them all)
+        self._set_fitted([f for f in result.fits if f is not None][-1], loss)
         self.alpha_path_ = result.alphas
         self.bytes_read_ = result.total_passes * eng.nbytes
         return result
@@ -247,6 +255,7 @@ class _SMEMBase(BaseEstimator):
         self.history_ = result.history
         self.converged_ = result.converged
         self.duality_gap_ = result.duality_gap
+        self.stopped_ = result.stopped
 
     # -- prediction ------------------------------------------------------------------------------
     def _predict_input(self, X):
@@ -302,13 +311,19 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
         bound ω = ¼ (logistic) / 1 (squared, huber): one Gram pass, then gradient-only passes;
         or the E-step Gram reused as the M-step matrix of gradient-only passes, refreshed
         at iterations 1, 2, 4, 8, … and whenever F would rise (fastest in memory; any loss)
+    max_time : None | float > 0 — seconds of wall time for ``fit`` (or the whole ``path``): the fit
+        stops after the iteration during which the time ran out and keeps that iterate, with
+        ``converged_`` False, ``stopped_ == "max_time"`` and a ``ConvergenceWarning``. Setting
+        :data:`smem_dask.solver.STOP_REQUESTED` (e.g. from a signal handler) stops a fit the same
+        way, with ``stopped_ == "interrupted"``
 
     Attributes
     ----------
     classes_, coef_ (p,), intercept_, n_features_in_, feature_names_in_ (DataFrame input only), n_iter_,
     n_passes_, n_restarts_, objective_, objective_history_ (F at the start and after each iteration),
     history_, converged_, duality_gap_ (hinge and quantile: F(β) − D(a), an upper bound on F(β) − F*;
-    NaN for the other losses), bytes_read_ (data passes × bytes of X as stored)
+    NaN for the other losses), stopped_ (None, or why the fit stopped early: "max_time",
+    "interrupted"), bytes_read_ (data passes × bytes of X as stored)
     """
 
     _kind = "classifier"
@@ -316,12 +331,13 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
     def __init__(self, *, loss="logistic", penalty="l2", alpha=1e-4, l1_ratio=None, class_weight=None,
                  fit_intercept=True, acceleration="nesterov-restart", tol=1e-8, max_iter=1000,
                  persist="auto", split_every=8, verbose=0, loss_params=None, penalty_params=None,
-                 penalty_solver=None, curvature="adaptive"):
+                 penalty_solver=None, curvature="adaptive", max_time=None):
         super().__init__(
             loss=loss, penalty=penalty, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept,
             acceleration=acceleration, tol=tol, max_iter=max_iter, persist=persist,
             split_every=split_every, verbose=verbose, loss_params=loss_params,
             penalty_params=penalty_params, penalty_solver=penalty_solver, curvature=curvature,
+            max_time=max_time,
         )
         self.class_weight = class_weight
 
@@ -438,12 +454,13 @@ class SMEMRegressor(RegressorMixin, _SMEMBase):
     def __init__(self, *, loss="squared", penalty="l2", alpha=1e-4, l1_ratio=None, fit_intercept=True,
                  acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist="auto",
                  split_every=8, verbose=0, loss_params=None, penalty_params=None,
-                 penalty_solver=None, curvature="adaptive"):
+                 penalty_solver=None, curvature="adaptive", max_time=None):
         super().__init__(
             loss=loss, penalty=penalty, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept,
             acceleration=acceleration, tol=tol, max_iter=max_iter, persist=persist,
             split_every=split_every, verbose=verbose, loss_params=loss_params,
             penalty_params=penalty_params, penalty_solver=penalty_solver, curvature=curvature,
+            max_time=max_time,
         )
 
     def __sklearn_tags__(self):
@@ -585,17 +602,18 @@ def _printer(nbytes: int, file=None):
 
 
 def fit_path(X, y, loss="logistic", penalty="l2", *, sample_weight=None, alphas=None, n_alphas=40,
-             eps=1e-3, batch="auto", store=None, callback=None, **params):
+             eps=1e-3, batch="auto", store=None, callback=None, max_time=None, **params):
     """A regularization path of ``loss`` + α·``penalty``: ``n_alphas`` values of α from
     α_max down to α_max·``eps`` (or the given ``alphas``), largest first, warm-started.
 
     ``params`` are estimator parameters (``fit_intercept``, ``tol``, ``loss_params``, …). Returns a
     :class:`smem_dask.path.PathResult` with ``alphas``, ``coefs``, ``intercepts``, ``objectives``,
     ``n_iter``, ``n_passes``, ``converged`` per α, and ``total_passes``. ``batch``, ``store`` and
-    ``callback``: see :meth:`SMEMClassifier.path`.
+    ``callback``: see :meth:`SMEMClassifier.path`. ``max_time``: seconds for the whole path; α not
+    reached in time are NaN and not converged (see :class:`~smem_dask.path.PathResult`).
     """
     loss_obj = get_loss(loss, **(params.get("loss_params") or {}))
     cls = SMEMClassifier if loss_obj.is_classifier else SMEMRegressor
-    return cls(loss=loss, penalty=penalty, **params).path(
+    return cls(loss=loss, penalty=penalty, max_time=max_time, **params).path(
         X, y, sample_weight, alphas=alphas, n_alphas=n_alphas, eps=eps, batch=batch, store=store,
         callback=callback)

@@ -22,6 +22,7 @@ from .solver import (
     FitResult,
     FixedCurvature,
     SolverConfig,
+    Stop,
     WarmStart,
     curvature_bound,
     em_iterations,
@@ -47,7 +48,14 @@ RIDGE_ALPHA_MAX_FACTOR = 1e3
 
 @dataclass
 class PathResult:
-    """One fit per α, largest α first."""
+    """One fit per α, largest α first.
+
+    A path stopped early (``stopped``: ``"max_time"`` or ``"interrupted"``, see
+    :class:`~smem_dask.solver.Stop`) still has one entry per α: the α it was solving hold their
+    current iterate (``converged`` False, ``finished`` False), the α it did not reach hold NaN
+    coefficients, intercept and objective, ``n_iter`` 0 and no fit (``fits[i]`` None). A store
+    keeps only the finished α, so a rerun with it resumes at the first unfinished one.
+    """
 
     alphas: np.ndarray
     coefs: np.ndarray  # (n_alphas, p)
@@ -58,7 +66,9 @@ class PathResult:
     converged: np.ndarray
     total_passes: int = 0  # data passes of this run (the shared start included)
     resumed: np.ndarray | None = None  # α read from the store instead of computed
-    fits: list[FitResult] = field(default_factory=list, repr=False)
+    fits: list[FitResult | None] = field(default_factory=list, repr=False)
+    stopped: str | None = None  # why the path stopped early ("max_time", "interrupted"), or None
+    finished: np.ndarray | None = None  # α that ran their course (converged or not), stored or read
 
 
 def alpha_max(engine, loss: Loss, penalty: Penalty, *, fit_intercept: bool = True,
@@ -75,9 +85,11 @@ def alpha_max(engine, loss: Loss, penalty: Penalty, *, fit_intercept: bool = Tru
     # an intercept-only fit: l1 with an enormous α holds every coefficient at exactly 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        # not stopped early: the grid and every α's start depend on it (a few cheap passes)
         start = fit_em(engine, loss, L1(), 1e30, fit_intercept=fit_intercept,
                        config=replace(config, penalty_solver="exact", acceleration="none",
-                                      curvature="adaptive"))
+                                      curvature="adaptive", max_time=None),
+                       stop=Stop(interruptible=False))
     grad = start.warm.loss_grad[:p] / start.warm.system.weight
     threshold = penalty.zero_threshold(grad)
     if threshold is not None:
@@ -118,8 +130,14 @@ def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: i
     data's checksum (every block's hash), which a new store records from the path's first pass and
     a resume compares in one verification pass before it uses anything stored.
     ``callback(i, alpha, fit)`` is called after α i is finished (and stored).
+
+    ``config.max_time`` limits the whole path (the shared start excepted: it always completes);
+    the path also stops on :data:`~smem_dask.solver.STOP_REQUESTED`. The α being solved then stop
+    after their current iteration and are neither stored nor passed to ``callback``; later α are
+    not computed (see :class:`PathResult`), with one ``ConvergenceWarning``.
     """
     config = config or SolverConfig()
+    stop = Stop.after(config.max_time)
     q = engine.n_features + int(fit_intercept)
     auto_batch = batch == "auto"
     if auto_batch:
@@ -161,7 +179,7 @@ def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: i
             else:
                 engine.request_checksum()  # recorded from the first pass, before the start
         return _solve_path(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, config,
-                           int(batch), pstore, callback, p, passes_at_start)
+                           int(batch), pstore, callback, p, passes_at_start, stop)
     finally:
         if pstore is not None:
             pstore.close()
@@ -187,7 +205,7 @@ def _start(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, config):
 
 
 def _solve_path(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, config, batch,
-                pstore, callback, p, passes_at_start) -> PathResult:
+                pstore, callback, p, passes_at_start, stop) -> PathResult:
     if pstore is not None and pstore.has_start():
         alphas, warm, start_passes = pstore.load_start(p)
         done = pstore.done()
@@ -203,6 +221,7 @@ def _solve_path(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, con
     for i in np.flatnonzero(done):
         fits[i] = pstore.load_alpha(i)
 
+    stopped = None
     for first in range(0, len(alphas), batch):
         members = range(first, min(first + batch, len(alphas)))
         last = members[-1]
@@ -211,29 +230,51 @@ def _solve_path(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, con
         def finished(j, fit, todo=todo, last=last):
             i = todo[j]
             fits[i] = fit
+            if fit.stopped is not None:
+                return  # unfinished: not stored, so that a rerun resumes here
             if pstore is not None:
                 pstore.save_alpha(i, fit, keep_warm=(i == last))
             if callback is not None:
                 callback(i, float(alphas[i]), fit)
 
         gens = [em_iterations(loss, penalty, alphas[i], p, fit_intercept=fit_intercept,
-                              config=config, warm=warm) for i in todo]
-        run_lockstep(engine, loss, fit_intercept, gens, on_done=finished)
+                              config=config, warm=warm, stop=stop) for i in todo]
+        with warnings.catch_warnings():
+            # one warning for the whole path below, not one per stopped α
+            warnings.filterwarnings("ignore", "SM-EM stopped", ConvergenceWarning)
+            run_lockstep(engine, loss, fit_intercept, gens, on_done=finished)
+        stopped = next((fits[i].stopped for i in todo if fits[i].stopped is not None), None)
+        if stopped is None and last < len(alphas) - 1:
+            stopped = stop.reason()
+        if stopped is not None:
+            break
         # the next batch starts where this batch's last (smallest) α ended
         warm = fits[last].warm if fits[last].warm is not None else pstore.load_warm(last)
 
-    n_passes = np.array([f.n_passes for f in fits])
+    n_passes = np.array([0 if f is None else f.n_passes for f in fits])
     if not resumed[0]:
         n_passes[0] += start_passes
+    finished = np.array([f is not None and f.stopped is None for f in fits])
+    if stopped is not None:
+        reached = sum(f is not None for f in fits)
+        warnings.warn(
+            f"the path stopped early: {stop.describe(stopped)}; {int(finished.sum())} of {len(alphas)} "
+            f"alphas finished, {reached - int(finished.sum())} hold the iterate they were stopped at "
+            f"(not converged), {len(alphas) - reached} were not computed (NaN)"
+            + ("; rerun with the same store to resume" if pstore is not None else ""),
+            ConvergenceWarning, stacklevel=4)
+    nan = np.full(p, np.nan)
     return PathResult(
         alphas=alphas,
-        coefs=np.array([f.coef for f in fits]),
-        intercepts=np.array([f.intercept for f in fits]),
-        objectives=np.array([f.objective for f in fits]),
-        n_iter=np.array([f.n_iter for f in fits]),
+        coefs=np.array([nan if f is None else f.coef for f in fits]),
+        intercepts=np.array([np.nan if f is None else f.intercept for f in fits]),
+        objectives=np.array([np.nan if f is None else f.objective for f in fits]),
+        n_iter=np.array([0 if f is None else f.n_iter for f in fits]),
         n_passes=n_passes,
-        converged=np.array([f.converged for f in fits]),
+        converged=np.array([f is not None and f.converged for f in fits]),
         total_passes=engine.n_passes - passes_at_start,
         resumed=resumed,
         fits=fits,
+        stopped=stopped,
+        finished=finished,
     )

@@ -26,6 +26,10 @@ so that each data pass serves every fit still running. Each EM iteration is, in 
    or reaches ``max_iter`` uncertified returns ``converged=False`` with a ``ConvergenceWarning``
    giving the gap. Penalties without a convex conjugate (scad, mcp, log, bridge q < 1; α > 0) have
    no certificate: such fits stop on the relative change as before, but are never converged.
+5. *Stopping early*: after each accepted iteration a :class:`Stop` is asked whether the time limit
+   (``max_time``) has passed or a stop was requested (:data:`STOP_REQUESTED`, set by the command
+   line's signal handlers); the fit then ends at once with its current iterate, ``converged=False``
+   and ``stopped`` saying why (no certificate attempt, no extra pass).
 
 Objective changes are computed per observation (``Loss.value_difference``) in the same pass, so
 restart and stopping decisions stay exact far below the ~1e-16·|F| resolution of F itself; the
@@ -59,6 +63,7 @@ No dask here.
 from __future__ import annotations
 
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -81,7 +86,9 @@ __all__ = [
     "FitResult",
     "IterationRecord",
     "SingularSystemWarning",
+    "STOP_REQUESTED",
     "SolverConfig",
+    "Stop",
     "WarmStart",
     "em_iterations",
     "fit_em",
@@ -128,6 +135,7 @@ class SolverConfig:
     max_iter: int = 1000
     penalty_solver: str = "em"  # "em" (parameter weights) or "exact" (see penalties.py)
     curvature: str = "adaptive"  # "adaptive" (the E-step), "fixed" (ω = bound), "cached" (stale Gram)
+    max_time: float | None = None  # seconds of wall time; the fit stops after the iteration past it
 
     def __post_init__(self):
         if self.curvature not in CURVATURES:
@@ -146,6 +154,52 @@ class SolverConfig:
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
         if self.max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+        check_max_time(self.max_time)
+
+
+def check_max_time(max_time) -> None:
+    """``max_time`` is None or a positive finite number of seconds."""
+    if max_time is None:
+        return
+    if (isinstance(max_time, bool) or not isinstance(max_time, (int, float, np.integer, np.floating))
+            or not (math.isfinite(max_time) and max_time > 0)):
+        raise ValueError(f"max_time must be None or a positive finite number of seconds, got {max_time!r}")
+
+
+#: set (e.g. by a signal handler) to stop every running fit after its current iteration; fits
+#: stopped so return their current iterate with ``converged=False`` and ``stopped="interrupted"``.
+#: It stays set until cleared.
+STOP_REQUESTED = threading.Event()
+
+
+@dataclass(frozen=True)
+class Stop:
+    """When a fit stops before convergence, checked once per accepted iteration (after its pass): a
+    wall-clock ``deadline`` (``time.monotonic()``; None: none) and, if ``interruptible``,
+    :data:`STOP_REQUESTED`. One object serves every fit that shares the deadline (a path's α)."""
+
+    deadline: float | None = None
+    max_time: float | None = None  # the limit the deadline came from (for messages)
+    interruptible: bool = True
+
+    @classmethod
+    def after(cls, max_time: float | None) -> Stop:
+        """A deadline ``max_time`` seconds from now (None: no deadline)."""
+        check_max_time(max_time)
+        return cls(None if max_time is None else time.monotonic() + float(max_time), max_time)
+
+    def reason(self) -> str | None:
+        """``"interrupted"``, ``"max_time"``, or None to go on."""
+        if self.interruptible and STOP_REQUESTED.is_set():
+            return "interrupted"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "max_time"
+        return None
+
+    def describe(self, reason: str) -> str:
+        if reason == "max_time":
+            return f"the time limit max_time={self.max_time:g} s was reached"
+        return "a stop was requested (interrupted)"
 
 
 @dataclass(frozen=True)
@@ -196,6 +250,9 @@ class FitResult:
     #: hinge and quantile: the final duality gap F(β) − D(a) ≥ F(β) − F* (inf: no dual-feasible point
     #: found); NaN for losses that are certified by their gradient instead
     duality_gap: float = math.nan
+    #: why the fit stopped before it could converge: "max_time" or "interrupted" (see :class:`Stop`);
+    #: None when it ran its course
+    stopped: str | None = None
 
     @property
     def objective_history(self) -> list[float]:
@@ -531,6 +588,7 @@ def fit_em(
     beta0: np.ndarray | None = None,
     callback: Callable[[IterationRecord], None] | None = None,
     warm: WarmStart | None = None,
+    stop: Stop | None = None,
 ) -> FitResult:
     """Minimize F(β, b) = (1/W) Σ s_i ℓ(y_i, x_iᵀβ + b) + α P(β) by SM-EM over ``engine``.
 
@@ -544,9 +602,12 @@ def fit_em(
     beta0 : (q,) array, optional — starting point (coefficients, then the intercept); zeros if None
     callback : called with each accepted ``IterationRecord`` (iteration 0 included)
     warm : WarmStart, optional — start at ``warm.beta`` reusing its statistics: no first pass
+    stop : Stop, optional — when to stop early; default ``Stop.after(config.max_time)``, made as the
+        fit starts. A stopped fit returns its current iterate, ``converged=False``, ``stopped`` set,
+        with a ``ConvergenceWarning``.
     """
     fit = em_iterations(loss, penalty, alpha, engine.n_features, fit_intercept=fit_intercept,
-                        config=config, beta0=beta0, callback=callback, warm=warm)
+                        config=config, beta0=beta0, callback=callback, warm=warm, stop=stop)
     return run_lockstep(engine, loss, fit_intercept, [fit])[0]
 
 
@@ -588,9 +649,12 @@ def em_iterations(
     beta0: np.ndarray | None = None,
     callback: Callable[[IterationRecord], None] | None = None,
     warm: WarmStart | None = None,
+    stop: Stop | None = None,
 ):
     """The SM-EM iteration as a generator: yields one :class:`Request` per data pass, receives its
     ``BlockStats``, returns a :class:`FitResult` (see :func:`fit_em` for the parameters)."""
+    if stop is None:
+        stop = Stop.after(config.max_time)
     alpha = float(alpha)
     if not (math.isfinite(alpha) and alpha >= 0):
         raise ValueError(f"alpha must be a finite number ≥ 0, got {alpha!r}")
@@ -696,6 +760,7 @@ def em_iterations(
     # `stats` holds the M-step system at `expand`; loss_sum, loss_grad are at β
     t = _next_t(1.0) if accelerated else 1.0  # t_1; m_0 = 0
     converged = stalled = False
+    stopped = None  # why a stop (Stop.reason) ended the loop
     n_restarts = 0
     it = 0
     restarted = False
@@ -915,20 +980,25 @@ def em_iterations(
             if (converged := (yield from attempts())):
                 break
             next_attempt, scheduled = it + min(2**n_attempts, 64), max(scheduled, 2 * it)
+        if it < config.max_iter and (stopped := stop.reason()) is not None:
+            break  # no certificate attempt after the loop either: a stop is for now
 
-    if certifiable and not converged and attempted_at is not beta:
+    if certifiable and not converged and attempted_at is not beta and stopped is None:
         converged = yield from certify()  # max_iter reached: certify, or say how far off β is
     if stalled and not nonsmooth:
         # at the floor the change test is moot; smooth losses must still pass the residual test
         converged = residual_ok(history[-1])
     if not converged:
         why = (
-            "the EM map reached a fixed point or the floating-point floor of the objective"
+            stop.describe(stopped) if stopped is not None
+            else "the EM map reached a fixed point or the floating-point floor of the objective"
             if stalled
             else "the objective stopped changing" if nonsmooth and it < config.max_iter
             else f"max_iter={config.max_iter} was reached"
         )
-        if certifiable:
+        if certifiable and stopped is not None and attempted_at is not beta:
+            state = "no certificate was attempted at the last iterate"
+        elif certifiable:
             state = (f"duality gap {gap:.3g} (relative {gap / max(1.0, abs(F)):.3g}) above the tolerance"
                      if math.isfinite(gap) else "duality gap unknown: no dual-feasible point was found at β")
         elif nonsmooth:
@@ -937,9 +1007,11 @@ def em_iterations(
         else:
             state = (f"last relative change {history[-1].change:.3g}, gradient norm "
                      f"{history[-1].grad_norm:.3g}")
+        advice = {None: "increase max_iter or tol", "max_time": "increase max_time"}.get(
+            stopped, "its current iterate is returned")
         warnings.warn(
-            f"SM-EM did not meet tol={config.tol:g} after {it} iterations: {why} ({state}); "
-            "increase max_iter or tol",
+            f"SM-EM {'stopped' if stopped else 'did not meet tol=' + format(config.tol, 'g')} after "
+            f"{it} iterations{', unconverged' if stopped else ''}: {why} ({state}); {advice}",
             ConvergenceWarning,
             stacklevel=5,
         )
@@ -956,4 +1028,5 @@ def em_iterations(
         warm=WarmStart(beta.copy(), loss_sum, loss_grad, stats, expand.copy(),
                        fixed if fixed_mode else None),
         duality_gap=gap if certifiable else math.nan,
+        stopped=stopped,
     )
