@@ -29,7 +29,6 @@ import dask
 import dask.array as da
 import numpy as np
 import zarr
-from dask.array.core import getter
 from dask.layers import ArrayBlockIdDep
 from threadpoolctl import ThreadpoolController
 from zarr.core.sync import sync
@@ -206,7 +205,12 @@ def _read_zarr(z, index, asarray=True, lock=None, *, name="X"):
     reported as damage of the store, not as zarr's bare message.
     """
     try:
-        block = getter(z, index, asarray=asarray, lock=lock)
+        if lock:
+            with lock:
+                block = z[index]
+        else:
+            block = z[index]
+        block = np.asarray(block) if asarray else block
     except ValueError as exc:
         if "checksum" not in str(exc):
             raise
@@ -494,16 +498,17 @@ def _aligned(a):
     return a if a is None or a.flags.aligned else np.array(a)
 
 
-def _pass_kernel(xb, yb, sb, block_id=None, *, loss, requests, fit_intercept, full=True, sampled=-1):
+def _pass_kernel(xb, yb, sb, block_index=None, *, loss, requests, fit_intercept, full=True, sampled=-1):
     """One block of one pass: read, compute, and pack its statistics into a (1, L) row. Given its
-    ``block_id`` (a checksummed pass), the row ends with the block's hash in
-    :data:`CHECKSUM_COLUMNS` columns: its four 16-bit pieces (when ``full``; zeros otherwise), and
-    again when it is the block ``sampled`` (zeros otherwise). Only the hashes asked for are taken."""
+    ``block_index`` (a checksummed pass: the block's (row, column) block numbers), the row ends
+    with the block's hash in :data:`CHECKSUM_COLUMNS` columns: its four 16-bit pieces (when
+    ``full``; zeros otherwise), and again when it is the block ``sampled`` (zeros otherwise).
+    Only the hashes asked for are taken."""
     xb, yb, sb = _aligned(xb), _aligned(yb), _aligned(sb)
     packed = (pack_many(block_stats_many(xb, yb, sb, loss, requests, fit_intercept, _shared_process()),
                         requests) if requests else np.zeros(0))
-    if block_id is not None:
-        b = block_id[0]
+    if block_index is not None:
+        b = int(block_index[0])  # (row block, column block)
         pieces = _pieces(_block_hash(b, xb, yb, sb)) if full or b == sampled else np.zeros(4)
         packed = np.concatenate([packed, pieces if full else np.zeros(4),
                                  pieces if b == sampled else np.zeros(4)])
@@ -606,6 +611,8 @@ class DaskEngine(_Engine):
                 raise ValueError(f"{self.n_blocks} blocks are too many to checksum exactly; use "
                                  "larger chunks")
             size += CHECKSUM_COLUMNS
+            # each block's number, given to its task as map_blocks(block_id=…) gives it (dask's own
+            # ArrayBlockIdDep: an index array of one-element blocks would add a task per block)
             hash_args = (ArrayBlockIdDep(self.X.chunks), "ij")
             hash_kw = {"full": bool(full),
                        "sampled": -1 if self.sampled_block is None else self.sampled_block}

@@ -174,7 +174,7 @@ def test_a_lock_file_left_behind_does_not_refuse_the_next_run(problem, tmp_path,
     first = fit_path(*problem, n_alphas=N_ALPHAS, store=store)
     (store / LOCK_NAME).write_bytes(content)
     again = fit_path(*problem, n_alphas=N_ALPHAS, store=store)
-    assert again.total_passes == 0 and again.resumed.all()
+    assert again.total_passes == 1 and again.resumed.all()  # the resume's verification pass
     np.testing.assert_array_equal(again.coefs, first.coefs)
     assert not (store / LOCK_NAME).exists()
 
@@ -266,8 +266,9 @@ def test_every_path_store_array_carries_a_checksum(made):
 
 def test_a_store_of_the_previous_version_is_read_and_its_damage_still_found(problem, tmp_path,
                                                                              monkeypatch):
-    """Stores written before checksums (zstd only, chunks equal to the fill value not written) are
-    read and resumed; a deleted chunk is still found through its fill value (NaN, -1)."""
+    """Arrays written without chunk checksums (zstd only, chunks equal to the fill value not written,
+    as earlier versions wrote them) are read and resumed; a deleted chunk is still found through its
+    fill value (NaN, -1)."""
     X, y = problem
     store = tmp_path / "old.zarr"
     with monkeypatch.context() as m:
@@ -276,7 +277,7 @@ def test_a_store_of_the_previous_version_is_read_and_its_damage_still_found(prob
     codecs = json.loads((store / "coefs/zarr.json").read_text())["codecs"]
     assert [c["name"] for c in codecs] == ["bytes", "zstd"]
     again = fit_path(X, y, n_alphas=N_ALPHAS, store=store)
-    assert again.total_passes == 0 and again.resumed.all()
+    assert again.total_passes == 1 and again.resumed.all()  # the resume's verification pass
     np.testing.assert_array_equal(again.coefs, first.coefs)
     np.testing.assert_array_equal(read_path_store(store)["coefs"], first.coefs)
     (store / "coefs/c/1/0").unlink()
@@ -286,6 +287,24 @@ def test_a_store_of_the_previous_version_is_read_and_its_damage_still_found(prob
     with pytest.raises(StoreDamagedError, match=r"coefs of α 2 of 5: NaN"):
         read_path_store(store)
     assert snapshot(store) == before
+
+
+def test_a_store_fingerprinted_by_sampled_blocks_is_refused_but_still_readable(problem, tmp_path):
+    """Earlier versions fingerprinted three sampled blocks (a "checksum" in the fingerprint): such a
+    store cannot be verified against the data, so it is not resumed; its results can still be read."""
+    X, y = problem
+    store = tmp_path / "sampled.zarr"
+    first = fit_path(X, y, n_alphas=N_ALPHAS, store=store)
+    meta = json.loads((store / "zarr.json").read_text())
+    meta["attributes"]["fingerprint"]["checksum"] = "0" * 64
+    del meta["attributes"]["data_checksum"]
+    (store / "zarr.json").write_text(json.dumps(meta))
+    before = snapshot(store)
+    with pytest.raises(StoreMismatchError, match=r"written by an earlier smem_dask that checksummed only "
+                                                 r"three blocks .* delete it and rerun"):
+        fit_path(X, y, n_alphas=N_ALPHAS, store=store)
+    assert snapshot(store) == before
+    np.testing.assert_array_equal(read_path_store(store)["coefs"], first.coefs)
 
 
 # -- directories that are not ours ----------------------------------------------------------------------
