@@ -42,6 +42,7 @@ __all__ = [
     "require_workers",
     "as_array",
     "check_gram_fits",
+    "check_memory_fits",
     "gram_systems_that_fit",
     "check_shapes",
     "compute",
@@ -226,8 +227,8 @@ def _memory_advice(engine, client) -> str:
     """The block size and the workers' memory limit, for messages about workers out of memory."""
     parts = []
     if engine is not None:
-        parts.append(f"{_describe_block(engine.X)} and a data pass needs about "
-                     f"{PASS_MEMORY_FACTOR}× that per worker thread")
+        parts.append(f"{_describe_block(engine.X, engine.y, engine.sample_weight)} and a data "
+                     f"pass needs about {PASS_MEMORY_FACTOR}× that per worker thread")
     try:
         limits = [w["limit"] for w in _workers(client) if w["limit"]]
     except Exception:  # noqa: BLE001 - only for the message; the cluster may be gone
@@ -299,10 +300,10 @@ def _compute_watched(*args, engine=None) -> tuple:
         try:
             results = client.gather(futures)
         except KilledWorker as exc:
+            what = "a block of a data pass" if engine is not None else "one task"
             raise WorkerMemoryError(
-                f"dask workers died {exc.allowed_failures + 1} times running one task of a data "
-                f"pass (KilledWorker), most likely out of memory: {_memory_advice(engine, client)}"
-            ) from None
+                f"dask workers died {exc.allowed_failures + 1} times running {what} (KilledWorker), "
+                f"most likely out of memory: {_memory_advice(engine, client)}") from None
     finally:
         if client.status == "running" and not all(f.done() for f in futures):
             with contextlib.suppress(Exception):
@@ -551,8 +552,8 @@ PERSIST_FRACTION = 0.5
 def memory_available() -> float:
     """Bytes that persisted data could occupy: with a distributed client, the sum over the workers
     of their memory limit (a worker without one counts the machine's memory) less the memory the
-    worker process already uses (an idle worker: about 65 MB); else the memory available on this
-    machine."""
+    worker process uses itself (at least :data:`WORKER_OWN_BYTES`); else the memory available on
+    this machine."""
     import psutil
 
     client = _distributed_client()
@@ -575,6 +576,13 @@ CLIENT_GRAM_COPIES = 4
 PASS_MEMORY_FACTOR = 3
 
 
+#: the memory a worker process takes for itself once it has run a pass (python, dask, zarr,
+#: numpy, scipy and BLAS loaded): counted instead of what it reports when that is less. Measured
+#: with distributed 2026.8 and zarr 3.1: a fresh worker reports 62 MiB, 166 MiB after reading one
+#: zarr array, 223 MiB after a fit on 2000 rows (psutil RSS through ``client.run``)
+WORKER_OWN_BYTES = 224 * 2**20
+
+
 def _distributed_client(collections=()):
     """The distributed Client that ``dask.compute`` would run ``collections`` on (chosen as dask
     chooses: ``scheduler=`` in dask's config, else the current client), or None (threads)."""
@@ -592,11 +600,11 @@ def _distributed_client(collections=()):
 
 def _workers(client) -> list[dict]:
     """Each worker of ``client``'s cluster: its memory ``limit`` in bytes (None without one), the
-    memory its process ``used`` (resident set, as the worker last reported it), ``nthreads`` and
-    ``status`` ("running", "paused", …)."""
+    memory its process ``used`` (resident set as the worker last reported it, at least
+    :data:`WORKER_OWN_BYTES`), ``nthreads`` and ``status`` ("running", "paused", …)."""
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     return [{"limit": float(w["memory_limit"]) if w.get("memory_limit") else None,
-             "used": float(w.get("metrics", {}).get("memory") or 0),
+             "used": max(float(w.get("metrics", {}).get("memory") or 0), WORKER_OWN_BYTES),
              "nthreads": int(w.get("nthreads") or 1), "status": str(w.get("status", "running"))}
             for w in workers]
 
@@ -618,44 +626,41 @@ def _pause_fraction() -> float:
     return 1.0
 
 
-def _block_nbytes(X, y, s) -> float:
+def _block_nbytes(X, y=None, s=None) -> float:
     """Bytes of the largest row block of X with its y and weights."""
-    per_row = X.shape[1] * X.dtype.itemsize + sum(a.dtype.itemsize for a in (y, s) if a is not None)
+    per_row = X.shape[1] * X.dtype.itemsize + sum(np.dtype(a.dtype).itemsize for a in (y, s)
+                                                  if a is not None)
     return float(max(X.chunks[0], default=0) * per_row)
 
 
-def _describe_block(X) -> str:
+def _describe_block(X, y=None, s=None) -> str:
     rows = max(X.chunks[0], default=0)
-    return (f"a block of X ({rows:,} rows × {X.shape[1]:,} {X.dtype}) takes "
-            f"{_size(rows * X.shape[1] * X.dtype.itemsize)}")
+    return (f"a block of {rows:,} rows (X: {X.shape[1]:,} {X.dtype} columns, with y"
+            f"{'' if s is None else ' and the weights'}) takes {_size(_block_nbytes(X, y, s))}")
 
 
-def _plan_memory(X, y, s, persist) -> bool:
-    """Whether to persist the inputs, after refusing what cannot fit a distributed cluster.
+def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto") -> None:
+    """Refuse, before any task runs, inputs that cannot fit the workers of a distributed cluster
+    (nothing to check for numpy inputs, dask's threads, or a cluster without workers yet).
 
-    On a distributed cluster, each worker thread computing a block holds about
-    :data:`PASS_MEMORY_FACTOR` × the block; a worker has its memory limit × the pause fraction
+    Each worker thread computing a block holds about :data:`PASS_MEMORY_FACTOR` × the block (X's
+    rows with their y and weights); a worker has room for its memory limit × the pause fraction
     (:func:`_pause_fraction`, 80% by default: above it a worker stops taking tasks) less what its
-    process already uses. A block that does not fit the worker with the least room is refused
-    (MemoryError, with both sizes), as is ``persist=True`` on inputs larger than all workers' room
-    less a block per thread. "auto" persists when the inputs take at most
-    :data:`PERSIST_FRACTION` of :func:`memory_available`. Without workers nothing can be checked
-    yet: "auto" streams.
+    process takes itself (:func:`_workers`). A block that does not fit the worker with the least
+    room is refused (:class:`WorkerMemoryError`, with both sizes), as is ``persist=True`` on inputs
+    larger than the workers' room less a block per thread.
     """
+    if not is_lazy(X):
+        return
+    client = _distributed_client((X,))
+    workers = [] if client is None else _workers(client)
+    if not workers:
+        return
     import psutil
 
-    nbytes = sum(float(a.nbytes) for a in (X, y, s) if a is not None)
-    client = _distributed_client((X,))
-    if client is None:
-        if persist == "auto":
-            return nbytes <= PERSIST_FRACTION * psutil.virtual_memory().available
-        return bool(persist)
-    workers = _workers(client)
-    if not workers:
-        return persist is True
     total = psutil.virtual_memory().total
     pause = _pause_fraction()
-    need = PASS_MEMORY_FACTOR * _block_nbytes(X, y, s)
+    need = PASS_MEMORY_FACTOR * _block_nbytes(X, y, sample_weight)
 
     def room(w):  # for the blocks its threads compute at once
         return (w["limit"] or total) * pause - w["used"]
@@ -664,21 +669,34 @@ def _plan_memory(X, y, s, persist) -> bool:
     if need * tight["nthreads"] > room(tight):
         per_thread = "" if tight["nthreads"] == 1 else f" per thread ({tight['nthreads']} threads)"
         raise WorkerMemoryError(
-            f"{_describe_block(X)} and a data pass needs about {PASS_MEMORY_FACTOR}× that "
-            f"({_size(need)}){per_thread}; the workers' memory limit is "
-            f"{_size(tight['limit'] or total)}, of which {_size(tight['used'])} is in use and "
-            f"{pause:.0%} usable: use smaller chunks (chunk_rows) or workers with more memory")
+            f"{_describe_block(X, y, sample_weight)} and a data pass needs about "
+            f"{PASS_MEMORY_FACTOR}× that ({_size(need)}){per_thread}; the workers' memory limit is "
+            f"{_size(tight['limit'] or total)}, {pause:.0%} usable, of which the worker process "
+            f"takes {_size(tight['used'])} itself: use smaller chunks (chunk_rows) or workers with "
+            "more memory")
+    nbytes = sum(float(a.nbytes) for a in (X, y, sample_weight) if a is not None)
     free = sum(room(w) - need * w["nthreads"] for w in workers)
     if persist is True and nbytes > free:
         limits = sum(w["limit"] or total for w in workers)
         raise WorkerMemoryError(
             f"persist: the data take {_size(nbytes)} but the {len(workers)} workers have about "
-            f"{_size(max(free, 0))} free for them (memory limits {_size(limits)}, "
-            f"{_size(sum(w['used'] for w in workers))} in use, {pause:.0%} usable, and room for "
-            "each thread's block): stream the data (--stream, persist=False) or add workers or memory")
-    if persist == "auto":
-        return nbytes <= PERSIST_FRACTION * memory_available()
-    return bool(persist)
+            f"{_size(max(free, 0))} free for them (memory limits {_size(limits)}, {pause:.0%} usable, "
+            f"less {_size(sum(w['used'] for w in workers))} the worker processes take themselves and "
+            "room for each thread's block): stream the data (--stream, persist=False) or add "
+            "workers or memory")
+
+
+def _plan_memory(X, y, s, persist) -> bool:
+    """Whether to persist the inputs, after :func:`check_memory_fits` refused what cannot fit.
+    "auto" persists when the inputs take at most :data:`PERSIST_FRACTION` of
+    :func:`memory_available`; on a cluster without workers yet, it streams."""
+    check_memory_fits(X, y, s, persist=persist)
+    if persist != "auto":
+        return bool(persist)
+    if _distributed_client((X,)) is not None and memory_available() <= 0:
+        return False
+    nbytes = sum(float(a.nbytes) for a in (X, y, s) if a is not None)
+    return nbytes <= PERSIST_FRACTION * memory_available()
 
 
 def _gram_limits(split_every: int, workers: bool) -> list[tuple[str, int, float, str]]:
@@ -696,8 +714,8 @@ def _gram_limits(split_every: int, workers: bool) -> list[tuple[str, int, float,
         if limited:
             w = min(limited, key=lambda w: w["limit"] - w["used"])
             limits.append(("worker", 2 * int(split_every) + 2, max(w["limit"] - w["used"], 0.0),
-                           f"the workers' memory limit is {_size(w['limit'])}, of which "
-                           f"{_size(w['used'])} is in use"))
+                           f"the workers' memory limit is {_size(w['limit'])}, of which the worker "
+                           f"process takes {_size(w['used'])} itself"))
     return limits
 
 
@@ -718,7 +736,7 @@ def check_gram_fits(n_features: int, fit_intercept: bool, *, n_systems: int = 1,
     holds :data:`CLIENT_GRAM_COPIES` of each; on a distributed cluster (``workers``: the passes run
     there) each worker's reduction task holds up to 2·``split_every`` + 2 of them (its inputs,
     their concatenation, its output). The client's bound is the memory available on this machine;
-    a worker's, its memory limit less what the worker already uses.
+    a worker's, its memory limit less what the worker process takes itself.
     """
     q = int(n_features) + int(fit_intercept)
     gram = 8.0 * q * q * n_systems

@@ -132,6 +132,7 @@ class _SMEMBase(BaseEstimator):
         y = _as_target(y)
         s = None if sample_weight is None else _as_weight(sample_weight, y)
         _engine.check_shapes(X, y, s)
+        _engine.check_memory_fits(X, y, s, persist=self.persist)  # before any task runs
         return X, y, s
 
     def _encode_y(self, y, loss: Loss):
