@@ -57,7 +57,7 @@ def store(tmp_path_factory):
 
 
 def _run_until(args, pattern, action, tmp_path):
-    """Start ``smem-dask args``; when a stdout line matches ``pattern``, call ``action()``; return
+    """Start ``smem-dask args``; when a stdout line matches ``pattern``, call ``action(process)``; return
     (the process's return code, its stdout lines, stderr, seconds from the action to its end)."""
     err = tmp_path / "stderr.txt"
     with open(err, "w") as stderr:  # a file: an unread stderr pipe could fill and block
@@ -69,7 +69,7 @@ def _run_until(args, pattern, action, tmp_path):
         for line in proc.stdout:
             lines.append(line)
             if acted is None and re.match(pattern, line):
-                action()
+                action(proc)
                 acted = time.monotonic()
         code = proc.wait(timeout=BOUND + 30)
     finally:
@@ -105,7 +105,7 @@ def test_all_workers_killed_during_a_fit(store, tmp_path):
     """Both workers (no nanny: they stay dead) SIGKILLed after iteration 2."""
     c = Cluster(tmp_path)
     try:
-        def kill():
+        def kill(_):
             for w in c.workers:
                 w.send_signal(signal.SIGKILL)
 
@@ -133,7 +133,7 @@ def test_scheduler_killed_during_a_path_keeps_the_finished_alphas(store, tmp_pat
         args = ["path", store, "--n-alphas", "6", "--batch", "1", "--tol", "1e-11", "--store", pstore,
                 "--out", out]
         code, lines, stderr, after = _run_until([*args, "--scheduler", c.address], r"alpha\s+2/6",
-                                                lambda: c.scheduler.send_signal(signal.SIGKILL),
+                                                lambda _: c.scheduler.send_signal(signal.SIGKILL),
                                                 tmp_path)
     finally:
         c.close()
@@ -183,9 +183,9 @@ def test_a_block_too_large_for_100MiB_workers_is_refused_before_any_pass(big_blo
         t0 = time.monotonic()
         with pytest.raises(WorkerMemoryError, match=(
                 r"^a block of 100,000 rows \(X: 50 float64 columns, with y\) takes 38\.9 MiB and a "
-                r"data pass needs about 3× that \(116\.7 MiB\); the workers' memory limit is 100\.0 MiB, 80% usable, of "
-                r"which the worker process takes 2\d\d\.\d MiB itself: use smaller chunks \(chunk_rows\) "
-                r"or workers with more memory$")):
+                r"data pass needs about 3× that \(116\.7 MiB\); the workers' memory limit is "
+                r"100\.0 MiB, 80% usable, of which the worker process takes 2\d\d\.\d MiB itself: use "
+                r"smaller chunks \(chunk_rows\) or workers with more memory$")):
             SMEMClassifier().fit(*open_store(big_blocks))
         assert time.monotonic() - t0 < 20
         assert _pass_tasks(client) == []
@@ -193,8 +193,8 @@ def test_a_block_too_large_for_100MiB_workers_is_refused_before_any_pass(big_blo
     before = snapshot(big_blocks)
     t0 = time.monotonic()
     proc = smem("fit", big_blocks, "--workers", 1, "--memory-limit", "100MiB", timeout=BOUND + 30)
-    refused(proc, r"a block of 100,000 rows \(X: 50 float64 columns, with y\) takes 38\.9 MiB .* memory limit is "
-                  r"100\.0 MiB, 80% usable, of which")
+    refused(proc, r"a block of 100,000 rows \(X: 50 float64 columns, with y\) takes 38\.9 MiB .* "
+                  r"memory limit is 100\.0 MiB, 80% usable, of which")
     assert time.monotonic() - t0 < BOUND
     assert snapshot(big_blocks) == before
 
@@ -241,3 +241,103 @@ def test_persist_counts_what_the_workers_use(tmp_path):
         with pytest.raises(WorkerMemoryError, match="persist: the data take 115.6 MiB"):
             DaskEngine(X, y, persist=True)
         assert _pass_tasks(client) == []
+
+
+def _readme_commands(section: str) -> list[str]:
+    """The shell lines of the first bash block of README section ``section`` ("(b)", "(c)")."""
+    text = CLUSTER_README.read_text()
+    part = text[text.index(f"\n## {section} "):]
+    block = part[part.index("```bash\n") + 8:]
+    return [line.split("  #")[0].strip() for line in block[:block.index("```")].splitlines()
+            if line.strip()]
+
+
+def _listening(pids) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every listening TCP socket of ``pids`` and their descendants."""
+    found = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            procs = [proc, *proc.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for p in procs:
+            try:
+                conns = p.net_connections(kind="inet")
+            except psutil.NoSuchProcess:
+                continue
+            found += [(p.pid, c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN]
+    return found
+
+
+def _loopback_only(sockets) -> None:
+    assert sockets, "no listening sockets found"
+    assert all(ip in ("127.0.0.1", "::1") for _, ip, _ in sockets), sockets
+
+
+@pytest.mark.parametrize("section", ["(b)", "(c)"])
+def test_the_readme_recipes_listen_on_loopback_only(section, tmp_path):
+    """Run the recipe's dask commands as printed (with a nanny, as a reader would), and list every
+    listening socket of the scheduler, the nannies and the workers (like ``ss -ltnp``)."""
+    lines = _readme_commands(section)
+    dask_lines = [ln for ln in lines if ln.startswith("dask ")]
+    assert [ln.split()[1] for ln in dask_lines][0] == "scheduler" and len(dask_lines) >= 2, lines
+    for line in lines:
+        if line.startswith("cluster/tls/make-certs.sh"):
+            argv = _argv(line, tmp_path)
+            made = subprocess.run(["bash", str(ROOT / argv[0]), *argv[1:]], capture_output=True,
+                                  text=True)
+            assert made.returncode == 0, made.stderr
+    log = open(tmp_path / "recipe.log", "ab")
+    procs = []
+    try:
+        for line in dask_lines:
+            assert line.endswith(" &"), line
+            procs.append(subprocess.Popen(_dask_command(_argv(line[:-2], tmp_path)), stdout=log,
+                                          stderr=subprocess.STDOUT))
+            if len(procs) == 1:  # the workers read the scheduler file
+                deadline = time.monotonic() + 60
+                while not (tmp_path / "scheduler.json").exists():
+                    assert time.monotonic() < deadline and procs[0].poll() is None, \
+                        (tmp_path / "recipe.log").read_text()
+                    time.sleep(0.1)
+                time.sleep(0.5)  # written whole
+        address = json.loads((tmp_path / "scheduler.json").read_text())["address"]
+        assert address.startswith("tls://127.0.0.1:" if section == "(c)" else "tcp://127.0.0.1:")
+        from distributed import Client
+        from distributed.security import Security
+
+        security = None
+        if section == "(c)":
+            security = Security(tls_ca_file=str(tmp_path / "ca.pem"),
+                                tls_client_cert=str(tmp_path / "client.pem"),
+                                tls_client_key=str(tmp_path / "client-key.pem"), require_encryption=True)
+        with Client(address, timeout=30, set_as_default=False, security=security) as client:
+            client.wait_for_workers(len(dask_lines) - 1, timeout=60)
+        sockets = _listening([p.pid for p in procs])
+        # the scheduler (comm and HTTP), and per worker its nanny, comm and HTTP server
+        assert len(sockets) >= 2 + 3 * (len(dask_lines) - 1), sockets
+        _loopback_only(sockets)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        log.close()
+
+
+def test_the_local_cluster_of_workers_listens_on_loopback_only(store, tmp_path):
+    """``--workers 2``: the scheduler and dashboard in the smem-dask process, the nannies and the
+    workers in its children; checked once the fit prints iteration 2."""
+    seen = []
+    code, lines, stderr, _ = _run_until(
+        ["fit", store, "--alpha", "1e-3", "--workers", 2, "--max-iter", 5],
+        r"iter\s+2\s", lambda proc: seen.extend(_listening([proc.pid])), tmp_path)
+    assert code in (0, 2), stderr
+    # scheduler comm + dashboard, and two nannies, two workers with their HTTP servers
+    assert len(seen) >= 2 + 3 * 2, seen
+    _loopback_only(seen)
