@@ -293,9 +293,10 @@ def _compute_watched(*args, engine=None) -> tuple:
             if time.monotonic() - idle_since < grace:
                 continue
             if workers:  # there are workers, but every one is paused
+                who = "the dask worker has" if len(workers) == 1 else f"all {len(workers)} dask workers have"
                 raise WorkerMemoryError(
-                    f"all {len(workers)} dask workers have been paused at their memory limit for "
-                    f"{grace:g} s: {_memory_advice(engine, client)}")
+                    f"{who} been paused at their memory limit for {grace:g} s: "
+                    f"{_memory_advice(engine, client)}")
             raise _no_workers(address, grace, had)
         try:
             results = client.gather(futures)
@@ -693,8 +694,6 @@ def _plan_memory(X, y, s, persist) -> bool:
     check_memory_fits(X, y, s, persist=persist)
     if persist != "auto":
         return bool(persist)
-    if _distributed_client((X,)) is not None and memory_available() <= 0:
-        return False
     nbytes = sum(float(a.nbytes) for a in (X, y, s) if a is not None)
     return nbytes <= PERSIST_FRACTION * memory_available()
 

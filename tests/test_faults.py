@@ -216,7 +216,7 @@ def test_workers_out_of_memory_during_a_pass_end_in_words(big_blocks, monkeypatc
     with cluster, client, dask.config.set(scheduler=client):
         t0 = time.monotonic()
         with pytest.raises(WorkerMemoryError, match=(
-                r"(paused at their memory limit for 20 s|died \d times running a block of a data pass "
+                r"(been paused at their memory limit for 20 s|died \d times running a block of a data pass "
                 r"\(KilledWorker\), most likely out of memory): a block of 100,000 rows \(X: 50 "
                 r"float64 columns, with y\) takes 38\.9 MiB .*; use smaller chunks")):
             SMEMClassifier(persist=False).fit(*open_store(big_blocks))
