@@ -553,7 +553,7 @@ PERSIST_FRACTION = 0.5
 def memory_available() -> float:
     """Bytes that persisted data could occupy: with a distributed client, the sum over the workers
     of their memory limit (a worker without one counts the machine's memory) less the memory the
-    worker process uses itself (at least :data:`WORKER_OWN_BYTES`); else the memory available on
+    worker process takes itself (:func:`_own`); else the memory available on
     this machine."""
     import psutil
 
@@ -561,7 +561,7 @@ def memory_available() -> float:
     if client is None:
         return float(psutil.virtual_memory().available)
     total = psutil.virtual_memory().total
-    return float(sum(max((w["limit"] or total) - w["used"], 0.0) for w in _workers(client)))
+    return float(sum(max((w["limit"] or total) - _own(w), 0.0) for w in _workers(client)))
 
 
 #: q×q float64 Grams the client holds at once per system solved: the reduced result of a pass, the
@@ -601,13 +601,19 @@ def _distributed_client(collections=()):
 
 def _workers(client) -> list[dict]:
     """Each worker of ``client``'s cluster: its memory ``limit`` in bytes (None without one), the
-    memory its process ``used`` (resident set as the worker last reported it, at least
-    :data:`WORKER_OWN_BYTES`), ``nthreads`` and ``status`` ("running", "paused", …)."""
+    memory its process ``used`` (resident set, as the worker last reported it), ``nthreads`` and
+    ``status`` ("running", "paused", …)."""
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     return [{"limit": float(w["memory_limit"]) if w.get("memory_limit") else None,
-             "used": max(float(w.get("metrics", {}).get("memory") or 0), WORKER_OWN_BYTES),
+             "used": float(w.get("metrics", {}).get("memory") or 0),
              "nthreads": int(w.get("nthreads") or 1), "status": str(w.get("status", "running"))}
             for w in workers]
+
+
+def _own(worker: dict) -> float:
+    """The memory a worker process takes for itself while it reads and computes blocks: what it
+    uses now, at least :data:`WORKER_OWN_BYTES`."""
+    return max(worker["used"], WORKER_OWN_BYTES)
 
 
 def _worker_memory_limits(client) -> list:
@@ -647,7 +653,7 @@ def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto")
     Each worker thread computing a block holds about :data:`PASS_MEMORY_FACTOR` × the block (X's
     rows with their y and weights); a worker has room for its memory limit × the pause fraction
     (:func:`_pause_fraction`, 80% by default: above it a worker stops taking tasks) less what its
-    process takes itself (:func:`_workers`). A block that does not fit the worker with the least
+    process takes itself (:func:`_own`). A block that does not fit the worker with the least
     room is refused (:class:`WorkerMemoryError`, with both sizes), as is ``persist=True`` on inputs
     larger than the workers' room less a block per thread.
     """
@@ -664,7 +670,7 @@ def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto")
     need = PASS_MEMORY_FACTOR * _block_nbytes(X, y, sample_weight)
 
     def room(w):  # for the blocks its threads compute at once
-        return (w["limit"] or total) * pause - w["used"]
+        return (w["limit"] or total) * pause - _own(w)
 
     tight = min(workers, key=lambda w: room(w) / w["nthreads"])
     if need * tight["nthreads"] > room(tight):
@@ -673,7 +679,7 @@ def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto")
             f"{_describe_block(X, y, sample_weight)} and a data pass needs about "
             f"{PASS_MEMORY_FACTOR}× that ({_size(need)}){per_thread}; the workers' memory limit is "
             f"{_size(tight['limit'] or total)}, {pause:.0%} usable, of which the worker process "
-            f"takes {_size(tight['used'])} itself: use smaller chunks (chunk_rows) or workers with "
+            f"takes {_size(_own(tight))} itself: use smaller chunks (chunk_rows) or workers with "
             "more memory")
     nbytes = sum(float(a.nbytes) for a in (X, y, sample_weight) if a is not None)
     free = sum(room(w) - need * w["nthreads"] for w in workers)
@@ -682,7 +688,7 @@ def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto")
         raise WorkerMemoryError(
             f"persist: the data take {_size(nbytes)} but the {len(workers)} workers have about "
             f"{_size(max(free, 0))} free for them (memory limits {_size(limits)}, {pause:.0%} usable, "
-            f"less {_size(sum(w['used'] for w in workers))} the worker processes take themselves and "
+            f"less {_size(sum(_own(w) for w in workers))} the worker processes take themselves and "
             "room for each thread's block): stream the data (--stream, persist=False) or add "
             "workers or memory")
 
@@ -698,23 +704,23 @@ def _plan_memory(X, y, s, persist) -> bool:
     return nbytes <= PERSIST_FRACTION * memory_available()
 
 
-def _gram_limits(split_every: int, workers: bool) -> list[tuple[str, int, float, str]]:
-    """(who, Gram copies held per system, bytes it has, how that was counted) for the client, and
-    for the workers when passes run on a distributed cluster (the worker with the least memory
-    free: its limit less what it uses)."""
+def _gram_limits(split_every: int, workers: bool) -> list[tuple[str, int, float]]:
+    """(who, Gram copies held per system, bytes it has) for the client, and for the workers when
+    passes run on a distributed cluster (the smallest memory limit). What the workers use already
+    is not subtracted: the copies counted for a reduction task (2·split_every + 2) are a bound
+    reached only with many blocks per task, and counting both refused fits that work (a path of
+    p = 1000 on 300 MiB workers holding 166 MiB after reading y: 137.6 MiB counted, 134 MiB
+    free; it runs)."""
     import psutil
 
     if isinstance(split_every, bool) or not isinstance(split_every, numbers.Integral) or split_every < 2:
         raise ValueError(f"split_every must be an integer ≥ 2, got {split_every!r}")
-    limits = [("client", CLIENT_GRAM_COPIES, float(psutil.virtual_memory().available), "")]
+    limits = [("client", CLIENT_GRAM_COPIES, float(psutil.virtual_memory().available))]
     client = _distributed_client() if workers else None
     if client is not None:
-        limited = [w for w in _workers(client) if w["limit"]]
-        if limited:
-            w = min(limited, key=lambda w: w["limit"] - w["used"])
-            limits.append(("worker", 2 * int(split_every) + 2, max(w["limit"] - w["used"], 0.0),
-                           f"the workers' memory limit is {_size(w['limit'])}, of which the worker "
-                           f"process takes {_size(w['used'])} itself"))
+        worker_limits = [m for m in _worker_memory_limits(client) if m]
+        if worker_limits:
+            limits.append(("worker", 2 * int(split_every) + 2, float(min(worker_limits))))
     return limits
 
 
@@ -724,7 +730,7 @@ def gram_systems_that_fit(n_features: int, fit_intercept: bool, *, split_every: 
     client and of the workers (see :func:`check_gram_fits`); 0 when not even one fits."""
     q = int(n_features) + int(fit_intercept)
     return int(min(have // (copies * 8.0 * q * q)
-                   for _, copies, have, _ in _gram_limits(split_every, workers)))
+                   for _, copies, have in _gram_limits(split_every, workers)))
 
 
 def check_gram_fits(n_features: int, fit_intercept: bool, *, n_systems: int = 1,
@@ -735,14 +741,14 @@ def check_gram_fits(n_features: int, fit_intercept: bool, *, n_systems: int = 1,
     holds :data:`CLIENT_GRAM_COPIES` of each; on a distributed cluster (``workers``: the passes run
     there) each worker's reduction task holds up to 2·``split_every`` + 2 of them (its inputs,
     their concatenation, its output). The client's bound is the memory available on this machine;
-    a worker's, its memory limit less what the worker process takes itself.
+    a worker's, its memory limit.
     """
     q = int(n_features) + int(fit_intercept)
     gram = 8.0 * q * q * n_systems
     what = (f"{n_features:,} features need {'a' if n_systems == 1 else n_systems} "
             f"{q:,} × {q:,} float64 Gram{'s' if n_systems > 1 else ''} ({_size(gram)})")
     fewer = "fewer α per pass (batch), " if n_systems > 1 else ""
-    for who, copies, have, counted in _gram_limits(split_every, workers):
+    for who, copies, have in _gram_limits(split_every, workers):
         need = copies * gram
         if need <= have:
             continue
@@ -752,8 +758,9 @@ def check_gram_fits(n_features: int, fit_intercept: bool, *, n_systems: int = 1,
                 f"but {_size(have)} is available here; use {fewer}fewer features or a client with "
                 "more memory")
         raise MemoryError(
-            f"{what}; a worker reducing them needs about {_size(need)}, but {counted}; use "
-            f"{fewer}fewer features, workers with more memory, or a smaller split_every")
+            f"{what}; a worker reducing them needs about {_size(need)}, but the workers' memory "
+            f"limit is {_size(have)}; use {fewer}fewer features, workers with more memory, or a "
+            "smaller split_every")
 
 
 def _size(nbytes: float) -> str:
