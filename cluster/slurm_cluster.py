@@ -35,10 +35,14 @@ def main() -> None:
     from distributed import Client
 
     # plain TCP inside the site's network; for TLS pass protocol="tls://" and
-    # security=distributed.security.Security(...) built from cluster/tls/make-certs.sh's files
+    # security=distributed.security.Security(...) built from cluster/tls/make-certs.sh's files.
+    # The scheduler's and workers' HTTP servers (dashboard, health, metrics; plain HTTP) listen on
+    # loopback only: open the dashboard with ssh -L 8787:127.0.0.1:8787 LOGIN-NODE
     with SLURMCluster(
         cores=args.cores, processes=args.cores, memory=args.memory, walltime=args.walltime,
         queue=args.queue, account=args.account, interface=args.interface,
+        scheduler_options={"dashboard_address": "127.0.0.1:8787"},
+        worker_extra_args=["--dashboard-address", "127.0.0.1:0"],
     ) as cluster, Client(cluster) as client:
         print(cluster.job_script())
         cluster.scale(jobs=args.jobs)

@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 
 from .data import open_store, write_zarr
+from .engine import require_workers
 from .estimators import SMEMClassifier, SMEMRegressor
 from .losses import LOSSES
 from .penalties import PENALTIES
@@ -251,14 +252,35 @@ def _scheduler(args):
             if security is not None and not address.startswith("tls://"):
                 raise ValueError(f"TLS certificates were given but the scheduler address {address} "
                                  "is not tls://…; use tls://HOST:PORT")
+            # the client's own log lines (lost connection, reconnecting…, also while it closes)
+            # would come on top of the one-line error of the watchdog in smem_dask.engine
+            stack.enter_context(_quiet_logger("distributed"))
             try:
                 _probe(address, args.connect_timeout, security)
-                stack.enter_context(Client(address, timeout=args.connect_timeout,
-                                           security=security))
+                client = stack.enter_context(Client(address, timeout=args.connect_timeout,
+                                                    security=security))
             except (OSError, TimeoutError, TypeError, ValueError) as exc:
                 why = str(exc).strip() or f"no answer within {args.connect_timeout:g} s"
                 raise OSError(f"cannot reach the dask scheduler at {address}: {why}") from exc
+            require_workers(client)
         yield
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str):
+    """No records from logger ``name`` and its children inside the block (each has its own
+    level in dask's logging config, so they are disabled one by one)."""
+    loggers = [logging.getLogger(name)] + [
+        logger for key, logger in logging.root.manager.loggerDict.items()
+        if key.startswith(name + ".") and isinstance(logger, logging.Logger)]
+    was = [logger.disabled for logger in loggers]
+    for logger in loggers:
+        logger.disabled = True
+    try:
+        yield
+    finally:
+        for logger, disabled in zip(loggers, was, strict=True):
+            logger.disabled = disabled
 
 
 def _address_in(scheduler_file: str, timeout: float) -> str:

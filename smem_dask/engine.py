@@ -16,6 +16,7 @@ The engine never names a concrete loss: the loss object is handed to the kernel.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -23,6 +24,7 @@ import numbers
 import os
 import socket
 import struct
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import dask
@@ -39,8 +41,13 @@ from .stats import BlockStats, Request, block_stats_many, pack_many, request_siz
 __all__ = [
     "NumpyEngine",
     "DaskEngine",
+    "ClusterError",
+    "WorkerMemoryError",
+    "no_worker_timeout",
+    "require_workers",
     "as_array",
     "check_gram_fits",
+    "check_memory_fits",
     "gram_systems_that_fit",
     "check_shapes",
     "compute",
@@ -146,14 +153,14 @@ def is_lazy_input(a) -> bool:
 def compute(*args):
     """Evaluate any dask arrays among ``args`` in one go; numpy values pass through."""
     if any(is_lazy(a) for a in args):
-        return dask.compute(*args)
+        return _compute_watched(*args)
     return args
 
 
 def unique(a) -> np.ndarray:
     """Sorted distinct values of a 1-D numpy or dask array, as numpy."""
     if is_lazy(a):
-        return np.asarray(da.unique(a).compute())
+        return np.asarray(_compute_watched(da.unique(a))[0])
     return np.unique(a)
 
 
@@ -363,6 +370,155 @@ def _checked(stats: list[BlockStats], engine) -> list[BlockStats]:
     )
 
 
+class ClusterError(ConnectionError):
+    """A distributed cluster cannot make the pass: no worker for :func:`no_worker_timeout`
+    seconds, or the connection to the scheduler lost."""
+
+
+class WorkerMemoryError(MemoryError):
+    """A block, or persisted data, does not fit the workers' memory (found before any pass, or
+    when workers died or stayed paused during one)."""
+
+
+#: seconds a pass on a distributed cluster waits while no worker is running (none connected, all
+#: lost, or all paused at their memory limit) before it stops with an error; dask config key
+#: ``smem_dask.no-worker-timeout`` (e.g. environment ``DASK_SMEM_DASK__NO_WORKER_TIMEOUT=60``)
+NO_WORKER_TIMEOUT = 20.0
+
+#: seconds between two looks of the watchdog at the client's connection and the scheduler's workers
+WATCH_INTERVAL = 1.0
+
+
+def no_worker_timeout() -> float:
+    """The configured ``smem_dask.no-worker-timeout`` in seconds (default
+    :data:`NO_WORKER_TIMEOUT`; a number of seconds or a duration such as "1min")."""
+    from dask.utils import parse_timedelta
+
+    value = dask.config.get("smem_dask.no-worker-timeout", NO_WORKER_TIMEOUT)
+    try:
+        seconds = float(parse_timedelta(value, default="seconds"))
+    except (TypeError, ValueError, KeyError):
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(f"the dask config smem_dask.no-worker-timeout must be a positive duration, "
+                         f"got {value!r}")
+    return seconds
+
+
+def _no_workers(address: str, seconds: float, had: int) -> ClusterError:
+    lost = f" (the {had} worker{'s' if had > 1 else ''} of this pass left)" if had else ""
+    return ClusterError(f"no dask workers connected to the scheduler at {address} for {seconds:g} s"
+                        f"{lost}: start workers (see cluster/README.md)")
+
+
+def _scheduler_lost(address: str, why: str) -> ClusterError:
+    return ClusterError(f"lost the dask scheduler at {address}: {why}; start a scheduler and its "
+                        "workers again and rerun (a path with --store resumes)")
+
+
+def require_workers(client) -> None:
+    """Wait until the scheduler of ``client`` has a worker, at most :func:`no_worker_timeout`
+    seconds, then stop with :class:`ClusterError` (a scheduler started without workers)."""
+    grace = no_worker_timeout()
+    try:
+        client.wait_for_workers(1, timeout=grace)
+    except TimeoutError:
+        raise _no_workers(client.scheduler.address, grace, 0) from None
+
+
+def _memory_advice(engine, client) -> str:
+    """The block size and the workers' memory limit, for messages about workers out of memory."""
+    parts = []
+    if engine is not None:
+        parts.append(f"{_describe_block(engine.X, engine.y, engine.sample_weight)} and a data "
+                     f"pass needs about {PASS_MEMORY_FACTOR}× that per worker thread")
+    try:
+        limits = [w["limit"] for w in _workers(client) if w["limit"]]
+    except Exception:  # noqa: BLE001 - only for the message; the cluster may be gone
+        limits = []
+    if limits:
+        parts.append(f"the workers' memory limit is {_size(min(limits))}")
+    return "; ".join(parts + ["use smaller chunks (chunk_rows) or workers with more memory"])
+
+
+def _compute_watched(*args, engine=None) -> tuple:
+    """``dask.compute(*args)``, watched when it runs on a distributed client.
+
+    Without a client (dask's threads) this is ``dask.compute``. With one, the graphs are
+    submitted (``client.compute``, the same graph) and waited for in steps of
+    :data:`WATCH_INTERVAL`; after each step the watchdog looks at the client's connection and at
+    the scheduler's workers, and stops with a one-line error instead of waiting for ever:
+    :class:`ClusterError` when the scheduler is lost, or when no worker has been running for
+    :func:`no_worker_timeout` seconds (none connected, all died); :class:`WorkerMemoryError` when
+    all workers stayed paused at their memory limit that long, or a worker running a block died
+    ``distributed.scheduler.allowed-failures`` + 1 times (``KilledWorker``: out of memory, most
+    likely). ``engine`` names the block size in those messages. Errors of the tasks themselves
+    come through unchanged.
+    """
+    client = _distributed_client(args)
+    if client is None:
+        return dask.compute(*args)
+    from distributed import KilledWorker, wait
+
+    address = client.scheduler.address if client.scheduler is not None else "(unknown)"
+    if client.status != "running":
+        raise _scheduler_lost(address, f"the client is {client.status}")
+    lazy = [i for i, a in enumerate(args) if dask.is_dask_collection(a)]
+    grace = no_worker_timeout()
+    futures = client.compute([args[i] for i in lazy])
+    idle_since, had = None, 0
+    try:
+        while True:
+            try:
+                with client.as_current():  # wait() uses the current client, maybe another one
+                    wait(futures, timeout=WATCH_INTERVAL)
+            except TimeoutError:
+                pass
+            except Exception:  # the connection broke under the wait (the futures are cancelled)
+                if client.status == "running":
+                    raise
+                raise _scheduler_lost(address, "the connection closed during a data pass") from None
+            if client.status != "running" or any(f.status == "cancelled" for f in futures):
+                raise _scheduler_lost(address, "the connection closed during a data pass"
+                                      if client.status != "running"
+                                      else "the data pass was cancelled on the scheduler")
+            if all(f.done() for f in futures):
+                break
+            try:
+                workers = _workers(client)
+            except OSError:
+                raise _scheduler_lost(address, "it does not answer") from None
+            had = max(had, len(workers))
+            if any(w["status"] == "running" for w in workers):
+                idle_since = None
+                continue
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since < grace:
+                continue
+            if workers:  # there are workers, but every one is paused
+                who = "the dask worker has" if len(workers) == 1 else f"all {len(workers)} dask workers have"
+                raise WorkerMemoryError(
+                    f"{who} been paused at their memory limit for {grace:g} s: "
+                    f"{_memory_advice(engine, client)}")
+            raise _no_workers(address, grace, had)
+        try:
+            results = client.gather(futures)
+        except KilledWorker as exc:
+            what = "a block of a data pass" if engine is not None else "one task"
+            raise WorkerMemoryError(
+                f"dask workers died {exc.allowed_failures + 1} times running {what} (KilledWorker), "
+                f"most likely out of memory: {_memory_advice(engine, client)}") from None
+    finally:
+        if client.status == "running" and not all(f.done() for f in futures):
+            with contextlib.suppress(Exception):
+                client.cancel(futures)
+        del futures
+    out = list(args)
+    for i, value in zip(lazy, results, strict=True):
+        out[i] = value
+    return tuple(out)
+
+
 class _Engine:
     """What both engines share: the one-request pass on top of ``stats_many``, and the data's
     checksum (``checksum``: None until a pass computed it)."""
@@ -540,8 +696,11 @@ class DaskEngine(_Engine):
     persist : bool or "auto" — keep X, y, weights in (cluster) memory after the first read; otherwise
         every pass streams them from their source (e.g. a zarr store). "auto": persist when the
         inputs take at most :data:`PERSIST_FRACTION` of the memory they would live in (the sum of
-        the workers' memory limits with a distributed client, else the machine's available
-        memory), stream otherwise. ``self.persist`` holds the decision.
+        the workers' memory limits less what the workers already use, with a distributed client;
+        else the machine's available memory), stream otherwise. ``self.persist`` holds the
+        decision. On a distributed cluster a block too large for a worker, or ``persist=True`` on
+        data larger than the workers' free memory, is refused here, before any pass (see
+        :func:`_plan_memory`).
     split_every : int — fan-in of the tree reduction of block statistics.
     """
 
@@ -567,9 +726,7 @@ class DaskEngine(_Engine):
         # the workers' (see _compare_sampled)
         self._zarr = _zarr_behind(X, y, s)
         self._source = (X, y, s)
-        if persist == "auto":
-            nbytes = sum(a.nbytes for a in (X, y, s) if a is not None)
-            persist = nbytes <= PERSIST_FRACTION * memory_available()
+        persist = _plan_memory(X, y, s, persist)
         if persist or "X" in in_memory:
             X, y, s = dask.persist(X, y, s)
         elif in_memory:
@@ -638,7 +795,8 @@ class DaskEngine(_Engine):
         q = self.n_features + int(fit_intercept)
         full = self._checksumming()
         hashed = full or self._sample_pending
-        packed = self.pass_graph(loss, requests, fit_intercept, hashed, full).compute()
+        packed = _compute_watched(self.pass_graph(loss, requests, fit_intercept, hashed, full),
+                                  engine=self)[0]
         if hashed:
             packed = self._take_checksum(packed, full)
         self.n_passes += 1
@@ -670,12 +828,12 @@ class DaskEngine(_Engine):
 
     def count_nonfinite(self) -> tuple[int, int]:
         """Non-finite entries of (X, y) — one extra pass, used only to explain a failure."""
-        nx, ny = dask.compute((~da.isfinite(self.X)).sum(), (~da.isfinite(self.y)).sum())
+        nx, ny = _compute_watched((~da.isfinite(self.X)).sum(), (~da.isfinite(self.y)).sum())
         return int(nx), int(ny)
 
     def largest_abs(self) -> tuple[float, float]:
         """max |X| and max |y| — one extra pass, used only to explain a failure."""
-        x, y = dask.compute(abs(self.X).max(), abs(self.y).max())
+        x, y = _compute_watched(abs(self.X).max(), abs(self.y).max())
         return float(x), float(y)
 
 
@@ -685,42 +843,166 @@ PERSIST_FRACTION = 0.5
 
 
 def memory_available() -> float:
-    """Bytes that persisted data could occupy: the sum of the workers' memory limits when a
-    distributed client is active (a worker without a limit counts the machine's memory), else the
-    memory available on this machine."""
+    """Bytes that persisted data could occupy: with a distributed client, the sum over the workers
+    of their memory limit (a worker without one counts the machine's memory) less the memory the
+    worker process takes itself (:func:`_own`); else the memory available on
+    this machine."""
     import psutil
 
     client = _distributed_client()
     if client is None:
         return float(psutil.virtual_memory().available)
     total = psutil.virtual_memory().total
-    return float(sum(limit or total for limit in _worker_memory_limits(client)))
+    return float(sum(max((w["limit"] or total) - _own(w), 0.0) for w in _workers(client)))
 
 
 #: q×q float64 Grams the client holds at once per system solved: the reduced result of a pass, the
 #: unpacked system, its Cholesky factor and the previous (or cached) system
 CLIENT_GRAM_COPIES = 4
 
+#: a worker thread computing one block of a pass holds about this many times the block's bytes
+#: (rows × columns × item size of X, with y and the weights): measured with tracemalloc on a
+#: 100 000 × 50 float64 block read from zarr (``python`` with ``tracemalloc`` around one pass on
+#: dask's synchronous scheduler): 2.0× uncompressed (the bytes read and the array decoded from
+#: them), 3.0× with zstd (the compressed bytes as well); the kernel's own row tiles and Grams add
+#: under 3% (1, 4 and 16 requests alike)
+PASS_MEMORY_FACTOR = 3
 
-def _distributed_client():
-    """The distributed Client passes would run on (the configured or the current one), or None."""
+
+#: the memory a worker process takes for itself once it has run a pass (python, dask, zarr,
+#: numpy, scipy and BLAS loaded): counted instead of what it reports when that is less. Measured
+#: with distributed 2026.8 and zarr 3.1: a fresh worker reports 62 MiB, 166 MiB after reading one
+#: zarr array, 223 MiB after a fit on 2000 rows (psutil RSS through ``client.run``)
+WORKER_OWN_BYTES = 224 * 2**20
+
+
+def _distributed_client(collections=()):
+    """The distributed Client that ``dask.compute`` would run ``collections`` on (chosen as dask
+    chooses: ``scheduler=`` in dask's config, else the current client), or None (threads)."""
     try:
-        from distributed import Client, get_client
-
-        chosen = dask.config.get("scheduler", None)
-        return chosen if isinstance(chosen, Client) else get_client()
-    except (ImportError, ValueError):
+        from distributed import Client
+    except ImportError:  # pragma: no cover - distributed is a dependency
         return None
+    try:
+        get = dask.base.get_scheduler(collections=list(collections) or None)
+    except (RuntimeError, ValueError):
+        return None
+    client = getattr(get, "__self__", None)
+    return client if isinstance(client, Client) else None
+
+
+def _workers(client) -> list[dict]:
+    """Each worker of ``client``'s cluster: its memory ``limit`` in bytes (None without one), the
+    memory its process ``used`` (resident set, as the worker last reported it), ``nthreads`` and
+    ``status`` ("running", "paused", …)."""
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    return [{"limit": float(w["memory_limit"]) if w.get("memory_limit") else None,
+             "used": float(w.get("metrics", {}).get("memory") or 0),
+             "nthreads": int(w.get("nthreads") or 1), "status": str(w.get("status", "running"))}
+            for w in workers]
+
+
+def _own(worker: dict) -> float:
+    """The memory a worker process takes for itself while it reads and computes blocks: what it
+    uses now, at least :data:`WORKER_OWN_BYTES`."""
+    return max(worker["used"], WORKER_OWN_BYTES)
 
 
 def _worker_memory_limits(client) -> list:
-    """Each worker's memory limit in bytes (None or 0 for a worker without one)."""
-    return [w.get("memory_limit") for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+    """Each worker's memory limit in bytes (None for a worker without one)."""
+    return [w["limit"] for w in _workers(client)]
+
+
+def _pause_fraction() -> float:
+    """The fraction of its memory limit at which a worker stops taking tasks (dask's
+    ``distributed.worker.memory.pause``, read from this process's config: workers usually share
+    it), or the fraction at which it is restarted when pausing is off."""
+    memory = dask.config.get("distributed.worker.memory", {}) or {}
+    for key in ("pause", "terminate"):
+        value = memory.get(key)
+        if value:
+            return float(value)
+    return 1.0
+
+
+def _block_nbytes(X, y=None, s=None) -> float:
+    """Bytes of the largest row block of X with its y and weights."""
+    per_row = X.shape[1] * X.dtype.itemsize + sum(np.dtype(a.dtype).itemsize for a in (y, s)
+                                                  if a is not None)
+    return float(max(X.chunks[0], default=0) * per_row)
+
+
+def _describe_block(X, y=None, s=None) -> str:
+    rows = max(X.chunks[0], default=0)
+    return (f"a block of {rows:,} rows (X: {X.shape[1]:,} {X.dtype} columns, with y"
+            f"{'' if s is None else ' and the weights'}) takes {_size(_block_nbytes(X, y, s))}")
+
+
+def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto") -> None:
+    """Refuse, before any task runs, inputs that cannot fit the workers of a distributed cluster
+    (nothing to check for numpy inputs, dask's threads, or a cluster without workers yet).
+
+    Each worker thread computing a block holds about :data:`PASS_MEMORY_FACTOR` × the block (X's
+    rows with their y and weights); a worker has room for its memory limit × the pause fraction
+    (:func:`_pause_fraction`, 80% by default: above it a worker stops taking tasks) less what its
+    process takes itself (:func:`_own`). A block that does not fit the worker with the least
+    room is refused (:class:`WorkerMemoryError`, with both sizes), as is ``persist=True`` on inputs
+    larger than the workers' room less a block per thread.
+    """
+    if not is_lazy(X):
+        return
+    client = _distributed_client((X,))
+    workers = [] if client is None else _workers(client)
+    if not workers:
+        return
+    import psutil
+
+    total = psutil.virtual_memory().total
+    pause = _pause_fraction()
+    need = PASS_MEMORY_FACTOR * _block_nbytes(X, y, sample_weight)
+
+    def room(w):  # for the blocks its threads compute at once
+        return (w["limit"] or total) * pause - _own(w)
+
+    tight = min(workers, key=lambda w: room(w) / w["nthreads"])
+    if need * tight["nthreads"] > room(tight):
+        per_thread = "" if tight["nthreads"] == 1 else f" per thread ({tight['nthreads']} threads)"
+        raise WorkerMemoryError(
+            f"{_describe_block(X, y, sample_weight)} and a data pass needs about "
+            f"{PASS_MEMORY_FACTOR}× that ({_size(need)}){per_thread}; the workers' memory limit is "
+            f"{_size(tight['limit'] or total)}, {pause:.0%} usable, of which the worker process "
+            f"takes {_size(_own(tight))} itself: use smaller chunks (chunk_rows) or workers with "
+            "more memory")
+    nbytes = sum(float(a.nbytes) for a in (X, y, sample_weight) if a is not None)
+    free = sum(room(w) - need * w["nthreads"] for w in workers)
+    if persist is True and nbytes > free:
+        limits = sum(w["limit"] or total for w in workers)
+        raise WorkerMemoryError(
+            f"persist: the data take {_size(nbytes)} but the {len(workers)} workers have about "
+            f"{_size(max(free, 0))} free for them (memory limits {_size(limits)}, {pause:.0%} usable, "
+            f"less {_size(sum(_own(w) for w in workers))} the worker processes take themselves and "
+            "room for each thread's block): stream the data (--stream, persist=False) or add "
+            "workers or memory")
+
+
+def _plan_memory(X, y, s, persist) -> bool:
+    """Whether to persist the inputs, after :func:`check_memory_fits` refused what cannot fit.
+    "auto" persists when the inputs take at most :data:`PERSIST_FRACTION` of
+    :func:`memory_available`; on a cluster without workers yet, it streams."""
+    check_memory_fits(X, y, s, persist=persist)
+    if persist != "auto":
+        return bool(persist)
+    nbytes = sum(float(a.nbytes) for a in (X, y, s) if a is not None)
+    return nbytes <= PERSIST_FRACTION * memory_available()
 
 
 def _gram_limits(split_every: int, workers: bool) -> list[tuple[str, int, float]]:
     """(who, Gram copies held per system, bytes it has) for the client, and for the workers when
-    passes run on a distributed cluster."""
+    passes run on a distributed cluster (the smallest memory limit). What the workers use already
+    is not subtracted: the copies counted for a reduction task (2·split_every + 2) are a bound
+    reached only with many blocks per task, and counting both refused fits that work (a path of
+    p = 1000 on 300 MiB workers holding 166 MiB after reading y: 137.6 MiB counted, 134 MiB
+    free; it runs)."""
     import psutil
 
     if isinstance(split_every, bool) or not isinstance(split_every, numbers.Integral) or split_every < 2:

@@ -201,13 +201,15 @@ class _SMEMBase(BaseEstimator):
             raise ValueError(f"fit_intercept must be True or False, got {self.fit_intercept!r}")
 
         X, y, s = self._validate_fit_data(X, y, sample_weight)
+        # memory checked before any task runs (reading y on a worker too small would kill it)
+        _engine.check_gram_fits(X.shape[1], bool(self.fit_intercept),
+                                n_systems=1 if config.curvature == "fixed" else n_systems,
+                                split_every=self.split_every, workers=_engine.is_lazy(X))
+        _engine.check_memory_fits(X, y, s, persist=self.persist)
         y = self._encode_y(y, loss)
         if s is not None:
             _check_sample_weight(s)
         s = self._fit_weights(y, s)
-        _engine.check_gram_fits(X.shape[1], bool(self.fit_intercept),
-                                n_systems=1 if config.curvature == "fixed" else n_systems,
-                                split_every=self.split_every, workers=_engine.is_lazy(X))
         persist = self.persist if self.persist == "auto" else bool(self.persist)
         eng = _engine.make_engine(X, y, s, persist=persist,
                                   split_every=self.split_every)

@@ -30,9 +30,10 @@ MAKE_CERTS = ROOT / "cluster" / "tls" / "make-certs.sh"
 # the recipes' commands, as cluster/README.md prints them ($DIR: the directory of the scheduler file
 # and certificates); the tests run exactly these, plus --name for telling workers apart and
 # --no-nanny so that a killed worker stays dead
-SCHEDULER = "dask scheduler --host 127.0.0.1 --port 0 --no-dashboard --scheduler-file $DIR/scheduler.json"
-WORKER = ("dask worker --scheduler-file $DIR/scheduler.json --host 127.0.0.1 --nthreads 1 "
-          "--memory-limit 1GiB --no-dashboard")
+SCHEDULER = ("dask scheduler --host 127.0.0.1 --port 0 --dashboard-address 127.0.0.1:0 --no-dashboard "
+             "--scheduler-file $DIR/scheduler.json")
+WORKER = ("dask worker --scheduler-file $DIR/scheduler.json --host 127.0.0.1 --dashboard-address "
+          "127.0.0.1:0 --nthreads 1 --memory-limit 1GiB --no-dashboard")
 TLS_SCHEDULER = (SCHEDULER + " --protocol tls --tls-ca-file $DIR/ca.pem --tls-cert $DIR/scheduler.pem "
                  "--tls-key $DIR/scheduler-key.pem")
 TLS_WORKER = (WORKER + " --tls-ca-file $DIR/ca.pem --tls-cert $DIR/worker.pem "
