@@ -464,7 +464,7 @@ def _make_data(args) -> int:
 def _fit(args) -> int:
     X, y = open_store(args.data)
     est = _model_estimator(args)
-    with _scheduler(args), _stop_on_signals():
+    with _stop_on_signals(), _scheduler(args):  # signals count from the start (connecting included)
         t0 = time.perf_counter()
         est.fit(X, y)
         seconds = time.perf_counter() - t0
@@ -507,7 +507,7 @@ def _path(args) -> int:
               f"{fit.n_iter:4d}  passes {fit.n_passes:4d}"
               f"{'' if fit.converged else '  NOT converged'}", flush=True)
 
-    with _scheduler(args), _stop_on_signals():
+    with _stop_on_signals(), _scheduler(args):  # signals count from the start (connecting included)
         t0 = time.perf_counter()
         path = est.path(X, y, n_alphas=n_alphas, eps=args.eps, batch=args.batch, store=args.store,
                         callback=None if args.quiet else progress)

@@ -130,13 +130,26 @@ def frame_as_array(frame, name: str) -> da.Array:
             f"{name} has columns that are not numbers: {', '.join(bad[:5])}"
             f"{', …' if len(bad) > 5 else ''}; encode them as numbers first (or drop them)"
         )
-    extension = [c for c, t in columns.dtypes.items() if not isinstance(t, np.dtype)]
-    if extension:  # nullable pandas dtypes (Int64, Float64, boolean): missing values become NaN
-        frame = frame.astype({c: "float64" for c in extension} if frame.ndim == 2 else "float64")
+    dtypes = set(columns.dtypes)
+    if len(dtypes) > 1 or not all(isinstance(t, np.dtype) for t in dtypes):
+        # mixed columns (bool with numbers becomes object) and nullable pandas dtypes (Int64,
+        # Float64, boolean: missing values become NaN) are taken as float64
+        frame = frame.astype("float64")
     arr = frame.to_dask_array()
     if any(np.isnan(c) for c in arr.chunks[0]):
-        arr.compute_chunk_sizes()
+        # each partition's row count (one read of the partitions, watched like a pass)
+        counts = arr.map_blocks(_n_rows, chunks=((1,) * arr.numblocks[0],),
+                                drop_axis=list(range(1, arr.ndim)), dtype=np.int64)
+        (lengths,) = _compute_watched(counts)
+        # the same graph with the counted row chunks (``to_dask_array(lengths=…)`` would check them
+        # against the frame's partitions before read optimizations merged some)
+        arr = da.Array(arr.dask, arr.name, (tuple(int(n) for n in lengths), *arr.chunks[1:]),
+                       dtype=arr.dtype)
     return arr
+
+
+def _n_rows(block) -> np.ndarray:
+    return np.array([block.shape[0]], dtype=np.int64)
 
 
 def is_lazy(a) -> bool:
@@ -270,10 +283,11 @@ def _chunks_text(z, index, name: str) -> str:
 
 
 def _check_stored(z, index, name: str) -> None:
-    """Refuse a block of fill values whose chunk file does not exist."""
-    missing = [c for c in _units(z, index) if not sync(z.store.exists(_key(z, c)))]
-    if not missing:
-        return  # a chunk really holding the fill value
+    """Refuse a block of fill values read from a store where the array is not (a worker that does
+    not see the client's files), or whose chunk file does not exist in an array written with every
+    chunk (one carrying a chunk checksum, as :func:`smem_dask.data.write_zarr` writes them). Other
+    arrays follow zarr's own rule: a chunk equal to the fill value is not written (e.g. an all-zero
+    block of labels), so a missing chunk there means the fill value."""
     meta = "zarr.json" if z.metadata.zarr_format == 3 else ".zarray"
     meta = f"{z.store_path.path}/{meta}" if z.store_path.path else meta
     if not sync(z.store.exists(meta)):
@@ -281,10 +295,19 @@ def _check_stored(z, index, name: str) -> None:
             f"{name} cannot be read from {_store_name(z)} on {socket.gethostname()} (pid "
             f"{os.getpid()}): the array is not there; do the workers see the same file system / "
             "path as this client?")
-    raise ValueError(
-        f"{_chunk_text(z, missing[0], name)} is missing from {_store_name(z)}: the store is "
-        "incomplete (zarr leaves out a chunk that is all fill value unless written with "
-        "config={'write_empty_chunks': True}, as smem_dask.data.write_zarr does)")
+    if not _every_chunk_written(z):
+        return
+    missing = [c for c in _units(z, index) if not sync(z.store.exists(_key(z, c)))]
+    if missing:
+        raise ValueError(
+            f"{_chunk_text(z, missing[0], name)} is missing from {_store_name(z)}: the store is "
+            "incomplete (it was written with every chunk and a checksum per chunk)")
+
+
+def _every_chunk_written(z) -> bool:
+    """Whether ``z`` carries a chunk checksum: arrays written so (by ``write_zarr``) have every
+    chunk on disk, even one equal to the fill value."""
+    return any(isinstance(c, zarr.codecs.Crc32cCodec) for c in getattr(z.metadata, "codecs", ()))
 
 
 def _zarr_behind(*arrays) -> list[zarr.Array]:
@@ -975,10 +998,11 @@ def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto")
             "more memory")
     nbytes = sum(float(a.nbytes) for a in (X, y, sample_weight) if a is not None)
     free = sum(room(w) - need * w["nthreads"] for w in workers)
-    if persist is True and nbytes > free:
+    if persist not in (False, "auto") and bool(persist) and nbytes > free:
         limits = sum(w["limit"] or total for w in workers)
+        who = "the 1 worker has" if len(workers) == 1 else f"the {len(workers)} workers have"
         raise WorkerMemoryError(
-            f"persist: the data take {_size(nbytes)} but the {len(workers)} workers have about "
+            f"persist: the data take {_size(nbytes)} but {who} about "
             f"{_size(max(free, 0))} free for them (memory limits {_size(limits)}, {pause:.0%} usable, "
             f"less {_size(sum(_own(w) for w in workers))} the worker processes take themselves and "
             "room for each thread's block): stream the data (--stream, persist=False) or add "

@@ -18,14 +18,19 @@ store made from other data (fingerprint) or other settings is refused, never sil
 so is a directory that is not a path store (checked before anything is written into it).
 
 Damage is refused, not read back as numbers. Every array is written with a CRC-32C of each chunk
-(zarr's ``crc32c`` codec after zstd) and with every chunk on disk, even one equal to the fill value;
-every value read back is verified: a failed checksum, a missing chunk, or a value a finished α
+(zarr's ``crc32c`` codec after zstd) and with every chunk on disk: arrays are created with
+``write_empty_chunks`` and no value a finished α stores equals its array's fill value (NaN, −1, 0
+for ``done``; zarr does not keep that setting when an array is reopened, so a future array whose
+stored values can equal its fill value must be written through the handle that created it).
+Every value read back is verified: a failed checksum, a missing chunk, or a value a finished α
 cannot have (NaN coefficients or objective, ``n_iter`` −1, the fill values) raises
 :class:`StoreDamagedError` naming what is damaged. The fix it names: delete that α's ``done`` chunk
-(the α is recomputed) or the whole store. Stores written before checksums (same format,
+(the α is recomputed) or the whole store. Arrays written without checksums (same format,
 ``smem_dask.path/1``: checksums change how chunks are encoded, which zarr records per array, not
-the layout) are read as before and checked by value only: a missing chunk still shows as its fill
-value, but an altered one cannot be told from a true one.
+the layout) are read and checked by value only: a missing chunk still shows as its fill value, but
+an altered one cannot be told from a true one. Stores of earlier versions, whose fingerprint
+sampled three blocks of the data, are not resumed (their data cannot be verified; they are still
+read by :func:`read_path_store`); a store records ``data_checksum``, the data's full checksum.
 
 One writer at a time: the writer holds ``fcntl.flock`` on the lock file ``.smem_dask.lock`` (and
 writes its pid, host and start time into it, for the message that refuses a second writer). The

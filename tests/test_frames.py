@@ -101,3 +101,14 @@ def test_an_xarray_dataset_is_refused_with_what_to_pass():
     ds = xr.Dataset({"X": (("row", "feature"), X)})
     with pytest.raises(ValueError, match=r"X is an xarray Dataset; pass one of its DataArrays"):
         SMEMClassifier().fit(ds, y)
+
+
+def test_boolean_columns_next_to_numbers_are_fitted_as_numbers():
+    """A dask DataFrame of float, int and bool columns becomes an object array in dask: it is taken as
+    float64, as pandas input is."""
+    frame = pd.DataFrame({"y": np.sin(np.arange(60.0)), "flag": [True, False, False] * 20,
+                          "count": np.arange(60) % 7})
+    lazy = dd.from_pandas(frame, npartitions=3)
+    est = SMEMRegressor(alpha=1e-3, tol=1e-12).fit(lazy[["flag", "count"]], lazy["y"])
+    oracle = SMEMRegressor(alpha=1e-3, tol=1e-12).fit(frame[["flag", "count"]], frame["y"])
+    np.testing.assert_allclose(est.coef_, oracle.coef_, rtol=0, atol=1e-12)
