@@ -130,8 +130,8 @@ def write_zarr(path, n: int, p: int, *, chunk_rows: int = 100_000, dtype="float6
     Every chunk carries a CRC32C checksum (``zarr.codecs.Crc32cCodec``, after the compressor) unless
     ``checksum=False``: a damaged chunk is a read error, not other numbers. Measured by ``python -m
     benchmarks chunks --codecs none,crc32c`` (``benchmarks/results/crc32c/chunks.md``: 1e6 × 50, 40 MB
-    chunks, 2 single-threaded workers on a shared machine, medians of 15): the EM pass 1.15× and a warm
-    read 1.18× the time without it, a cold read the same. Every chunk
+    chunks, 2 single-threaded workers on an otherwise idle machine, medians of 15): the EM pass 1.06×
+    (fastest rounds 1.03×) and a warm read 1.15× the time without it, a cold read 1.01×. Every chunk
     is written, also one that is all zeros (zarr would leave it out by default), so a missing chunk
     file always means an incomplete store (reading refuses it, see :func:`smem_dask.engine.as_array`).
     Refuses to overwrite an existing store unless ``overwrite=True``, and even then replaces only a
