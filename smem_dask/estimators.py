@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import sys
 import warnings
-from dataclasses import replace
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -29,15 +28,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import engine as _engine
 from .losses import Loss, get_loss
 from .path import solve_path
-from .penalties import L2, Penalty, check_solver, get_penalty
+from .penalties import Penalty, get_penalty
 from .solver import (
-    ConvergenceWarning,
     FitResult,
     IterationRecord,
     SolverConfig,
-    Stop,
-    curvature_bound,
-    fit_em,
+    fit_penalized,
 )
 
 __all__ = ["SMEMClassifier", "SMEMRegressor", "fit_path"]
@@ -165,21 +161,9 @@ class _SMEMBase(BaseEstimator):
         sample_weight : (n,) array of non-negative weights, optional
         """
         loss, penalty, config, eng = self._prepare(X, y, sample_weight)
-        stop = Stop.after(config.max_time)  # one deadline for the whole fit (warm start included)
         callback = _printer(eng.nbytes) if self.verbose else None
-        beta0, warm_passes = None, 0
-        if not penalty.convex:
-            # β = 0 can be a stationary trap of a non-convex penalty: start from the ridge fit
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                warm = fit_em(eng, loss, L2(), self.alpha, fit_intercept=bool(self.fit_intercept),
-                              config=replace(config, penalty_solver="em", tol=max(config.tol, 1e-6)),
-                              stop=stop)
-            beta0 = np.r_[warm.coef, warm.intercept] if self.fit_intercept else warm.coef
-            warm_passes = warm.n_passes
-        result = fit_em(eng, loss, penalty, self.alpha, fit_intercept=bool(self.fit_intercept),
-                        config=config, callback=callback, beta0=beta0, stop=stop)
-        result.n_passes += warm_passes
+        result = fit_penalized(eng, loss, penalty, self.alpha, fit_intercept=bool(self.fit_intercept),
+                               config=config, callback=callback)
         self._set_fitted(result, loss)
         self.bytes_read_ = result.n_passes * eng.nbytes
         if hasattr(self, "alpha_path_"):
@@ -194,16 +178,14 @@ class _SMEMBase(BaseEstimator):
         config = SolverConfig(self.acceleration, self.tol, self.max_iter,
                               self.penalty_solver or penalty.default_solver, self.curvature,
                               max_time=self.max_time)
-        check_solver(penalty, config.penalty_solver)
-        if config.curvature == "fixed":
-            curvature_bound(loss)
+        config.check(loss, penalty)
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise ValueError(f"fit_intercept must be True or False, got {self.fit_intercept!r}")
 
         X, y, s = self._validate_fit_data(X, y, sample_weight)
         # memory checked before any task runs (reading y on a worker too small would kill it)
         _engine.check_gram_fits(X.shape[1], bool(self.fit_intercept),
-                                n_systems=1 if config.curvature == "fixed" else n_systems,
+                                n_systems=config.grams_per_pass(n_systems),
                                 split_every=self.split_every, workers=_engine.is_lazy(X))
         _engine.check_memory_fits(X, y, s, persist=self.persist)
         y = self._encode_y(y, loss)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -87,8 +87,7 @@ def alpha_max(engine, loss: Loss, penalty: Penalty, *, fit_intercept: bool = Tru
         warnings.simplefilter("ignore", ConvergenceWarning)
         # not stopped early: the grid and every α's start depend on it (a few cheap passes)
         start = fit_em(engine, loss, L1(), 1e30, fit_intercept=fit_intercept,
-                       config=replace(config, penalty_solver="exact", acceleration="none",
-                                      curvature="adaptive", max_time=None),
+                       config=config.intercept_only(),
                        stop=Stop(interruptible=False))
     grad = start.warm.loss_grad[:p] / start.warm.system.weight
     threshold = penalty.zero_threshold(grad)
@@ -141,7 +140,7 @@ def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: i
     q = engine.n_features + int(fit_intercept)
     auto_batch = batch == "auto"
     if auto_batch:
-        batch = (10**9 if config.curvature == "fixed"
+        batch = (10**9 if config.fixed_curvature
                  else max(1, LOCKSTEP_GRAM_BUDGET // (8 * q * q)))
     elif isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise ValueError(f"batch must be a positive integer or 'auto', got {batch!r}")
@@ -153,7 +152,7 @@ def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: i
     else:
         alpha_grid(1.0, n_alphas, eps)  # validate before any pass
     batch = int(min(batch, n_alphas if alphas is None else alphas.size))
-    if config.curvature != "fixed":  # one Gram per α of a batch in every pass
+    if not config.fixed_curvature:  # one Gram per α of a batch in every pass
         on_dask = isinstance(engine, DaskEngine)
         memory = dict(split_every=engine.split_every if on_dask else 8, workers=on_dask)
         if auto_batch:
@@ -194,7 +193,7 @@ def _start(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, config):
     else:
         st = engine.stats(loss, np.zeros((q, 1)), np.zeros(q), fit_intercept)
         warm = WarmStart(np.zeros(q), float(st.loss[0]), st.grad[:, 0].copy(), st, np.zeros(q))
-    if config.curvature == "fixed":
+    if config.fixed_curvature:
         # the one Gram of the whole path: b·Σ s x̃x̃ᵀ (β-independent), with the system at the start
         bound = curvature_bound(loss)
         st = engine.stats_many(loss, [Request(warm.beta[:, None], warm.beta, bound)],

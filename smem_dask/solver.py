@@ -67,7 +67,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -75,7 +75,7 @@ import scipy.linalg
 import sklearn.exceptions
 
 from .losses import CLAMP_EPS, Loss
-from .penalties import Penalty, check_solver, em_floor
+from .penalties import L2, Penalty, check_solver, em_floor
 from .stats import HIST_DECADES, BlockStats, DualStats, Request, check_gram_range
 
 __all__ = [
@@ -91,6 +91,7 @@ __all__ = [
     "Stop",
     "WarmStart",
     "em_iterations",
+    "fit_penalized",
     "fit_em",
     "run_lockstep",
     "objective",
@@ -155,6 +156,34 @@ class SolverConfig:
         if self.max_iter < 1:
             raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
         check_max_time(self.max_time)
+
+    @property
+    def fixed_curvature(self) -> bool:
+        """Whether the curvature is the loss's fixed bound: one Gram for the whole fit (or path),
+        formed in the first pass, and gradient-only passes after it."""
+        return self.curvature == "fixed"
+
+    def grams_per_pass(self, n_fits: int = 1) -> int:
+        """How many q×q Grams one data pass carries for ``n_fits`` fits run in lockstep (a path's
+        batch): one per fit, except under fixed curvature, whose one Gram serves every fit."""
+        return 1 if self.fixed_curvature else int(n_fits)
+
+    def check(self, loss: Loss, penalty: Penalty) -> None:
+        """Refuse a loss × penalty × settings combination that cannot be fitted (a penalty solver
+        the penalty does not have; fixed curvature for a loss without a bound), before any pass."""
+        check_solver(penalty, self.penalty_solver)
+        if self.fixed_curvature:
+            curvature_bound(loss)
+
+    def intercept_only(self) -> SolverConfig:
+        """The settings of the intercept-only fit that starts a path (at an α so large that every
+        coefficient is exactly 0): plain EM with the exact penalty solver, the E-step, no deadline."""
+        return replace(self, penalty_solver="exact", acceleration="none", curvature="adaptive",
+                       max_time=None)
+
+    def ridge_start(self) -> SolverConfig:
+        """The settings of the ridge fit that starts a non-convex penalty (see :func:`fit_penalized`)."""
+        return replace(self, penalty_solver="em", tol=max(self.tol, 1e-6))
 
 
 def check_max_time(max_time) -> None:
@@ -611,6 +640,29 @@ def fit_em(
     return run_lockstep(engine, loss, fit_intercept, [fit])[0]
 
 
+def fit_penalized(engine: Engine, loss: Loss, penalty: Penalty, alpha: float, *,
+                  fit_intercept: bool = True, config: SolverConfig = SolverConfig(),
+                  callback: Callable[[IterationRecord], None] | None = None,
+                  stop: Stop | None = None) -> FitResult:
+    """:func:`fit_em` from the start that suits the penalty: β = 0 for convex penalties; for
+    non-convex ones (bridge q < 1, scad, mcp, log), where β = 0 can be a stationary trap, the ridge
+    fit at the same α (tolerance at most 1e-6, its passes counted in the result's ``n_passes``).
+    ``stop`` covers both fits (default: ``Stop.after(config.max_time)`` made now)."""
+    stop = Stop.after(config.max_time) if stop is None else stop
+    beta0, warm_passes = None, 0
+    if not penalty.convex:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ridge = fit_em(engine, loss, L2(), alpha, fit_intercept=fit_intercept,
+                           config=config.ridge_start(), stop=stop)
+        beta0 = np.r_[ridge.coef, ridge.intercept] if fit_intercept else ridge.coef
+        warm_passes = ridge.n_passes
+    result = fit_em(engine, loss, penalty, alpha, fit_intercept=fit_intercept, config=config,
+                    callback=callback, beta0=beta0, stop=stop)
+    result.n_passes += warm_passes
+    return result
+
+
 def run_lockstep(engine: Engine, loss: Loss, fit_intercept: bool, fits: list,
                  on_done: Callable[[int, FitResult], None] | None = None) -> list[FitResult]:
     """Drive several :func:`em_iterations` generators so that each data pass serves every fit
@@ -665,9 +717,9 @@ def em_iterations(
     beta = np.zeros(q) if beta0 is None else np.asarray(beta0, dtype=np.float64).copy()
     if beta.shape != (q,):
         raise ValueError(f"beta0 must have shape ({q},), got {beta.shape}")
-    check_solver(penalty, config.penalty_solver)
+    config.check(loss, penalty)
     solver = config.penalty_solver
-    fixed_mode = config.curvature == "fixed"
+    fixed_mode = config.fixed_curvature
     # cached: the E-step Gram of the last refresh is the M-step matrix of gradient-only passes
     cached_mode = config.curvature == "cached"
     bound = curvature_bound(loss) if fixed_mode else None
