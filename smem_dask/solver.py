@@ -74,6 +74,7 @@ import numpy as np
 import scipy.linalg
 import sklearn.exceptions
 
+from .curvature import FixedCurvature, curvature_bound, make_curvature
 from .losses import CLAMP_EPS, Loss
 from .penalties import L2, Penalty, check_solver, em_floor
 from .stats import HIST_DECADES, BlockStats, DualStats, Request, check_gram_range
@@ -286,58 +287,6 @@ class FitResult:
     @property
     def objective_history(self) -> list[float]:
         return [r.objective for r in self.history]
-
-
-class FixedCurvature:
-    """The fixed-curvature M-step matrix G = b·Σ s x̃x̃ᵀ (independent of β and α; SPEC §6).
-
-    ``system(β̃, ∇)`` is the majorizer's system at β̃ from the loss gradient there (no E-step pass).
-    ``solve_ridge`` solves (G + W·α·D) x = r for any α with one eigendecomposition, made on first
-    use and shared by every fit holding this object: with an intercept (last column, unpenalized)
-    it is eliminated first, leaving the Schur complement C = G_pp − g gᵀ/c, whose eigenvectors
-    diagonalize C + W·α·I for every α.
-    """
-
-    def __init__(self, gram: np.ndarray, weight: float, n_features: int, n_rows: float = 0.0):
-        self.gram = np.asarray(gram, dtype=np.float64)
-        self.weight = float(weight)
-        self.p = int(n_features)
-        self.n = float(n_rows)  # rows summed (the certificate's rounding bound needs it)
-        self._eig = None
-
-    def system(self, expand: np.ndarray, loss_grad: np.ndarray) -> BlockStats:
-        return BlockStats.system_only(self.n, self.weight, self.gram, self.gram @ expand - loss_grad)
-
-    def _eigh(self):
-        if self._eig is None:
-            p, G = self.p, self.gram
-            C = G[:p, :p]
-            if G.shape[0] > p:
-                C = C - np.outer(G[:p, p], G[:p, p]) / G[p, p]
-            self._eig = scipy.linalg.eigh(C)
-        return self._eig
-
-    def solve_ridge(self, rhs: np.ndarray, alpha: float) -> np.ndarray:
-        p, G = self.p, self.gram
-        lam, V = self._eigh()
-        r = rhs[:p]
-        if G.shape[0] > p:
-            r = r - G[:p, p] * (rhs[p] / G[p, p])
-        x = np.empty_like(rhs)
-        x[:p] = V @ ((V.T @ r) / (lam + self.weight * alpha))
-        if G.shape[0] > p:
-            x[p] = (rhs[p] - G[p, :p] @ x[:p]) / G[p, p]
-        return x
-
-
-def curvature_bound(loss: Loss) -> float:
-    """The bound b ≥ ω of a loss, or a clear error when its weights are unbounded."""
-    if loss.omega_bound is None:
-        raise ValueError(
-            f"curvature='fixed' needs a loss with bounded observation weights (logistic, squared, "
-            f"huber); the {loss.name} loss has none — use curvature='adaptive'"
-        )
-    return float(loss.omega_bound)
 
 
 def objective(loss_sum: float, weight: float, beta: np.ndarray, penalty: Penalty, alpha: float,
@@ -719,15 +668,11 @@ def em_iterations(
         raise ValueError(f"beta0 must have shape ({q},), got {beta.shape}")
     config.check(loss, penalty)
     solver = config.penalty_solver
-    fixed_mode = config.fixed_curvature
-    # cached: the E-step Gram of the last refresh is the M-step matrix of gradient-only passes
-    cached_mode = config.curvature == "cached"
-    bound = curvature_bound(loss) if fixed_mode else None
-    fixed = warm.fixed if (fixed_mode and warm is not None) else None
+    curv = make_curvature(config.curvature, loss, warm)
     # the current system is the E-step's own majorizer at `expand` (cached mode: only right after
     # a refresh); only such a plain step is sure not to raise F
     exact = True
-    ridge_fixed = fixed_mode and penalty.quadratic and solver == "em" and alpha > 0
+    ridge_fixed = config.fixed_curvature and penalty.quadratic and solver == "em" and alpha > 0
 
     def residual(loss_grad, weight, point):
         zero_tol = em_floor(point[:p]) if solver == "em" else 0.0
@@ -756,9 +701,9 @@ def em_iterations(
         refine = loss.smooth and (expand is beta or np.array_equal(expand, beta))
         if ridge_fixed:
             if refine:
-                return beta - fixed.solve_ridge(loss_grad + W * alpha * np.r_[beta[:p], np.zeros(q - p)],
+                return beta - curv.gram.solve_ridge(loss_grad + W * alpha * np.r_[beta[:p], np.zeros(q - p)],
                                                 alpha)
-            return fixed.solve_ridge(stats.rhs, alpha)
+            return curv.gram.solve_ridge(stats.rhs, alpha)
         return m_step(stats, expand, penalty, alpha, p, solver, loss_grad if refine else None)
 
     accelerated = config.acceleration != "none"
@@ -785,9 +730,9 @@ def em_iterations(
     hist = None  # the histogram of |t − η| at β (non-smooth losses; see `smoothing_width`)
     # the E-step's clamp ε (continuation in the smoothing width, non-smooth losses; see `widen`)
     eps = CLAMP_EPS
-    if warm is None or (fixed_mode and fixed is None):
+    if curv.needs_first_pass(warm):
         # a first pass: loss and gradient at β and the system there (fixed curvature: b·Σ s x̃x̃ᵀ)
-        first_pass = Request(beta[:, None], beta, bound, histogram=0 if nonsmooth else None)
+        first_pass = Request(beta[:, None], beta, curv.bound, histogram=0 if nonsmooth else None)
         stats = yield first_pass
         n_passes += 1
         if not beta.any():  # at β = 0 every loss has moderate weights ω
@@ -796,16 +741,10 @@ def em_iterations(
         hist = DualStats.parse(stats.extra, q, first_pass).hist if nonsmooth else None
         if nonsmooth:
             eps = initial_clamp(hist, stats.n)
-        if fixed_mode or cached_mode:
-            fixed = FixedCurvature(stats.gram, stats.weight, p, stats.n)
-    elif fixed_mode:
-        loss_sum, loss_grad, expand = warm.loss_sum, warm.loss_grad.copy(), beta
-        stats = fixed.system(beta, loss_grad)
+        curv.hold(stats, p)
     else:
-        stats, loss_sum, loss_grad = warm.system, warm.loss_sum, warm.loss_grad.copy()
-        expand = beta if np.array_equal(warm.expand, beta) else warm.expand
-        if cached_mode:
-            fixed, exact = FixedCurvature(stats.gram, stats.weight, p, stats.n), False
+        loss_sum, loss_grad = warm.loss_sum, warm.loss_grad.copy()
+        stats, expand, exact = curv.resume(warm, beta, loss_grad, p)
     W, n_rows = stats.weight, stats.n
     F = objective(loss_sum, W, beta, penalty, alpha, p)
     record(0, F, math.nan, residual(loss_grad, W, beta), time.perf_counter() - t0, False, stats, beta)
@@ -860,7 +799,7 @@ def em_iterations(
         argmin_K Σ s w (t − x̃ᵀβ̃)² (the vertex of the rows at the kink), with its E-step system: it
         replaces β when it lowers F, checked by the exact objective change as for any iterate.
         """
-        nonlocal beta, F, stats, expand, loss_sum, loss_grad, t, fixed, exact, hist, gap, it, n_passes
+        nonlocal beta, F, stats, expand, loss_sum, loss_grad, t, exact, hist, gap, it, n_passes
         nonlocal n_attempts, pass_seconds, attempted_at, origin
         n_attempts += 1
         attempted_at = beta
@@ -899,7 +838,9 @@ def em_iterations(
                    pass_seconds, False, st, point)
             beta, F, stats, expand, t = point, F_new, st, point, _next_t(1.0) if accelerated else 1.0
             origin = None  # not an M-step: no EM dual
-            fixed, exact = FixedCurvature(st.gram, st.weight, p, st.n) if cached_mode else fixed, True
+            if curv.stale:
+                curv.hold(st, p)  # the polish pass formed the E-step system at its point
+            exact = True
             pass_seconds = 0.0
             hist = dual.hist
         gap = F - D
@@ -911,16 +852,16 @@ def em_iterations(
     def system_at_beta():
         """The E-step system at β, which makes the next step a plain one: one pass (none under
         fixed curvature: the gradient at β is known; cached curvature caches its Gram)."""
-        nonlocal n_passes, pass_seconds, fixed, exact
+        nonlocal n_passes, pass_seconds, exact
         exact = True
-        if fixed_mode:
-            return fixed.system(beta, loss_grad)
+        if curv.systems_from_gradient:
+            return curv.system_from_gradient(beta, loss_grad)
         t0 = time.perf_counter()
         system = yield Request(beta[:, None], beta, clamp=clamp())
         n_passes += 1
         pass_seconds += time.perf_counter() - t0
-        if cached_mode:
-            fixed = FixedCurvature(system.gram, system.weight, p, system.n)
+        if curv.stale:
+            curv.hold(system, p)
         return system
 
     while it < config.max_iter:
@@ -955,13 +896,13 @@ def em_iterations(
         t0 = time.perf_counter()
         # cached curvature: the pass of accepted iteration 1, 2, 4, 8, … also refreshes the Gram
         # (its E-step at next_expand), as the Gram ages while β moves; rises refresh it too
-        refresh = cached_mode and ((it + 1) & it) == 0
-        if fixed_mode or (cached_mode and not refresh):
+        refresh = curv.refreshes(it)
+        if curv.gradient_pass(it):
             # a gradient pass; the system at next_expand needs only the gradient there
             points = [beta, candidate] + ([] if next_expand is candidate else [next_expand])
             request = Request(np.column_stack(points), reference_known=True, histogram=histogram)
             new_stats = yield request
-            next_system = fixed.system(next_expand, new_stats.grad[:, -1])
+            next_system = curv.system_from_gradient(next_expand, new_stats.grad[:, -1])
         else:
             # the loss and gradient at β are known from the previous pass: not recomputed
             request = Request(np.column_stack([beta, candidate]), next_expand, reference_known=True,
@@ -993,7 +934,7 @@ def em_iterations(
             if (yield from at_floor()):
                 break
             continue
-        if dF > 0 and (safeguard or (cached_mode and not plain_step)):
+        if dF > 0 and (safeguard or (curv.stale and not plain_step)):
             # discard the candidate, form the system at the current β, reset the momentum
             # (cached curvature: always, as a stale Gram need not majorize; the E-step Gram at β
             # becomes the new cache)
@@ -1015,9 +956,9 @@ def em_iterations(
         beta, F, origin = candidate, F_new, expand
         stats, expand, t = next_system, next_expand, t_next
         restarted, pass_seconds = False, 0.0
-        exact = not cached_mode or refresh
+        exact = curv.majorizes_after(refresh)
         if refresh:
-            fixed = FixedCurvature(stats.gram, stats.weight, p, stats.n)
+            curv.hold(stats, p)
         if nonsmooth:
             hist = DualStats.parse(new_stats.extra, q, request).hist
             # continuation: once the step's decrease of F is small beside ε, narrow ε
@@ -1078,7 +1019,7 @@ def em_iterations(
         n_restarts=n_restarts,
         history=history,
         warm=WarmStart(beta.copy(), loss_sum, loss_grad, stats, expand.copy(),
-                       fixed if fixed_mode else None),
+                       curv.warm_gram()),
         duality_gap=gap if certifiable else math.nan,
         stopped=stopped,
     )

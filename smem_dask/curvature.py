@@ -1,0 +1,199 @@
+"""Curvature modes: how the M-step matrix of each EM iteration is formed, one class per mode.
+
+The EM loop (:func:`smem_dask.solver.em_iterations`) asks its :class:`Curvature` four questions and
+nothing else about the mode:
+
+* before the first pass — which bound the pass forms its Gram with (``bound``), and whether a warm
+  start saves that pass (:meth:`Curvature.needs_first_pass`, :meth:`Curvature.resume`);
+* before each candidate's pass — whether the pass needs the E-step system at the next expansion
+  point or only gradients (:meth:`Curvature.gradient_pass`, :meth:`Curvature.refreshes`), and then
+  the system from a gradient (:meth:`Curvature.system_from_gradient`);
+* after a pass — which Gram to hold (:meth:`Curvature.hold`) and whether the system it gives is the
+  E-step's own majorizer at its point (:meth:`Curvature.majorizes_after`, :attr:`Curvature.stale`);
+* at the end — what a warm start of the next fit keeps (:meth:`Curvature.warm_gram`).
+
+The modes: :class:`Adaptive` (the loss's E-step every pass), :class:`FixedBound` (the bound ω ≤ b: one
+Gram b·Σ s x̃x̃ᵀ for the whole fit or path, gradient-only passes after it) and :class:`Cached` (the
+E-step Gram of the last refresh reused by gradient-only passes, refreshed at iterations 1, 2, 4, 8, …
+and whenever F would rise). A new mode is a subclass here and a name in :data:`MODES`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from .losses import Loss
+from .stats import BlockStats
+
+__all__ = ["Adaptive", "Cached", "Curvature", "FixedBound", "FixedCurvature", "MODES", "curvature_bound",
+           "make_curvature"]
+
+
+class FixedCurvature:
+    """The fixed-curvature M-step matrix G = b·Σ s x̃x̃ᵀ (independent of β and α; SPEC §6).
+
+    ``system(β̃, ∇)`` is the majorizer's system at β̃ from the loss gradient there (no E-step pass).
+    ``solve_ridge`` solves (G + W·α·D) x = r for any α with one eigendecomposition, made on first
+    use and shared by every fit holding this object: with an intercept (last column, unpenalized)
+    it is eliminated first, leaving the Schur complement C = G_pp − g gᵀ/c, whose eigenvectors
+    diagonalize C + W·α·I for every α.
+    """
+
+    def __init__(self, gram: np.ndarray, weight: float, n_features: int, n_rows: float = 0.0):
+        self.gram = np.asarray(gram, dtype=np.float64)
+        self.weight = float(weight)
+        self.p = int(n_features)
+        self.n = float(n_rows)  # rows summed (the certificate's rounding bound needs it)
+        self._eig = None
+
+    def system(self, expand: np.ndarray, loss_grad: np.ndarray) -> BlockStats:
+        return BlockStats.system_only(self.n, self.weight, self.gram, self.gram @ expand - loss_grad)
+
+    def _eigh(self):
+        if self._eig is None:
+            p, G = self.p, self.gram
+            C = G[:p, :p]
+            if G.shape[0] > p:
+                C = C - np.outer(G[:p, p], G[:p, p]) / G[p, p]
+            self._eig = scipy.linalg.eigh(C)
+        return self._eig
+
+    def solve_ridge(self, rhs: np.ndarray, alpha: float) -> np.ndarray:
+        p, G = self.p, self.gram
+        lam, V = self._eigh()
+        r = rhs[:p]
+        if G.shape[0] > p:
+            r = r - G[:p, p] * (rhs[p] / G[p, p])
+        x = np.empty_like(rhs)
+        x[:p] = V @ ((V.T @ r) / (lam + self.weight * alpha))
+        if G.shape[0] > p:
+            x[p] = (rhs[p] - G[p, :p] @ x[:p]) / G[p, p]
+        return x
+
+
+def curvature_bound(loss: Loss) -> float:
+    """The bound b ≥ ω of a loss, or a clear error when its weights are unbounded."""
+    if loss.omega_bound is None:
+        raise ValueError(
+            f"curvature='fixed' needs a loss with bounded observation weights (logistic, squared, "
+            f"huber); the {loss.name} loss has none — use curvature='adaptive'"
+        )
+    return float(loss.omega_bound)
+
+
+class Curvature:
+    """The E-step curvature (the :class:`Adaptive` mode); subclasses change what they must."""
+
+    #: the bound b the first pass forms its Gram with (None: the E-step weights)
+    bound: float | None = None
+    #: a held Gram may stop majorizing F as β moves: a rise from a non-plain step restarts
+    stale = False
+
+    def __init__(self, loss: Loss, warm=None):
+        #: the Gram held across passes (fixed and cached modes), as a FixedCurvature
+        self.gram: FixedCurvature | None = None
+
+    def needs_first_pass(self, warm) -> bool:
+        """Whether the fit starts with a pass (a warm start carries the system, or the bound's Gram)."""
+        return warm is None
+
+    def hold(self, stats: BlockStats, n_features: int) -> None:
+        """A pass formed an E-step (or bound) system: the modes that keep a Gram keep this one."""
+
+    def resume(self, warm, beta: np.ndarray, loss_grad: np.ndarray, n_features: int):
+        """(system, its expansion point, whether it is the E-step's own majorizer there) of a warm
+        start."""
+        expand = beta if np.array_equal(warm.expand, beta) else warm.expand
+        return warm.system, expand, True
+
+    def refreshes(self, it: int) -> bool:
+        """Whether the pass after ``it`` accepted iterations forms a new Gram to hold."""
+        return False
+
+    def gradient_pass(self, it: int) -> bool:
+        """Whether that pass computes only gradients (the system then comes from the held Gram)."""
+        return False
+
+    @property
+    def systems_from_gradient(self) -> bool:
+        """Whether the system at β needs no pass (it comes from the held Gram and the gradient)."""
+        return False
+
+    def system_from_gradient(self, point: np.ndarray, loss_grad: np.ndarray) -> BlockStats:
+        return self.gram.system(point, loss_grad)
+
+    def majorizes_after(self, refreshed: bool) -> bool:
+        """Whether the system of an accepted pass is the E-step's own majorizer at its point."""
+        return True
+
+    def warm_gram(self) -> FixedCurvature | None:
+        """The Gram a warm start of the next fit (a path's next α) reuses."""
+        return None
+
+
+class Adaptive(Curvature):
+    """The loss's own E-step at every pass: the fewest passes, a q×q Gram in each."""
+
+
+class FixedBound(Curvature):
+    """The bound ω ≤ b (logistic ¼; squared, huber 1): one Gram b·Σ s x̃x̃ᵀ, formed by the first
+    pass (or carried by a warm start), then gradient-only passes; ridge solves by one
+    eigendecomposition."""
+
+    def __init__(self, loss: Loss, warm=None):
+        super().__init__(loss, warm)
+        self.bound = curvature_bound(loss)
+        self.gram = None if warm is None else warm.fixed
+
+    def needs_first_pass(self, warm) -> bool:
+        return warm is None or self.gram is None
+
+    def hold(self, stats: BlockStats, n_features: int) -> None:
+        self.gram = FixedCurvature(stats.gram, stats.weight, n_features, stats.n)
+
+    def resume(self, warm, beta, loss_grad, n_features):
+        return self.gram.system(beta, loss_grad), beta, True
+
+    def gradient_pass(self, it: int) -> bool:
+        return True
+
+    @property
+    def systems_from_gradient(self) -> bool:
+        return True
+
+    def warm_gram(self) -> FixedCurvature | None:
+        return self.gram
+
+
+class Cached(Curvature):
+    """The E-step Gram of the last refresh as the M-step matrix of gradient-only passes, refreshed
+    at accepted iterations 1, 2, 4, 8, … and whenever F would rise (a stale Gram need not majorize)."""
+
+    stale = True
+
+    def hold(self, stats: BlockStats, n_features: int) -> None:
+        self.gram = FixedCurvature(stats.gram, stats.weight, n_features, stats.n)
+
+    def resume(self, warm, beta, loss_grad, n_features):
+        system, expand, _ = super().resume(warm, beta, loss_grad, n_features)
+        self.hold(system, n_features)
+        return system, expand, False
+
+    def refreshes(self, it: int) -> bool:
+        return ((it + 1) & it) == 0
+
+    def gradient_pass(self, it: int) -> bool:
+        return not self.refreshes(it)
+
+    def majorizes_after(self, refreshed: bool) -> bool:
+        return refreshed
+
+
+#: the curvature modes by name (``SolverConfig.curvature``)
+MODES: dict[str, type[Curvature]] = {"adaptive": Adaptive, "fixed": FixedBound, "cached": Cached}
+
+
+def make_curvature(name: str, loss: Loss, warm=None) -> Curvature:
+    """The curvature mode ``name`` for a fit of ``loss`` (``warm``: the start it resumes)."""
+    return MODES[name](loss, warm)
