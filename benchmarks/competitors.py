@@ -1,6 +1,7 @@
 """One adapter per method of the paper benchmark, all minimizing the same F at a budget of data passes.
 
-F(β, b) = (1/n) Σ [softplus(η_i) − y_i η_i] + (α/2)‖β‖², η = Xβ + b (SPEC §2, intercept unpenalized).
+F(β, b) = (1/n) Σ [softplus(η_i) − y_i η_i] + (α/2)‖β‖², η = Xβ + b (intercept unpenalized; see
+docs/method.md, "The objective").
 
 Every adapter returns a :class:`Run`: the best F seen after each number of passes (1 … budget), so
 any smaller budget is read off the same run. A *pass* is one evaluation of F and ∇F on all rows

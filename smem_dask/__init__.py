@@ -1,6 +1,7 @@
 r"""smem_dask — regularized linear models on larger-than-memory data by Scale Mixture EM on Dask.
 
-Every estimator, solver and path in this package minimizes the one objective of SPEC §2:
+Every estimator, solver and path in this package minimizes one objective (docs/method.md, "The
+objective"):
 
     F(β, b) = (1/W) Σ_i s_i · ℓ(y_i, η_i) + α · P(β),     η_i = x_iᵀβ + b,   W = Σ_i s_i
 

@@ -12,10 +12,11 @@ nothing else about the mode:
   E-step's own majorizer at its point (:meth:`Curvature.majorizes_after`, :attr:`Curvature.stale`);
 * at the end — what a warm start of the next fit keeps (:meth:`Curvature.warm_gram`).
 
-The modes: :class:`Adaptive` (the loss's E-step every pass), :class:`FixedBound` (the bound ω ≤ b: one
-Gram b·Σ s x̃x̃ᵀ for the whole fit or path, gradient-only passes after it) and :class:`Cached` (the
-E-step Gram of the last refresh reused by gradient-only passes, refreshed at iterations 1, 2, 4, 8, …
-and whenever F would rise). A new mode is a subclass here and a name in :data:`MODES`.
+See docs/method.md, "Curvature modes", for what each costs. The modes: :class:`Adaptive` (the
+loss's E-step every pass), :class:`FixedBound` (the bound ω ≤ b: one Gram b·Σ s x̃x̃ᵀ for the whole fit
+or path, gradient-only passes after it) and :class:`Cached` (the E-step Gram of the last refresh reused
+by gradient-only passes, refreshed at iterations 1, 2, 4, 8, … and whenever F would rise). A new mode
+is a subclass here and a name in :data:`MODES` (and in ``CURVATURES`` of the solver's settings).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ __all__ = ["Adaptive", "Cached", "Curvature", "FixedBound", "FixedCurvature", "M
 
 
 class FixedCurvature:
-    """The fixed-curvature M-step matrix G = b·Σ s x̃x̃ᵀ (independent of β and α; SPEC §6).
+    """The fixed-curvature M-step matrix G = b·Σ s x̃x̃ᵀ (independent of β and α; see docs/method.md,
+    "Curvature modes").
 
     ``system(β̃, ∇)`` is the majorizer's system at β̃ from the loss gradient there (no E-step pass).
     ``solve_ridge`` solves (G + W·α·D) x = r for any α with one eigendecomposition, made on first

@@ -3,8 +3,8 @@
 A loss here knows only the target ``y`` and the linear predictor ``eta``; it never sees ``X`` and
 never imports dask. Every method works elementwise on numpy arrays (broadcasting allowed).
 
-The E-step contract (SPEC §3)
------------------------------
+The E-step contract (docs/method.md, "Losses and their E-steps")
+---------------------------------------------------------------
 ``e_step(y, eta0)`` returns ``(omega, u)`` such that, for every η,
 
     ℓ(y, η) ≤ ℓ(y, η0) + ½·omega·(η² − η0²) − u·(η − η0)            (majorization)
@@ -191,9 +191,9 @@ class Hinge(Loss):
 
     .. math::  ω = \frac{1}{2|r_0|}, \qquad u = ỹ\,ω\,(1 + |r_0|).
 
-    (SPEC §3 writes ω = 1/|1 − ỹη|: that is the weight for 2ℓ; with F as in SPEC §2 the factor ½
-    is needed for the EM map to be a majorize–minimize step.) ``LinearSVC(loss="hinge", C)`` is the
-    same model with α = 1/(C·n) and no intercept.
+    (The weight 1/|1 − ỹη| found in the literature is the one for 2ℓ; with F as in docs/method.md
+    the factor ½ is needed for the EM map to be a majorize–minimize step.) ``LinearSVC(loss="hinge",
+    C)`` is the same model with α = 1/(C·n) and no intercept.
     """
 
     name: ClassVar[str] = "hinge"
@@ -235,7 +235,7 @@ class Quantile(Loss):
 
     .. math::  ω = \frac{1}{2|r_0|}, \qquad u = ω y + (τ − \tfrac12).
 
-    (SPEC §3's 1/|r| and (2τ − 1) are the same step for 2ℓ.) ``QuantileRegressor(quantile=τ,
+    (The literature's 1/|r| and (2τ − 1) are the same step for 2ℓ.) ``QuantileRegressor(quantile=τ,
     alpha=a)`` is the same model with the l1 penalty and α = a.
     """
 
@@ -316,7 +316,7 @@ class StudentT(Loss):
 
     .. math::  ω = \frac{ν + 1}{ν σ^2 + r_0^2}, \qquad u = ω y .
 
-    (SPEC §3's (ν+1)/(ν + r²/σ²) is σ²·ω: the weight of σ²·ℓ.) Non-convex: EM finds a stationary
+    (The textbook (ν+1)/(ν + r²/σ²) is σ²·ω: the weight of σ²·ℓ.) Non-convex: EM finds a stationary
     point, monotonically.
     """
 
@@ -397,7 +397,8 @@ class Poisson(Loss):
     terms free of η); ``predict`` gives the mean e^η.
 
     e^η has no scale-mixture representation and no global quadratic majorizer, so the E-step is a
-    documented *local* bound (SPEC §3): by Taylor's theorem with e^ξ ≤ e^{η0 + c} for ξ ≤ η0 + c,
+    documented *local* bound (docs/method.md, "Losses and their E-steps"): by Taylor's theorem with
+    e^ξ ≤ e^{η0 + c} for ξ ≤ η0 + c,
 
     .. math::  ω = e^{η_0 + c}, \qquad u = ω η_0 − (e^{η_0} − y), \qquad c = 1,
 

@@ -1,8 +1,9 @@
 """Regularization paths: an α grid from α_max down, solved large to small with warm starts.
 
-Sharing across α (SPEC §6): the loss sums, loss gradients and M-step systems do not depend on α, so
-each α starts from where the previous one ended — its coefficients *and* its last M-step system —
-and its first M-step needs no data pass. No dask here: the path runs over any engine.
+Sharing across α (see docs/method.md, "Paths"): the loss sums, loss gradients and M-step systems do
+not depend on α, so each α starts from where the previous one ended — its coefficients *and* its
+last M-step system — and its first M-step needs no data pass. No dask here: the path runs over any
+engine.
 """
 
 from __future__ import annotations

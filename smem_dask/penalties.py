@@ -1,6 +1,8 @@
-r"""Penalties P(β) and their two treatments on the p×p M-step system (SPEC §5).
+r"""Penalties P(β) and their two treatments on the p×p M-step system (see docs/method.md,
+"Penalties and the M-step").
 
-The objective adds α·P(β) (SPEC §2); the intercept is never penalized and never reaches a penalty.
+The objective adds α·P(β) (docs/method.md, "The objective"); the intercept is never penalized and
+never reaches a penalty.
 Each M-step minimizes the quadratic majorizer of the loss plus the penalty,
 
     Q(β) = ½ βᵀ A β − bᵀ β + W·α·P(β_pen),     A = Xᵀ S Ω X,  b = Xᵀ S u,

@@ -33,7 +33,8 @@ so that each data pass serves every fit still running. Each EM iteration is, in 
 
 Objective changes are computed per observation (``Loss.value_difference``) in the same pass, so
 restart and stopping decisions stay exact far below the ~1e-16·|F| resolution of F itself; the
-recorded objective of iteration k is F_0 + Σ ΔF, which equals F(β_k) of SPEC §2 to rounding.
+recorded objective of iteration k is F_0 + Σ ΔF, which equals F(β_k) to rounding (see docs/method.md,
+"Acceleration and restarts").
 
 In steady state every iteration, objective evaluation and restart check included, reads the data
 once; a restart costs two extra passes.
@@ -43,11 +44,12 @@ the residual test, and a step that leaves β bitwise unchanged is never evaluate
 (the plain EM step) it ends the fit as a fixed point; from an extrapolated point or a stale cached
 Gram, the system is formed at β (like a restart) so that the next step is the plain one.
 
-``curvature="fixed"`` (SPEC §6; losses with a bound ω ≤ b: logistic ¼, squared and huber 1) replaces
-the E-step by ω = b, u = b·η̃ − ℓ'(η̃): the M-step matrix b·Σ s x̃x̃ᵀ (+ W·α·D) is formed once, the
-right-hand side needs only the loss gradient at β̃, so each iteration's pass is a gradient pass
-(k + 1 columns instead of a p×p Gram) and a restart costs no pass. With ridge one eigendecomposition
-serves every α and iteration. The bound is looser than the E-step's, so it takes more iterations.
+``curvature="fixed"`` (docs/method.md, "Curvature modes"; losses with a bound ω ≤ b: logistic ¼,
+squared and huber 1) replaces the E-step by ω = b, u = b·η̃ − ℓ'(η̃): the M-step matrix
+b·Σ s x̃x̃ᵀ (+ W·α·D) is formed once, the right-hand side needs only the loss gradient at β̃, so each
+iteration's pass is a gradient pass (k + 1 columns instead of a p×p Gram) and a restart costs no
+pass. With ridge one eigendecomposition serves every α and iteration. The bound is looser than the
+E-step's, so it takes more iterations.
 ``curvature="cached"`` keeps the E-step Gram of the last *refresh* as the M-step matrix: passes
 evaluate gradients only (2·n·q flops instead of n·q², the quadratic stays tangent to the loss at
 each expansion point). The Gram is refreshed in the pass of accepted iterations 1, 2, 4, 8, …
@@ -291,7 +293,7 @@ class FitResult:
 
 def objective(loss_sum: float, weight: float, beta: np.ndarray, penalty: Penalty, alpha: float,
               p: int) -> float:
-    """F = (1/W) Σ s ℓ + α P(β) from the weighted loss sum at β (SPEC §2)."""
+    """F = (1/W) Σ s ℓ + α P(β) from the weighted loss sum at β (docs/method.md, "The objective")."""
     return float(loss_sum / weight + alpha * penalty.value(beta[:p]))
 
 
@@ -335,7 +337,8 @@ def gradient_floor(gram: np.ndarray, weight: float, beta: np.ndarray) -> np.ndar
 
 def m_step(stats: BlockStats, expand: np.ndarray, penalty: Penalty, alpha: float, p: int,
            penalty_solver: str = "em", loss_grad: np.ndarray | None = None):
-    """Minimize the quadratic majorizer at β̃ plus the penalty (SPEC §5).
+    """Minimize the quadratic majorizer at β̃ plus the penalty (see docs/method.md, "Penalties and the
+    M-step").
 
     ``"em"``: solve (G + W α diag(d(β̃))) β = r — Cholesky, or least squares with a warning if
     singular. ``"exact"``: the penalty's own p×p solver, warm-started at β̃.

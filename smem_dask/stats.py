@@ -32,7 +32,8 @@ class Request:
         change from point 0.
     expand : (q,) array or None — the expansion point of the E-step; None: no M-step system.
     curvature : float or None — None: the loss's own E-step. A number b: the fixed-curvature majorizer
-        ω = b, u = b·η̃ − ℓ'(η̃) (valid for losses whose ω never exceeds b; SPEC §6).
+        ω = b, u = b·η̃ − ℓ'(η̃) (valid for losses whose ω never exceeds b; see docs/method.md,
+        "Curvature modes").
     reference_known : bool — point 0 is only the reference of the loss changes (its loss and
         gradient are known to the caller from an earlier pass): they are not computed and come
         back as zeros, so ``loss[j]`` holds the change alone for j ≥ 1.

@@ -16,7 +16,8 @@ from smem_dask.penalties import get_penalty
 
 
 def F(loss, penalty, alpha, X, y, coef, intercept):
-    """SPEC §2's objective from the loss and penalty values (unit sample weights)."""
+    """The objective of docs/method.md ("The objective") from the loss and penalty values (unit
+    sample weights)."""
     return float(np.mean(loss.value(y, X @ coef + intercept)) + alpha * penalty.value(coef))
 
 
@@ -204,7 +205,7 @@ def test_every_pair_is_monotone_under_base_em(loss_name, loss_params, pen_name, 
     F_hist = np.array(est.objective_history_)
     assert len(F_hist) >= 2
     assert np.all(np.diff(F_hist) <= 0), np.diff(F_hist).max()
-    # the recorded objective is SPEC §2's objective at the returned coefficients
+    # the recorded objective is the objective of docs/method.md at the returned coefficients
     direct = F(loss, get_penalty(pen_name, **pen_params), 0.02, X, y, est.coef_, est.intercept_)
     assert F_hist[-1] == pytest.approx(direct, rel=1e-12)
 

@@ -21,7 +21,7 @@ from smem_dask.solver import (
 
 
 def _logistic_F(X, y, s, alpha, beta, b):
-    """F of SPEC §2 written directly (independent of the package)."""
+    """F of docs/method.md ("The objective") written directly (independent of the package)."""
     eta = X @ beta + b
     return np.sum(s * (np.logaddexp(0, eta) - y * eta)) / s.sum() + 0.5 * alpha * beta @ beta
 
@@ -50,7 +50,7 @@ def test_em_step_is_a_preconditioned_gradient_step(seed):
     got = m_step(st, beta, L2(), alpha, p)
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-11)
 
-    # the solver's objective and gradient are SPEC §2's (finite differences of the direct F)
+    # the solver's objective and gradient are the documented F's (finite differences of the direct F)
     assert objective(st.loss[0], st.weight, beta, L2(), alpha, p) == pytest.approx(
         _logistic_F(X, y, s, alpha, beta[:p], beta[p]), rel=1e-13)
     g = optimality(st.grad[:, 0], st.weight, beta, L2(), alpha, p)
@@ -87,7 +87,7 @@ def test_objective_never_increases(acceleration, fit_intercept, case):
     assert len(F) == res.n_iter + 1 and len(F) > 3
     assert np.all(np.diff(F) <= 0), np.diff(F).max()
     assert res.converged
-    # each recorded objective is F of SPEC §2 at that iterate: check the last one directly
+    # each recorded objective is F of docs/method.md at that iterate: check the last one directly
     b = res.intercept if fit_intercept else 0.0
     assert F[-1] == pytest.approx(_logistic_F(X, y, s, 1e-3, res.coef, b), rel=1e-13)
 
