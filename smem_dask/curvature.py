@@ -91,6 +91,8 @@ class Curvature:
     bound: float | None = None
     #: a held Gram may stop majorizing F as β moves: a rise from a non-plain step restarts
     stale = False
+    #: one Gram serves the whole fit and every α of a path (passes after the first carry no Gram)
+    one_gram = False
 
     def __init__(self, loss: Loss, warm=None):
         #: the Gram held across passes (fixed and cached modes), as a FixedCurvature
@@ -142,6 +144,8 @@ class FixedBound(Curvature):
     """The bound ω ≤ b (logistic ¼; squared, huber 1): one Gram b·Σ s x̃x̃ᵀ, formed by the first
     pass (or carried by a warm start), then gradient-only passes; ridge solves by one
     eigendecomposition."""
+
+    one_gram = True
 
     def __init__(self, loss: Loss, warm=None):
         super().__init__(loss, warm)

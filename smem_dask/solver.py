@@ -76,7 +76,7 @@ import numpy as np
 import scipy.linalg
 import sklearn.exceptions
 
-from .curvature import FixedCurvature, curvature_bound, make_curvature
+from .curvature import MODES, FixedCurvature, curvature_bound, make_curvature
 from .losses import CLAMP_EPS, Loss
 from .penalties import L2, Penalty, check_solver, em_floor
 from .stats import HIST_DECADES, BlockStats, DualStats, Request, check_gram_range
@@ -108,7 +108,7 @@ __all__ = [
 
 ACCELERATIONS = ("none", "nesterov", "nesterov-restart")
 PENALTY_SOLVERS = ("em", "exact")
-CURVATURES = ("adaptive", "fixed", "cached")
+CURVATURES = tuple(MODES)  # ("adaptive", "fixed", "cached")
 
 
 class ConvergenceWarning(sklearn.exceptions.ConvergenceWarning):
@@ -164,7 +164,7 @@ class SolverConfig:
     def fixed_curvature(self) -> bool:
         """Whether the curvature is the loss's fixed bound: one Gram for the whole fit (or path),
         formed in the first pass, and gradient-only passes after it."""
-        return self.curvature == "fixed"
+        return MODES[self.curvature].one_gram
 
     def grams_per_pass(self, n_fits: int = 1) -> int:
         """How many q×q Grams one data pass carries for ``n_fits`` fits run in lockstep (a path's
