@@ -28,8 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     import dask
     from distributed import Client, LocalCluster
 
+    from smem_dask.arrays import as_array
     from smem_dask.data import open_store
-    from smem_dask.engine import DaskEngine, as_array
+    from smem_dask.engine import DaskEngine
     from smem_dask.losses import Logistic
     from smem_dask.stats import Request
 

@@ -23,10 +23,10 @@ import warnings
 import numpy as np
 
 from .data import open_store, write_zarr
-from .engine import require_workers
 from .estimators import SMEMClassifier, SMEMRegressor
 from .losses import LOSSES
 from .penalties import PENALTIES
+from .resources import require_workers
 from .solver import ACCELERATIONS, CURVATURES, STOP_REQUESTED, ConvergenceWarning, check_max_time
 
 _EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, TimeoutError, KeyError, MemoryError)
@@ -253,7 +253,7 @@ def _scheduler(args):
                 raise ValueError(f"TLS certificates were given but the scheduler address {address} "
                                  "is not tls://…; use tls://HOST:PORT")
             # the client's own log lines (lost connection, reconnecting…, also while it closes)
-            # would come on top of the one-line error of the watchdog in smem_dask.engine
+            # would come on top of the one-line error of the watchdog in smem_dask.resources
             stack.enter_context(_quiet_logger("distributed"))
             try:
                 _probe(address, args.connect_timeout, security)

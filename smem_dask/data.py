@@ -133,7 +133,7 @@ def write_zarr(path, n: int, p: int, *, chunk_rows: int = 100_000, dtype="float6
     chunks, 2 single-threaded workers on an otherwise idle machine, medians of 15): the EM pass 1.06×
     (fastest rounds 1.03×) and a warm read 1.15× the time without it, a cold read 1.01×. Every chunk
     is written, also one that is all zeros (zarr would leave it out by default), so a missing chunk
-    file always means an incomplete store (reading refuses it, see :func:`smem_dask.engine.as_array`).
+    file always means an incomplete store (reading refuses it, see :func:`smem_dask.arrays.as_array`).
     Refuses to overwrite an existing store unless ``overwrite=True``, and even then replaces only a
     data store that ``write_zarr`` wrote (or an empty directory): anything else is left untouched.
     """

@@ -25,7 +25,9 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import arrays as _arrays
 from . import engine as _engine
+from . import resources as _resources
 from .losses import Loss, get_loss
 from .path import solve_path
 from .penalties import Penalty, get_penalty
@@ -102,13 +104,13 @@ class _SMEMBase(BaseEstimator):
         DataFrames and dask-backed xarray DataArrays become one; shape and feature names checked
         without reading it: a DataFrame's column names are checked on its empty ``_meta``). ``reset``:
         at fit."""
-        if _engine.is_xarray(X):
-            X = _engine.as_array(X, "X")  # its data: a dask array stays lazy
-        if _engine.is_lazy_input(X):
-            meta = _engine.frame_meta(X)
+        if _arrays.is_xarray(X):
+            X = _arrays.as_array(X, "X")  # its data: a dask array stays lazy
+        if _arrays.is_lazy_input(X):
+            meta = _arrays.frame_meta(X)
             if meta is not None and meta.ndim == 2:
                 validate_data(self, meta, skip_check_array=True, reset=reset)
-            X = _engine.as_array(X, "X")
+            X = _arrays.as_array(X, "X")
             if X.ndim != 2:
                 raise ValueError(f"X must be 2-dimensional (n_samples, n_features), got shape {X.shape}")
             if meta is None:
@@ -117,7 +119,7 @@ class _SMEMBase(BaseEstimator):
                 raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
             return X
         if isinstance(X, np.ma.MaskedArray):
-            X = _engine.as_array(X, "X")  # refused when anything is masked
+            X = _arrays.as_array(X, "X")  # refused when anything is masked
         if getattr(getattr(X, "dtype", None), "kind", None) in ("U", "S"):
             raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
         if not reset:
@@ -139,7 +141,7 @@ class _SMEMBase(BaseEstimator):
         X = self._validate_X(X, reset=True)
         y = _as_target(y)
         s = None if sample_weight is None else _as_weight(sample_weight, y)
-        _engine.check_shapes(X, y, s)
+        _arrays.check_shapes(X, y, s)
         return X, y, s
 
     def _encode_y(self, y, loss: Loss):
@@ -184,10 +186,10 @@ class _SMEMBase(BaseEstimator):
 
         X, y, s = self._validate_fit_data(X, y, sample_weight)
         # memory checked before any task runs (reading y on a worker too small would kill it)
-        _engine.check_gram_fits(X.shape[1], bool(self.fit_intercept),
-                                n_systems=config.grams_per_pass(n_systems),
-                                split_every=self.split_every, workers=_engine.is_lazy(X))
-        _engine.check_memory_fits(X, y, s, persist=self.persist)
+        _resources.check_gram_fits(X.shape[1], bool(self.fit_intercept),
+                                   n_systems=config.grams_per_pass(n_systems),
+                                   split_every=self.split_every, workers=_arrays.is_lazy(X))
+        _resources.check_memory_fits(X, y, s, persist=self.persist)
         y = self._encode_y(y, loss)
         if s is not None:
             _check_sample_weight(s)
@@ -331,9 +333,9 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
         return tags
 
     def _encode_y(self, y, loss):
-        if not _engine.is_lazy(y):
+        if not _arrays.is_lazy(y):
             _check_labels(y)
-        classes = _engine.unique(y)
+        classes = _arrays.unique(y)
         if classes.dtype.kind == "f" and np.isnan(classes).any():
             raise ValueError("y contains NaN")
         if classes.dtype.kind == "f" and np.isinf(classes).any():
@@ -354,7 +356,7 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
     def _fit_weights(self, y01, s):
         s = self._class_weighted(y01, s)
         if s is not None:
-            (w1, w) = _engine.compute((s * y01).sum(), s.sum())
+            (w1, w) = _arrays.compute((s * y01).sum(), s.sum())
             for c, wc in zip(self.classes_, (w - w1, w1), strict=True):
                 if not wc > 0:
                     raise ValueError(f"class {_shown(c)} has zero total weight; a classifier needs two "
@@ -367,7 +369,7 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
         if cw is None:
             return s
         if isinstance(cw, str) and cw == "balanced":
-            (n1,) = _engine.compute(y01.sum())
+            (n1,) = _arrays.compute(y01.sum())
             n = y01.shape[0]
             weights = n / (2.0 * np.array([n - float(n1), float(n1)]))
         elif isinstance(cw, dict):
@@ -417,7 +419,7 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
 
     def score(self, X, y, sample_weight=None):
         """Accuracy (weighted by ``sample_weight`` if given)."""
-        if not _engine.is_lazy_input(X):
+        if not _arrays.is_lazy_input(X):
             return super().score(X, y, sample_weight=sample_weight)
         y = _as_target(y)
         correct = (self.predict(X) == y).astype(np.float64)
@@ -457,7 +459,7 @@ class SMEMRegressor(RegressorMixin, _SMEMBase):
         return tags
 
     def _encode_y(self, y, loss):
-        if y.dtype.kind == "O" and not _engine.is_lazy(y):
+        if y.dtype.kind == "O" and not _arrays.is_lazy(y):
             _check_no_missing(y)
             try:
                 y = y.astype(np.float64)
@@ -465,7 +467,7 @@ class SMEMRegressor(RegressorMixin, _SMEMBase):
                 raise ValueError(f"y must hold real numbers: {exc}") from exc
         if y.dtype.kind not in "biuf":
             raise ValueError(f"y must hold real numbers, got dtype {y.dtype}")
-        n_bad, y_min = _engine.compute((~np.isfinite(y)).sum(), y.min())
+        n_bad, y_min = _arrays.compute((~np.isfinite(y)).sum(), y.min())
         if n_bad:
             raise ValueError(f"y contains {int(n_bad)} NaN or infinite values")
         if loss.nonnegative_target and y_min < 0:
@@ -479,7 +481,7 @@ class SMEMRegressor(RegressorMixin, _SMEMBase):
 
     def score(self, X, y, sample_weight=None):
         """Coefficient of determination R² (weighted by ``sample_weight`` if given)."""
-        if not _engine.is_lazy_input(X):
+        if not _arrays.is_lazy_input(X):
             return super().score(X, y, sample_weight=sample_weight)
         y = _as_target(y).astype(np.float64)
         s = None if sample_weight is None else _as_weight(sample_weight, y)
@@ -491,8 +493,8 @@ class SMEMRegressor(RegressorMixin, _SMEMBase):
 def _as_target(y):
     """y as a 1-d numpy or dask array; a column vector (n, 1) is raveled with scikit-learn's
     ``DataConversionWarning``."""
-    if _engine.is_lazy_input(y):
-        y = _engine.as_array(y, "y")
+    if _arrays.is_lazy_input(y):
+        y = _arrays.as_array(y, "y")
         if y.ndim == 2 and y.shape[1] == 1:
             warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the "
                           "shape of y to (n_samples,), for example using ravel().", DataConversionWarning,
@@ -500,7 +502,7 @@ def _as_target(y):
             return y[:, 0]
         return y
     if isinstance(y, np.ma.MaskedArray):
-        y = _engine.as_array(y, "y")
+        y = _arrays.as_array(y, "y")
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = column_or_1d(y, warn=True)
@@ -509,7 +511,7 @@ def _as_target(y):
 
 def _as_weight(sample_weight, y):
     """Sample weights as a numpy or dask array; a scalar weights every row alike, as in scikit-learn."""
-    s = _engine.as_array(sample_weight, "sample_weight")
+    s = _arrays.as_array(sample_weight, "sample_weight")
     if s.ndim == 0:
         return np.full(y.shape[0], float(s))
     return s
@@ -548,7 +550,7 @@ def _shown(c) -> str:
 def _check_sample_weight(s) -> None:
     if s.dtype.kind not in "biuf":
         raise ValueError(f"sample_weight must hold real numbers, got dtype {s.dtype}")
-    n_bad, smin, total = _engine.compute((~np.isfinite(s)).sum(), s.min(), s.sum())
+    n_bad, smin, total = _arrays.compute((~np.isfinite(s)).sum(), s.min(), s.sum())
     if n_bad:
         raise ValueError(f"sample_weight contains {int(n_bad)} NaN or infinite values")
     if smin < 0:
@@ -560,10 +562,10 @@ def _check_sample_weight(s) -> None:
 def _weighted_mean(v, s) -> float:
     """Σ s v / Σ s (the plain mean when s is None), for numpy or dask v and s."""
     if s is None:
-        (m,) = _engine.compute(v.mean())
+        (m,) = _arrays.compute(v.mean())
         return float(m)
     s = s.astype(np.float64)
-    num, den = _engine.compute((v * s).sum(), s.sum())
+    num, den = _arrays.compute((v * s).sum(), s.sum())
     return float(num / den)
 
 

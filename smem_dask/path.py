@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .engine import DaskEngine, check_gram_fits, gram_systems_that_fit
+from .engine import DaskEngine
 from .losses import Loss
 from .penalties import L1, Penalty
+from .resources import check_gram_fits, gram_systems_that_fit
 from .solver import (
     ConvergenceWarning,
     FitResult,

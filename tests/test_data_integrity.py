@@ -20,8 +20,9 @@ import zarr
 from test_misuse import refused, run, snapshot
 
 from smem_dask import SMEMClassifier, SMEMRegressor
+from smem_dask.arrays import as_array
 from smem_dask.data import make_problem, open_store, write_zarr
-from smem_dask.engine import DaskEngine, NumpyEngine, as_array
+from smem_dask.engine import DaskEngine, NumpyEngine
 from smem_dask.losses import Logistic
 from smem_dask.path import solve_path
 from smem_dask.penalties import L2

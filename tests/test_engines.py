@@ -91,15 +91,15 @@ def test_persist_auto_decides_from_the_workers_memory(cluster_client, logistic_p
                                                        monkeypatch):
     """"auto" persists data that takes at most PERSIST_FRACTION of the workers' summed memory
     limits less their use and streams larger data; both give the same fit; a bad value is refused."""
-    from smem_dask import engine as engine_mod
+    from smem_dask import resources
 
     X, y = logistic_problem
     Xd = da.from_array(X, chunks=(700, -1))
     limits = [w["memory_limit"] for w in cluster_client.scheduler_info(n_workers=-1)["workers"].values()]
     with dask.config.set(scheduler=cluster_client):
-        assert 0 < engine_mod.memory_available() < sum(limits)  # less what the workers use
+        assert 0 < resources.memory_available() < sum(limits)  # less what the workers use
         kept = DaskEngine(Xd, y, persist="auto")
-        monkeypatch.setattr(engine_mod, "PERSIST_FRACTION", (X.nbytes + y.nbytes) / sum(limits) / 2)
+        monkeypatch.setattr(resources, "PERSIST_FRACTION", (X.nbytes + y.nbytes) / sum(limits) / 2)
         streamed = DaskEngine(Xd, y, persist="auto")
         fits = [fit_em(e, Logistic(), L2(), 1e-3, config=SolverConfig(tol=1e-10))
                 for e in (kept, streamed)]

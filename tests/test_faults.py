@@ -24,7 +24,7 @@ from test_misuse import refused, snapshot
 
 from smem_dask import SMEMClassifier, fit_path, make_problem
 from smem_dask.data import open_store, write_zarr
-from smem_dask.engine import NO_WORKER_TIMEOUT, WorkerMemoryError
+from smem_dask.resources import NO_WORKER_TIMEOUT, WorkerMemoryError
 
 pytestmark = pytest.mark.distributed
 
@@ -208,10 +208,10 @@ def test_workers_out_of_memory_during_a_pass_end_in_words(big_blocks, monkeypatc
     """With the plan switched off, a 260 MiB worker (enough to read y) meets the 40 MB block: it
     pauses or is killed; either way the watchdog ends the fit with a MemoryError naming the block
     and the limit."""
-    from smem_dask import engine
+    from smem_dask import resources
 
-    monkeypatch.setattr(engine, "PASS_MEMORY_FACTOR", 0)
-    monkeypatch.setattr(engine, "WORKER_OWN_BYTES", 0)
+    monkeypatch.setattr(resources, "PASS_MEMORY_FACTOR", 0)
+    monkeypatch.setattr(resources, "WORKER_OWN_BYTES", 0)
     cluster, client = _small_cluster("260MiB")
     with cluster, client, dask.config.set(scheduler=client):
         t0 = time.monotonic()
