@@ -32,7 +32,13 @@ from threadpoolctl import ThreadpoolController
 from .arrays import _store_name, _zarr_behind, as_array, check_shapes, compute, is_lazy
 from .checksum import _MAX_BLOCKS, CHECKSUM_COLUMNS, _block_hash, _hex, _joined, _pieces
 from .losses import Loss
-from .resources import _compute_watched, _distributed_client, _plan_memory
+from .resources import (
+    _compute_watched,
+    _distributed_client,
+    _plan_memory,
+    check_gram_fits,
+    gram_systems_that_fit,
+)
 from .stats import BlockStats, Request, block_stats_many, pack_many, request_size, unpack_many
 
 __all__ = [
@@ -75,6 +81,21 @@ class _Engine:
 
     checksum: str | None = None
     _checksum_wanted: bool = False
+    #: fan-in of the reduction of block statistics, and whether that reduction runs on the workers
+    #: of a cluster (whose memory limits then bound the Grams a pass carries)
+    split_every: int = 8
+    reduces_on_workers: bool = False
+
+    def grams_that_fit(self, fit_intercept: bool) -> int:
+        """How many q×q Grams one pass can carry in the memory of the client (and of the workers
+        that reduce them); see :func:`smem_dask.resources.check_gram_fits`."""
+        return gram_systems_that_fit(self.n_features, fit_intercept, split_every=self.split_every,
+                                     workers=self.reduces_on_workers)
+
+    def check_grams_fit(self, fit_intercept: bool, n_systems: int) -> None:
+        """Refuse, before any pass, ``n_systems`` Grams per pass that would not fit in memory."""
+        check_gram_fits(self.n_features, fit_intercept, n_systems=n_systems,
+                        split_every=self.split_every, workers=self.reduces_on_workers)
 
     def stats(self, loss: Loss, coefs, expand, fit_intercept: bool) -> BlockStats:
         """One pass for one request: statistics at ``coefs`` (q × k) and the system at ``expand``."""
@@ -253,6 +274,8 @@ class DaskEngine(_Engine):
         :func:`~smem_dask.resources._plan_memory`).
     split_every : int — fan-in of the tree reduction of block statistics.
     """
+
+    reduces_on_workers = True  # (on a distributed cluster; else this process's threads)
 
     def __init__(self, X, y, sample_weight=None, *, persist: bool | str = False,
                  split_every: int = 8):

@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .engine import DaskEngine
 from .losses import Loss
 from .penalties import L1, Penalty
-from .resources import check_gram_fits, gram_systems_that_fit
 from .solver import (
     ConvergenceWarning,
     FitResult,
@@ -155,12 +153,9 @@ def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: i
         alpha_grid(1.0, n_alphas, eps)  # validate before any pass
     batch = int(min(batch, n_alphas if alphas is None else alphas.size))
     if not config.fixed_curvature:  # one Gram per α of a batch in every pass
-        on_dask = isinstance(engine, DaskEngine)
-        memory = dict(split_every=engine.split_every if on_dask else 8, workers=on_dask)
         if auto_batch:
-            batch = max(1, min(batch, gram_systems_that_fit(engine.n_features, fit_intercept,
-                                                            **memory)))
-        check_gram_fits(engine.n_features, fit_intercept, n_systems=batch, **memory)
+            batch = max(1, min(batch, engine.grams_that_fit(fit_intercept)))
+        engine.check_grams_fit(fit_intercept, config.grams_per_pass(batch))
     p = engine.n_features
     passes_at_start = engine.n_passes
     pstore = None
