@@ -183,18 +183,21 @@ class _SMEMBase(BaseEstimator):
         config.check(loss, penalty)
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise ValueError(f"fit_intercept must be True or False, got {self.fit_intercept!r}")
+        if not (isinstance(self.persist, (bool, np.bool_)) or
+                (isinstance(self.persist, str) and self.persist == "auto")):
+            raise ValueError(f"persist must be 'auto', True or False, got {self.persist!r}")
 
         X, y, s = self._validate_fit_data(X, y, sample_weight)
         # memory checked before any task runs (reading y on a worker too small would kill it)
         _resources.check_gram_fits(X.shape[1], bool(self.fit_intercept),
                                    n_systems=config.grams_per_pass(n_systems),
                                    split_every=self.split_every, workers=_arrays.is_lazy(X))
-        _resources.check_memory_fits(X, y, s, persist=self.persist)
+        persist = self.persist if isinstance(self.persist, str) else bool(self.persist)
+        _resources.check_memory_fits(X, y, s, persist=persist)
         y = self._encode_y(y, loss)
         if s is not None:
             _check_sample_weight(s)
         s = self._fit_weights(y, s)
-        persist = self.persist if self.persist == "auto" else bool(self.persist)
         eng = _engine.make_engine(X, y, s, persist=persist,
                                   split_every=self.split_every)
         return loss, penalty, config, eng

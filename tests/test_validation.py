@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from smem_dask import SMEMClassifier, SMEMRegressor
-from smem_dask.data import open_store, write_zarr
+from smem_dask.data import make_problem, open_store, write_zarr
 
 
 @pytest.fixture(autouse=True)
@@ -111,3 +111,11 @@ def test_a_zarr_group_instead_of_an_array_is_explained(tmp_path):
     group = zarr.open_group(tmp_path / "g.zarr", mode="r")
     with pytest.raises(ValueError, match="X is a zarr group; pass its array"):
         SMEMClassifier().fit(group, group["y"])
+
+
+@pytest.mark.parametrize("persist", ["never", "always", 1, None])
+def test_persist_takes_auto_true_or_false_only(persist):
+    """"never" used to be read as True (a non-empty string): persisting what the user meant to stream."""
+    X, y = make_problem(200, 3, seed=1)
+    with pytest.raises(ValueError, match=r"persist must be 'auto', True or False, got "):
+        SMEMClassifier(persist=persist).fit(da.from_array(X, chunks=50), da.from_array(y, chunks=50))
