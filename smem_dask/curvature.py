@@ -49,6 +49,15 @@ class FixedCurvature:
         self.n = float(n_rows)  # rows summed (the certificate's rounding bound needs it)
         self._eig = None
 
+    def pack(self) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """The Gram as a plain array ``{"gram"}`` and its scalars ``{"weight", "n"}``, for a store."""
+        return {"gram": self.gram}, {"weight": self.weight, "n": self.n}
+
+    @classmethod
+    def unpack(cls, arrays: dict, scalars: dict, n_features: int) -> FixedCurvature:
+        """The inverse of :meth:`pack`."""
+        return cls(arrays["gram"], scalars["weight"], n_features, scalars["n"])
+
     def system(self, expand: np.ndarray, loss_grad: np.ndarray) -> BlockStats:
         return BlockStats.system_only(self.n, self.weight, self.gram, self.gram @ expand - loss_grad)
 

@@ -266,6 +266,28 @@ class WarmStart:
     expand: np.ndarray
     fixed: FixedCurvature | None = None  # the fixed-curvature Gram, when the fit used one
 
+    #: the names of :meth:`pack`'s arrays and scalars
+    ARRAYS = ("beta", "loss_grad", "gram", "rhs", "expand")
+    SCALARS = ("loss_sum", "weight", "n")
+
+    def pack(self) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """The end state as plain float64 arrays and floats (named by ``ARRAYS`` and ``SCALARS``),
+        for a store to write. The fixed-curvature Gram is not included: a path shares one for
+        every α (:meth:`FixedCurvature.pack`)."""
+        arrays = dict(zip(self.ARRAYS, (self.beta, self.loss_grad, self.system.gram, self.system.rhs,
+                                        self.expand), strict=True))
+        arrays = {k: np.asarray(v, np.float64) for k, v in arrays.items()}
+        scalars = {"loss_sum": float(self.loss_sum), "weight": float(self.system.weight),
+                   "n": float(self.system.n)}
+        return arrays, scalars
+
+    @classmethod
+    def unpack(cls, arrays: dict, scalars: dict, fixed: FixedCurvature | None = None) -> WarmStart:
+        """The inverse of :meth:`pack` (``fixed``: the path's shared fixed-curvature Gram, if any)."""
+        system = BlockStats.system_only(scalars["n"], scalars["weight"], arrays["gram"], arrays["rhs"])
+        return cls(arrays["beta"], scalars["loss_sum"], arrays["loss_grad"], system, arrays["expand"],
+                   fixed)
+
 
 @dataclass
 class FitResult:
