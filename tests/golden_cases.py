@@ -28,8 +28,20 @@ GOLDEN = Path(__file__).with_name("golden") / "results.json"
 N, P = 600, 5
 
 
-def _data(task: str):
-    """Small deterministic problems: labels, real targets, counts (no random draw for the counts)."""
+def _data(task: str, wide: bool = False):
+    """Small deterministic problems: labels, real targets, counts (no random draw for the counts);
+    ``wide``: 40 rows × 60 columns (p > n); ``"steep"``: Poisson counts that need step halving."""
+    if wide == "steep":  # counts whose E-step bound is left by full steps: step halving
+        rng = np.random.default_rng(1)
+        X = rng.normal(size=(300, 4)) * 2.0
+        return X, rng.poisson(np.exp(X @ np.array([1.0, -0.5, 0.3, 0.8]))).astype(float)
+    if wide:
+        rng = np.random.default_rng(13)
+        X = rng.normal(size=(40, 60))
+        eta = X[:, :5] @ np.linspace(1.0, -1.0, 5)
+        y = {"classification": (eta > 0).astype(float), "counts": np.floor(np.exp(0.3 * eta) * 1.7)}.get(
+            task, eta + rng.normal(size=40))
+        return X, y
     if task == "classification":
         return make_problem(N, P, seed=11, cond=1e3)
     X, y = make_problem(N, P, seed=12, cond=1e3, task="regression")
@@ -64,6 +76,35 @@ def _fit_cases() -> dict[str, dict]:
         cases[name] = {"loss": "logistic", "penalty": pen, "alpha": 3e-3, **extra}
     cases["fit/squared/penalty=l1"] = {"loss": "squared", "penalty": "l1", "alpha": 1e-2}
     cases["fit/quantile/penalty=l1"] = {"loss": "quantile", "penalty": "l1", "alpha": 1e-3}
+    # the EM loop's branches (added before the loop was split into named steps): certificates and their
+    # polish, the clamp continuation, restarts under every acceleration, cached/fixed Grams, halving
+    for loss in ("hinge", "quantile"):
+        for acc in ("none", "nesterov"):
+            cases[f"fit/{loss}/acceleration={acc}"] = {"loss": loss, "acceleration": acc}
+        cases[f"fit/{loss}/curvature=cached"] = {"loss": loss, "curvature": "cached"}
+        cases[f"fit/{loss}/wide"] = {"loss": loss, "wide": True, "alpha": 1e-2}
+        cases[f"fit/{loss}/wide/penalty=l1"] = {"loss": loss, "wide": True, "penalty": "l1", "alpha": 1e-2}
+    cases["fit/hinge/penalty=l1"] = {"loss": "hinge", "penalty": "l1", "alpha": 1e-3}
+    cases["fit/hinge/penalty=scad"] = {"loss": "hinge", "penalty": "scad", "alpha": 1e-3}
+    cases["fit/quantile/alpha=0"] = {"loss": "quantile", "alpha": 0.0, "loss_params": {"tau": 0.2}}
+    cases["fit/quantile/penalty=group"] = {"loss": "quantile", "penalty": "group", "alpha": 1e-3,
+                                           "penalty_params": {"groups": [0, 0, 1, 1, 2]}}
+    cases["fit/logistic/curvature=fixed/acceleration=none"] = {"loss": "logistic", "curvature": "fixed",
+                                                              "acceleration": "none"}
+    cases["fit/logistic/curvature=fixed/penalty=l1"] = {"loss": "logistic", "curvature": "fixed",
+                                                       "penalty": "l1", "alpha": 3e-3}
+    cases["fit/squared/curvature=cached/penalty=group/em"] = {
+        "loss": "squared", "curvature": "cached", "penalty": "group", "penalty_solver": "em",
+        "alpha": 1e-2, "penalty_params": {"groups": [0, 0, 1, 1, 2]}}
+    cases["fit/poisson/penalty=l1"] = {"loss": "poisson", "penalty": "l1", "alpha": 1e-3}
+    cases["fit/poisson/wide"] = {"loss": "poisson", "wide": True, "alpha": 1e-4, "acceleration": "none"}
+    for acc in ("none", "nesterov-restart"):
+        cases[f"fit/poisson/steep/acceleration={acc}"] = {"loss": "poisson", "wide": "steep",
+                                                          "acceleration": acc}
+    cases["fit/negbin/curvature=cached"] = {"loss": "negbin", "curvature": "cached"}
+    cases["fit/student_t/acceleration=nesterov"] = {"loss": "student_t", "acceleration": "nesterov"}
+    cases["fit/logistic/max_iter=3"] = {"loss": "logistic", "max_iter": 3}
+    cases["fit/hinge/max_iter=5"] = {"loss": "hinge", "max_iter": 5}
     for name in ("fit/logistic", "fit/hinge", "fit/poisson", "fit/squared/penalty=l1",
                  "fit/logistic/curvature=cached", "fit/logistic/penalty=scad"):
         cases[name.replace("fit/", "fit-dask/", 1)] = {**cases[name], "dask": True}
@@ -80,6 +121,12 @@ def _path_cases() -> dict[str, dict]:
         "path/poisson/l2/cached": {"loss": "poisson", "penalty": "l2", "curvature": "cached"},
         "path-dask/logistic/l1/lockstep": {"loss": "logistic", "penalty": "l1", "dask": True},
         "path-dask/squared/l2/sequential": {"loss": "squared", "penalty": "l2", "batch": 1, "dask": True},
+        "path/hinge/l1/lockstep": {"loss": "hinge", "penalty": "l1"},
+        "path/quantile/l2/sequential": {"loss": "quantile", "penalty": "l2", "batch": 1},
+        "path/logistic/group/lockstep": {"loss": "logistic", "penalty": "group",
+                                         "penalty_params": {"groups": [0, 0, 1, 1, 2]}},
+        "path/logistic/l2/fixed/sequential": {"loss": "logistic", "penalty": "l2", "curvature": "fixed",
+                                              "batch": 1},
     }
 
 
@@ -95,7 +142,7 @@ def run_case(name: str) -> dict:
     spec = dict(CASES[name])
     lazy = spec.pop("dask", False)
     loss = spec["loss"]
-    X, y = _data(_TASK.get(loss, "regression"))
+    X, y = _data(_TASK.get(loss, "regression"), spec.pop("wide", False))
     if lazy:
         X, y = _lazy(X), _lazy(y)
     with warnings.catch_warnings(), dask.config.set(scheduler="sync"):
@@ -115,7 +162,8 @@ def run_case(name: str) -> dict:
         return {"coef": _hex(est.coef_), "intercept": _hex(est.intercept_),
                 "objective": _hex(est.objective_), "history": _hex(est.objective_history_),
                 "n_iter": int(est.n_iter_), "n_passes": int(est.n_passes_),
-                "converged": bool(est.converged_)}
+                "converged": bool(est.converged_), "n_restarts": int(est.n_restarts_),
+                "duality_gap": _hex(est.duality_gap_)}
 
 
 def record() -> None:
