@@ -352,6 +352,7 @@ class SMEMRegressor(RegressorMixin, _SMEMBase):
 
     _kind = "regressor"
 
+    # spelled out as in SMEMClassifier (no **kwargs): scikit-learn reads the parameters from the signature
     def __init__(self, *, loss="squared", penalty="l2", alpha=1e-4, l1_ratio=None, fit_intercept=True,
                  acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist="auto",
                  split_every=8, verbose=0, loss_params=None, penalty_params=None,
