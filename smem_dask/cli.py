@@ -8,10 +8,8 @@ aborts at once.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
-import logging
 import os
 import signal
 import sys
@@ -22,154 +20,14 @@ import warnings
 
 import numpy as np
 
+from .cli_cluster import scheduler
+from .cli_parser import build_parser, parse_params
 from .data import open_store, write_zarr
 from .estimators import SMEMClassifier, SMEMRegressor
 from .losses import LOSSES
-from .penalties import PENALTIES
-from .resources import require_workers
-from .solver import ACCELERATIONS, CURVATURES, STOP_REQUESTED, ConvergenceWarning, check_max_time
+from .solver import STOP_REQUESTED, ConvergenceWarning, check_max_time
 
 _EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, TimeoutError, KeyError, MemoryError)
-
-
-def _positive_int(text: str) -> int:
-    value = int(float(text))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _batch(text: str):
-    return text if text == "auto" else _positive_int(text)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="smem-dask",
-        description="Regularized linear models on larger-than-memory data by Scale Mixture EM on Dask.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def solver_options(p, alpha=True):
-        if alpha:
-            p.add_argument("--alpha", type=float, default=1e-4, help="penalty strength α")
-        p.add_argument("--acceleration", choices=ACCELERATIONS, default="nesterov-restart")
-        p.add_argument("--tol", type=float, default=1e-8)
-        p.add_argument("--max-iter", type=_positive_int, default=1000)
-        p.add_argument("--max-time", metavar="SECONDS",
-                       help="stop after the iteration during which this much wall time has passed; "
-                            "the result is written, not converged (exit code 0)")
-
-    def model_options(p):
-        p.add_argument("data", metavar="DATA.zarr", help="zarr store with arrays X (n × p) and y (n)")
-        p.add_argument("--loss", choices=sorted(LOSSES), default="logistic")
-        p.add_argument("--penalty", choices=sorted(PENALTIES), default="l2")
-        p.add_argument("--loss-param", action="append", default=[], metavar="NAME=VALUE",
-                       help="a parameter of the loss, e.g. tau=0.9 (repeatable)")
-        p.add_argument("--penalty-param", action="append", default=[], metavar="NAME=VALUE",
-                       help="a parameter of the penalty, e.g. l1_ratio=0.5 or groups=0,0,1,1")
-        p.add_argument("--penalty-solver", choices=("em", "exact"), default=None,
-                       help="how the penalty enters the M-step (default: the penalty's own)")
-        p.add_argument("--curvature", choices=CURVATURES, default="adaptive",
-                       help="the loss's E-step; the fixed bound ω = ¼ (logistic) / 1 "
-                            "(squared, huber): one Gram, then gradient-only passes; or cached: "
-                            "the E-step Gram reused for gradient-only passes, refreshed at "
-                            "iterations 1, 2, 4, 8, … and when F would rise")
-
-    def cluster_options(p):
-        where = p.add_mutually_exclusive_group()
-        where.add_argument("--scheduler", metavar="ADDRESS",
-                           help="address of a running dask scheduler, e.g. tcp://127.0.0.1:8786 or "
-                                "tls://host:8786 (default: threads in this process)")
-        where.add_argument("--scheduler-file", metavar="JSON",
-                           help="the file a scheduler started with --scheduler-file wrote (HPC)")
-        where.add_argument("--workers", type=_positive_int, metavar="N",
-                           help="start a local cluster of N worker processes for this run")
-        p.add_argument("--memory-limit", default="auto", metavar="BYTES",
-                       help="memory limit of each --workers process, e.g. 2GiB (default: the "
-                            "machine's memory shared out)")
-        p.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
-                       help="give up reaching --scheduler after this long (default 10)")
-        p.add_argument("--tls-ca", metavar="PEM", help="certificate authority of a TLS cluster")
-        p.add_argument("--tls-cert", metavar="PEM", help="this client's certificate (TLS)")
-        p.add_argument("--tls-key", metavar="PEM", help="this client's private key (TLS)")
-        keep = p.add_mutually_exclusive_group()
-        keep.add_argument("--persist", dest="persist", action="store_const", const=True,
-                          default="auto",
-                          help="keep the data in cluster memory instead of streaming it each pass "
-                               "(default: when it takes at most half of the workers' memory)")
-        keep.add_argument("--stream", dest="persist", action="store_const", const=False,
-                          help="read the data from its store on every pass")
-
-    demo = sub.add_parser(
-        "demo", help="fit a synthetic ill-conditioned logistic problem from zarr on a local cluster"
-    )
-    demo.add_argument("--n", type=_positive_int, default=1_000_000, help="rows (default 1e6)")
-    demo.add_argument("--p", type=_positive_int, default=50, help="columns (default 50)")
-    demo.add_argument("--cond", type=float, default=1e6, help="condition number of XᵀX")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--chunk-rows", type=_positive_int, default=100_000)
-    demo.add_argument("--workers", type=_positive_int, default=2, help="worker processes")
-    solver_options(demo)
-
-    make = sub.add_parser("make-data", help="write a synthetic problem to a zarr v3 store")
-    make.add_argument("out", help="path of the new store (e.g. data.zarr)")
-    make.add_argument("--n", type=_positive_int, default=100_000)
-    make.add_argument("--p", type=_positive_int, default=20)
-    make.add_argument("--cond", type=float, default=1e4, help="condition number of XᵀX")
-    make.add_argument("--seed", type=int, default=0)
-    make.add_argument("--task", choices=("classification", "regression"), default="classification")
-    make.add_argument("--chunk-rows", type=_positive_int, default=100_000)
-    make.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                      help="storage type of X: float32 halves the bytes read per pass (the fit "
-                           "still accumulates in float64)")
-    make.add_argument("--overwrite", action="store_true", help="replace an existing store")
-
-    fit = sub.add_parser("fit", help="fit a model to the arrays X and y of a zarr store")
-    model_options(fit)
-    solver_options(fit)
-    cluster_options(fit)
-    fit.add_argument("--out", metavar="JSON", help="write coefficients and fit summary here")
-    fit.add_argument("--quiet", action="store_true", help="no per-iteration lines")
-
-    path = sub.add_parser("path", help="fit a regularization path (α_max down to α_max·eps)")
-    model_options(path)
-    solver_options(path, alpha=False)
-    cluster_options(path)
-    path.add_argument("--n-alphas", type=_positive_int, default=40, help="number of α (default 40)")
-    path.add_argument("--eps", type=float, default=1e-3, help="smallest α / α_max (default 1e-3)")
-    path.add_argument("--batch", type=_batch, default="auto", metavar="N|auto",
-                      help="α solved in lockstep per data pass (default auto: as many as fit)")
-    path.add_argument("--store", metavar="PATH",
-                      help="zarr directory keeping shared statistics and finished α; rerun with "
-                           "the same store to resume an interrupted path")
-    path.add_argument("--plot", metavar="PNG",
-                      help="draw the coefficient paths against log α (needs matplotlib: "
-                           "pip install 'smem_dask[plot]')")
-    path.add_argument("--out", metavar="JSON", help="write the path (alphas, coefs, …) here")
-    path.add_argument("--quiet", action="store_true", help="no per-α lines")
-    return parser
-
-
-def _parse_params(items: list[str], what: str) -> dict:
-    """NAME=VALUE pairs: numbers become floats (ints stay ints), comma lists become tuples."""
-    def number(text):
-        try:
-            return int(text)
-        except ValueError:
-            try:
-                return float(text)
-            except ValueError:
-                return text
-
-    params = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--{what}-param takes NAME=VALUE, got {item!r}")
-        params[name.strip()] = (tuple(number(v) for v in value.split(",")) if "," in value
-                                else number(value))
-    return params
 
 
 def _estimator(loss: str, **params):
@@ -188,150 +46,11 @@ def _solver_params(args) -> dict:
 def _model_estimator(args):
     """The estimator of ``fit`` and ``path`` from the model, solver and cluster options."""
     return _estimator(args.loss, penalty=args.penalty, persist=args.persist,
-                      loss_params=_parse_params(args.loss_param, "loss"),
-                      penalty_params=_parse_params(args.penalty_param, "penalty"),
+                      loss_params=parse_params(args.loss_param, "loss"),
+                      penalty_params=parse_params(args.penalty_param, "penalty"),
                       penalty_solver=args.penalty_solver, curvature=args.curvature,
                       verbose=0 if args.quiet or args.command == "path" else 1,
                       **_solver_params(args))
-
-
-def _security(args):
-    """``distributed`` security settings from ``--tls-ca/--tls-cert/--tls-key`` (None without)."""
-    given = {"--tls-ca": args.tls_ca, "--tls-cert": args.tls_cert, "--tls-key": args.tls_key}
-    if not any(given.values()):
-        return None
-    missing = [name for name, value in given.items() if not value]
-    if missing:
-        raise ValueError(f"--tls-ca, --tls-cert and --tls-key go together; missing {', '.join(missing)}")
-    for name, value in given.items():
-        if not os.path.isfile(value):
-            raise ValueError(f"{name} {value}: no such file")
-    if args.workers:
-        raise ValueError("--tls-* options are for --scheduler/--scheduler-file, not --workers")
-    from distributed.security import Security
-
-    return Security(tls_ca_file=args.tls_ca, tls_client_cert=args.tls_cert,
-                    tls_client_key=args.tls_key, require_encryption=True)
-
-
-@contextlib.contextmanager
-def _scheduler(args):
-    """A distributed Client for ``--scheduler``/``--scheduler-file``, a local cluster for
-    ``--workers``, else nothing (threads in this process)."""
-    security = _security(args)
-    if args.memory_limit != "auto" and not args.workers:
-        raise ValueError("--memory-limit sets the memory of --workers processes; it needs --workers")
-    with contextlib.ExitStack() as stack:
-        if args.workers:
-            from dask.utils import parse_bytes
-            from distributed import Client, LocalCluster
-
-            if args.memory_limit != "auto":
-                try:
-                    parse_bytes(args.memory_limit)
-                except (ValueError, TypeError):
-                    raise ValueError(f"--memory-limit takes a size such as 2GiB or 500MB, got "
-                                     f"{args.memory_limit!r}") from None
-            try:
-                with _sigint_ignored():
-                    cluster = stack.enter_context(LocalCluster(
-                        n_workers=args.workers, threads_per_worker=1, processes=True,
-                        memory_limit=args.memory_limit, host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                        silence_logs=logging.ERROR))  # the workers' warnings are not for the user
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"cannot start {args.workers} local workers with --memory-limit "
-                                 f"{args.memory_limit}: {exc}") from exc
-            stack.enter_context(Client(cluster))
-        elif args.scheduler or args.scheduler_file:
-            from distributed import Client
-
-            address = args.scheduler or _address_in(args.scheduler_file, args.connect_timeout)
-            if security is None and address.startswith("tls://"):
-                raise ValueError(f"the scheduler at {address} uses TLS: pass --tls-ca, --tls-cert "
-                                 "and --tls-key (see cluster/README.md)")
-            if security is not None and not address.startswith("tls://"):
-                raise ValueError(f"TLS certificates were given but the scheduler address {address} "
-                                 "is not tls://…; use tls://HOST:PORT")
-            # the client's own log lines (lost connection, reconnecting…, also while it closes)
-            # would come on top of the one-line error of the watchdog in smem_dask.resources
-            stack.enter_context(_quiet_logger("distributed"))
-            try:
-                _probe(address, args.connect_timeout, security)
-                client = stack.enter_context(Client(address, timeout=args.connect_timeout,
-                                                    security=security))
-            except (OSError, TimeoutError, TypeError, ValueError) as exc:
-                why = str(exc).strip() or f"no answer within {args.connect_timeout:g} s"
-                raise OSError(f"cannot reach the dask scheduler at {address}: {why}") from exc
-            require_workers(client)
-        yield
-
-
-@contextlib.contextmanager
-def _quiet_logger(name: str):
-    """No records from logger ``name`` and its children inside the block (each has its own
-    level in dask's logging config, so they are disabled one by one)."""
-    loggers = [logging.getLogger(name)] + [
-        logger for key, logger in logging.root.manager.loggerDict.items()
-        if key.startswith(name + ".") and isinstance(logger, logging.Logger)]
-    was = [logger.disabled for logger in loggers]
-    for logger in loggers:
-        logger.disabled = True
-    try:
-        yield
-    finally:
-        for logger, disabled in zip(loggers, was, strict=True):
-            logger.disabled = disabled
-
-
-def _address_in(scheduler_file: str, timeout: float) -> str:
-    """The address in a scheduler file, waiting up to ``timeout`` seconds for a scheduler started
-    just before to write it (it appears empty or partly written at first)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with open(scheduler_file) as fh:
-                address = json.load(fh)["address"]
-            if isinstance(address, str) and "://" in address:
-                return address
-            problem = f"its 'address' is {address!r}"
-        except FileNotFoundError as exc:
-            problem = exc.strerror
-        except OSError as exc:
-            raise ValueError(f"--scheduler-file {scheduler_file}: {exc.strerror or exc}") from None
-        except (ValueError, KeyError, TypeError):
-            problem = "not JSON with an 'address'"
-        if time.monotonic() >= deadline:
-            raise ValueError(f"--scheduler-file {scheduler_file} is not a dask scheduler file "
-                             f"({problem}, after waiting {timeout:g} s)")
-        time.sleep(0.2)
-
-
-def _probe(address: str, timeout: float, security) -> None:
-    """Ask the scheduler at ``address`` who it is, giving up after ``timeout`` seconds in all.
-
-    ``distributed.Client(timeout=…)`` waits forever on a port that accepts connections but never
-    answers (measured with distributed 2026.8); this probe cannot: it is one ``asyncio.wait_for``.
-    """
-    import asyncio
-
-    from distributed.comm import connect
-    from distributed.security import Security
-
-    async def identity():
-        comm = await connect(address, timeout=timeout,
-                             **(security or Security()).get_connection_args("client"))
-        try:
-            await comm.write({"op": "identity", "reply": True})
-            return await comm.read()
-        finally:
-            comm.abort()
-
-    try:
-        answer = asyncio.run(asyncio.wait_for(identity(), timeout))
-    except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
-        raise TimeoutError(f"no answer within {timeout:g} s") from None
-    if not (isinstance(answer, dict) and answer.get("type") == "Scheduler"):
-        raise OSError(f"the process there is not a dask scheduler (it says {answer!r:.80})")
 
 
 def _max_time(text: str | None) -> float | None:
@@ -372,21 +91,6 @@ def _stop_on_signals():
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         STOP_REQUESTED.clear()
-
-
-@contextlib.contextmanager
-def _sigint_ignored():
-    """SIGINT ignored while the ``--workers`` processes start: they inherit it, so the Ctrl-C a terminal
-    sends to the whole process group reaches only this process (which stops the fit and saves it)
-    instead of killing the workers under a running fit."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _stopped_by_signal(what: str, out: str | None, note: str) -> int:
@@ -464,7 +168,7 @@ def _make_data(args) -> int:
 def _fit(args) -> int:
     X, y = open_store(args.data)
     est = _model_estimator(args)
-    with _stop_on_signals(), _scheduler(args):  # signals count from the start (connecting included)
+    with _stop_on_signals(), scheduler(args):  # signals count from the start (connecting included)
         t0 = time.perf_counter()
         est.fit(X, y)
         seconds = time.perf_counter() - t0
@@ -472,7 +176,7 @@ def _fit(args) -> int:
     if args.out:
         result = {
             "loss": repr(est.loss_), "penalty": args.penalty, "alpha": args.alpha,
-            "penalty_params": _parse_params(args.penalty_param, "penalty"),
+            "penalty_params": parse_params(args.penalty_param, "penalty"),
             "coef": est.coef_.tolist(), "intercept": est.intercept_,
             "n_iter": est.n_iter_, "n_passes": est.n_passes_, "objective": est.objective_,
             "converged": bool(est.converged_), "objective_history": est.objective_history_,
@@ -507,7 +211,7 @@ def _path(args) -> int:
               f"{fit.n_iter:4d}  passes {fit.n_passes:4d}"
               f"{'' if fit.converged else '  NOT converged'}", flush=True)
 
-    with _stop_on_signals(), _scheduler(args):  # signals count from the start (connecting included)
+    with _stop_on_signals(), scheduler(args):  # signals count from the start (connecting included)
         t0 = time.perf_counter()
         path = est.path(X, y, n_alphas=n_alphas, eps=args.eps, batch=args.batch, store=args.store,
                         callback=None if args.quiet else progress)
@@ -576,7 +280,7 @@ def _check_outputs(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     _RECEIVED.clear()
     handler = {"demo": _demo, "make-data": _make_data, "fit": _fit, "path": _path}[args.command]
     previous = warnings.showwarning

@@ -15,15 +15,11 @@ DataFrame's partition lengths are counted by one extra read first); other inputs
 from __future__ import annotations
 
 import sys
-import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.exceptions import DataConversionWarning
-from sklearn.utils import column_or_1d
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from . import arrays as _arrays
 from . import engine as _engine
@@ -37,12 +33,20 @@ from .solver import (
     SolverConfig,
     fit_penalized,
 )
+from .validation import (
+    as_target,
+    as_weight,
+    check_class_totals,
+    check_flags,
+    check_sample_weight,
+    class_weighted,
+    encode_labels,
+    encode_real,
+    validate_fit_data,
+    validate_X,
+)
 
 __all__ = ["SMEMClassifier", "SMEMRegressor", "fit_path"]
-
-#: dtypes X is fitted in without a copy (float32 is accumulated in float64 by the kernel)
-_X_DTYPES = [np.float64, np.float32]
-
 
 class _SMEMBase(BaseEstimator):
     """Shared fit logic; subclasses set the default loss, the kind (``_kind``) and how y is encoded."""
@@ -99,51 +103,6 @@ class _SMEMBase(BaseEstimator):
         return tags
 
     # -- data ------------------------------------------------------------------------------------
-    def _validate_X(self, X, *, reset: bool):
-        """X as a numpy array (checked by scikit-learn) or a lazy dask array (zarr arrays, dask
-        DataFrames and dask-backed xarray DataArrays become one; shape and feature names checked
-        without reading it: a DataFrame's column names are checked on its empty ``_meta``). ``reset``:
-        at fit."""
-        if _arrays.is_xarray(X):
-            X = _arrays.as_array(X, "X")  # its data: a dask array stays lazy
-        if _arrays.is_lazy_input(X):
-            meta = _arrays.frame_meta(X)
-            if meta is not None and meta.ndim == 2:
-                validate_data(self, meta, skip_check_array=True, reset=reset)
-            X = _arrays.as_array(X, "X")
-            if X.ndim != 2:
-                raise ValueError(f"X must be 2-dimensional (n_samples, n_features), got shape {X.shape}")
-            if meta is None:
-                validate_data(self, X, skip_check_array=True, reset=reset)
-            if X.dtype.kind not in "biuf":
-                raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
-            return X
-        if isinstance(X, np.ma.MaskedArray):
-            X = _arrays.as_array(X, "X")  # refused when anything is masked
-        if getattr(getattr(X, "dtype", None), "kind", None) in ("U", "S"):
-            raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
-        if not reset:
-            return validate_data(self, X, reset=False, dtype=_X_DTYPES)
-        if getattr(X, "ndim", None) == 1:
-            raise ValueError(f"X must be 2-dimensional (n_samples, n_features), got shape {X.shape}; "
-                             "reshape a single feature with X.reshape(-1, 1)")
-        try:
-            # non-finite values are counted (with their number) by the engine's first pass
-            return validate_data(self, X, reset=True, dtype=_X_DTYPES, ensure_all_finite=False)
-        except ValueError as exc:
-            if "could not convert" in str(exc) or "argument must be a string" in str(exc):
-                raise ValueError(f"X must hold real numbers: {exc}") from exc
-            raise
-
-    def _validate_fit_data(self, X, y, sample_weight):
-        if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
-        X = self._validate_X(X, reset=True)
-        y = _as_target(y)
-        s = None if sample_weight is None else _as_weight(sample_weight, y)
-        _arrays.check_shapes(X, y, s)
-        return X, y, s
-
     def _encode_y(self, y, loss: Loss):
         """Validated y as floats for ``loss`` (classifiers also set ``classes_``)."""
         raise NotImplementedError
@@ -181,13 +140,9 @@ class _SMEMBase(BaseEstimator):
                               self.penalty_solver or penalty.default_solver, self.curvature,
                               max_time=self.max_time)
         config.check(loss, penalty)
-        if not isinstance(self.fit_intercept, (bool, np.bool_)):
-            raise ValueError(f"fit_intercept must be True or False, got {self.fit_intercept!r}")
-        if not (isinstance(self.persist, (bool, np.bool_)) or
-                (isinstance(self.persist, str) and self.persist == "auto")):
-            raise ValueError(f"persist must be 'auto', True or False, got {self.persist!r}")
+        check_flags(self.fit_intercept, self.persist)
 
-        X, y, s = self._validate_fit_data(X, y, sample_weight)
+        X, y, s = validate_fit_data(self, X, y, sample_weight)
         # memory checked before any task runs (reading y on a worker too small would kill it)
         _resources.check_gram_fits(X.shape[1], bool(self.fit_intercept),
                                    n_systems=config.grams_per_pass(n_systems),
@@ -196,7 +151,7 @@ class _SMEMBase(BaseEstimator):
         _resources.check_memory_fits(X, y, s, persist=persist)
         y = self._encode_y(y, loss)
         if s is not None:
-            _check_sample_weight(s)
+            check_sample_weight(s)
         s = self._fit_weights(y, s)
         eng = _engine.make_engine(X, y, s, persist=persist,
                                   split_every=self.split_every)
@@ -250,7 +205,7 @@ class _SMEMBase(BaseEstimator):
     def _predict_input(self, X):
         """Checks shared by every prediction method: fitted, X's features as at fit, X finite."""
         check_is_fitted(self, "coef_")
-        return self._validate_X(X, reset=False)
+        return validate_X(self, X, reset=False)
 
 
 def _gives_probabilities(est) -> bool:
@@ -336,57 +291,14 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
         return tags
 
     def _encode_y(self, y, loss):
-        if not _arrays.is_lazy(y):
-            _check_labels(y)
-        classes = _arrays.unique(y)
-        if classes.dtype.kind == "f" and np.isnan(classes).any():
-            raise ValueError("y contains NaN")
-        if classes.dtype.kind == "f" and np.isinf(classes).any():
-            raise ValueError("y contains infinity")
-
-        if classes.size < 2:
-            raise ValueError(
-                f"y has only one class ({_shown(classes[0])}); a classifier needs two classes"
-                if classes.size else "y is empty"
-            )
-        if classes.size > 2:
-            listed = ", ".join(_shown(c) for c in classes[:5]) + (", …" if classes.size > 5 else "")
-            raise ValueError(f"y has {classes.size} classes ({listed}); loss {loss.name!r} "
-                             "needs exactly two (Only binary classification is supported)")
-        self.classes_ = classes
-        return (y == classes[1]).astype(np.float64)
+        self.classes_, y01 = encode_labels(y, loss)
+        return y01
 
     def _fit_weights(self, y01, s):
-        s = self._class_weighted(y01, s)
+        s = class_weighted(self.class_weight, self.classes_, y01, s)
         if s is not None:
-            (w1, w) = _arrays.compute((s * y01).sum(), s.sum())
-            for c, wc in zip(self.classes_, (w - w1, w1), strict=True):
-                if not wc > 0:
-                    raise ValueError(f"class {_shown(c)} has zero total weight; a classifier needs two "
-                                     "classes of positive weight")
+            check_class_totals(self.classes_, y01, s)
         return s
-
-    def _class_weighted(self, y01, s):
-        """The sample weights times the class weights (None: all ones)."""
-        cw = self.class_weight
-        if cw is None:
-            return s
-        if isinstance(cw, str) and cw == "balanced":
-            (n1,) = _arrays.compute(y01.sum())
-            n = y01.shape[0]
-            weights = n / (2.0 * np.array([n - float(n1), float(n1)]))
-        elif isinstance(cw, dict):
-            unknown = [k for k in cw if k not in self.classes_.tolist()]
-            if unknown:
-                raise ValueError(f"class_weight names classes that are not in y: {unknown!r} "
-                                 f"(classes: {list(self.classes_)!r})")
-            weights = np.array([cw.get(c, 1.0) for c in self.classes_], dtype=np.float64)
-        else:
-            raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {cw!r}")
-        if not (np.isfinite(weights).all() and (weights >= 0).all()):
-            raise ValueError(f"class weights must be finite and non-negative, got {weights.tolist()}")
-        per_row = weights[0] + (weights[1] - weights[0]) * y01
-        return per_row if s is None else s * per_row
 
     def decision_function(self, X):
         """η = Xβ + b (numpy for numpy input, a lazy dask array for dask or zarr input); positive
@@ -424,9 +336,9 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
         """Accuracy (weighted by ``sample_weight`` if given)."""
         if not _arrays.is_lazy_input(X):
             return super().score(X, y, sample_weight=sample_weight)
-        y = _as_target(y)
+        y = as_target(y)
         correct = (self.predict(X) == y).astype(np.float64)
-        return _weighted_mean(correct, None if sample_weight is None else _as_weight(sample_weight, y))
+        return _weighted_mean(correct, None if sample_weight is None else as_weight(sample_weight, y))
 
 
 class SMEMRegressor(RegressorMixin, _SMEMBase):
@@ -440,6 +352,7 @@ class SMEMRegressor(RegressorMixin, _SMEMBase):
 
     _kind = "regressor"
 
+    # spelled out as in SMEMClassifier (no **kwargs): scikit-learn reads the parameters from the signature
     def __init__(self, *, loss="squared", penalty="l2", alpha=1e-4, l1_ratio=None, fit_intercept=True,
                  acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist="auto",
                  split_every=8, verbose=0, loss_params=None, penalty_params=None,
@@ -462,20 +375,7 @@ class SMEMRegressor(RegressorMixin, _SMEMBase):
         return tags
 
     def _encode_y(self, y, loss):
-        if y.dtype.kind == "O" and not _arrays.is_lazy(y):
-            _check_no_missing(y)
-            try:
-                y = y.astype(np.float64)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"y must hold real numbers: {exc}") from exc
-        if y.dtype.kind not in "biuf":
-            raise ValueError(f"y must hold real numbers, got dtype {y.dtype}")
-        n_bad, y_min = _arrays.compute((~np.isfinite(y)).sum(), y.min())
-        if n_bad:
-            raise ValueError(f"y contains {int(n_bad)} NaN or infinite values")
-        if loss.nonnegative_target and y_min < 0:
-            raise ValueError(f"loss {loss.name!r} needs counts y ≥ 0; found {float(y_min)!r}")
-        return y.astype(np.float64)
+        return encode_real(y, loss)
 
     def predict(self, X):
         """The predicted mean (the inverse link of η)."""
@@ -486,80 +386,11 @@ class SMEMRegressor(RegressorMixin, _SMEMBase):
         """Coefficient of determination R² (weighted by ``sample_weight`` if given)."""
         if not _arrays.is_lazy_input(X):
             return super().score(X, y, sample_weight=sample_weight)
-        y = _as_target(y).astype(np.float64)
-        s = None if sample_weight is None else _as_weight(sample_weight, y)
+        y = as_target(y).astype(np.float64)
+        s = None if sample_weight is None else as_weight(sample_weight, y)
         resid = (y - self.predict(X)) ** 2
         ybar = _weighted_mean(y, s)
         return 1.0 - _weighted_mean(resid, s) / _weighted_mean((y - ybar) ** 2, s)
-
-
-def _as_target(y):
-    """y as a 1-d numpy or dask array; a column vector (n, 1) is raveled with scikit-learn's
-    ``DataConversionWarning``."""
-    if _arrays.is_lazy_input(y):
-        y = _arrays.as_array(y, "y")
-        if y.ndim == 2 and y.shape[1] == 1:
-            warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the "
-                          "shape of y to (n_samples,), for example using ravel().", DataConversionWarning,
-                          stacklevel=3)
-            return y[:, 0]
-        return y
-    if isinstance(y, np.ma.MaskedArray):
-        y = _arrays.as_array(y, "y")
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = column_or_1d(y, warn=True)
-    return y
-
-
-def _as_weight(sample_weight, y):
-    """Sample weights as a numpy or dask array; a scalar weights every row alike, as in scikit-learn."""
-    s = _arrays.as_array(sample_weight, "sample_weight")
-    if s.ndim == 0:
-        return np.full(y.shape[0], float(s))
-    return s
-
-
-def _check_no_missing(y) -> None:
-    """An in-memory object y holds no None (numpy would compare it with the other labels)."""
-    if y.dtype.kind == "O":
-        missing = np.flatnonzero(np.equal(y, None))
-        if missing.size:
-            at = ", ".join(str(i) for i in missing[:5]) + (", …" if missing.size > 5 else "")
-            raise ValueError(f"y contains {missing.size} missing values (None) at rows {at}; every row "
-                             "needs a value")
-
-
-def _check_labels(y) -> None:
-    """Labels of an in-memory y: no None, one kind of value, a classification target."""
-    _check_no_missing(y)
-    if y.dtype.kind == "O":
-        try:
-            np.unique(y)
-        except TypeError as exc:
-            kinds = sorted({type(v).__name__ for v in y})
-            raise ValueError(f"y mixes label types ({', '.join(kinds)}); give every label the same "
-                             "type") from exc
-    if y.dtype.kind == "f" and np.isnan(y).any():
-        return  # NaN is reported by the caller with its own message
-    check_classification_targets(y)
-
-
-def _shown(c) -> str:
-    """A label as the user wrote it: 2.0, not numpy's np.float64(2.0)."""
-    return repr(c.item() if isinstance(c, np.generic) else c)
-
-
-def _check_sample_weight(s) -> None:
-    if s.dtype.kind not in "biuf":
-        raise ValueError(f"sample_weight must hold real numbers, got dtype {s.dtype}")
-    n_bad, smin, total = _arrays.compute((~np.isfinite(s)).sum(), s.min(), s.sum())
-    if n_bad:
-        raise ValueError(f"sample_weight contains {int(n_bad)} NaN or infinite values")
-    if smin < 0:
-        raise ValueError(f"sample_weight must be non-negative; found {float(smin)!r}")
-    if total <= 0:
-        raise ValueError("sample_weight sums to zero")
 
 
 def _weighted_mean(v, s) -> float:

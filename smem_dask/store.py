@@ -32,34 +32,25 @@ an altered one cannot be told from a true one. Stores of earlier versions, whose
 sampled three blocks of the data, are not resumed (their data cannot be verified; they are still
 read by :func:`read_path_store`); a store records ``data_checksum``, the data's full checksum.
 
-One writer at a time: the writer holds ``fcntl.flock`` on the lock file ``.smem_dask.lock`` (and
-writes its pid, host and start time into it, for the message that refuses a second writer). The
-kernel releases the lock when its holder ends, however it ends, so a lock left by a killed process
-is free at once and the file's contents decide nothing (an empty or garbled file is no obstacle).
-The file is removed on release while still locked; a writer that locked a file so removed sees its
-inode is no longer the path's and locks the new one. Limitation: on a network file system flock
-may be local to one machine (older NFS clients) or unsupported (an error naming the lock file);
-two machines writing one store there are not kept apart.
+One writer at a time: the writer holds the lock of :mod:`smem_dask.locks` on the lock file
+``.smem_dask.lock`` (a lock left by a killed process is free at once; limitations there).
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import itertools
 import json
 import os
-import socket
-import time
 from pathlib import Path
 
 import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
+from .curvature import FixedCurvature
 from .data import check_format
-from .solver import FitResult, FixedCurvature, WarmStart
-from .stats import BlockStats
+from .locks import FileLock, StoreLockedError
+from .solver import FitResult, WarmStart
 
 __all__ = ["PathStore", "StoreDamagedError", "StoreLockedError", "StoreMismatchError", "read_path_store"]
 
@@ -78,10 +69,6 @@ class StoreMismatchError(ValueError):
 
 class StoreDamagedError(StoreMismatchError):
     """Part of the store was lost or altered after it was written."""
-
-
-class StoreLockedError(RuntimeError, OSError):
-    """Another process is writing the store."""
 
 
 def _root(location) -> Path:
@@ -134,73 +121,8 @@ def _check_ours(root: Path) -> None:
     check_format(attrs["format"], FORMAT, f"the path store {root}", StoreMismatchError)
 
 
-class _Lock:
-    """An exclusive ``flock`` on a lock file, taken without waiting (see the module docstring)."""
-
-    def __init__(self, path: Path, root: Path):
-        self.path, self.root = path, root
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        for _ in range(1000):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(fd)
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise self._refusal() from None
-                raise OSError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
-            except BaseException:
-                os.close(fd)
-                raise
-            if self._is_path(fd):
-                self._fd = fd
-                self._sign()
-                return
-            os.close(fd)  # its holder removed that file on release: lock the path's new file
-        raise StoreLockedError(f"could not take the lock {self.path}: it keeps being replaced")
-
-    def _is_path(self, fd: int) -> bool:
-        try:
-            return os.path.samestat(os.fstat(fd), os.stat(self.path))
-        except FileNotFoundError:
-            return False
-
-    def _sign(self) -> None:
-        """Pid, host and time into the file, for the message that refuses others (nothing depends
-        on it: a failure to write it, e.g. on a full disk, leaves the lock held all the same)."""
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-        try:
-            os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, json.dumps(me).encode(), 0)
-        except OSError:
-            pass
-
-    def _refusal(self) -> StoreLockedError:
-        try:
-            holder = json.loads(self.path.read_text())
-            who = (f"pid {int(holder['pid'])} on {holder['host']} since "
-                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(float(holder['since'])))}")
-        except (OSError, ValueError, TypeError, KeyError):
-            who = "another process (it has not written its pid into the lock file yet)"
-        return StoreLockedError(f"the path store {self.root} is being written by {who}; wait for it to "
-                                "finish, or use another store")
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        try:
-            if self._is_path(self._fd):
-                self.path.unlink()  # while still locked: a waiting writer then sees a new inode
-        except OSError:
-            pass  # a lock file left behind is no obstacle: the lock goes with the descriptor
-        finally:
-            os.close(self._fd)
-            self._fd = None
-
-
 _REQUIRED = object()
+_UNREAD = object()  # PathStore._fixed before the shared Gram is read
 
 
 class _Reader:
@@ -342,7 +264,7 @@ class PathStore:
 
     def __init__(self, location, fingerprint: dict, settings: dict):
         self.root = _root(location)
-        self._fixed: FixedCurvature | None = None  # the shared fixed-curvature Gram, once loaded
+        self._fixed: FixedCurvature | None | object = _UNREAD  # the shared fixed-curvature Gram
         self._lock_path = self.root / LOCK_NAME
         _check_ours(self.root)  # before anything (the lock file included) is written into it
         self.root.mkdir(parents=True, exist_ok=True)
@@ -357,7 +279,7 @@ class PathStore:
 
     # -- lock ----------------------------------------------------------------------------------
     def _acquire(self) -> None:
-        self._lock = _Lock(self._lock_path, self.root)
+        self._lock = FileLock(self._lock_path, self.root)
         self._lock.acquire()
 
     def close(self) -> None:
@@ -419,46 +341,53 @@ class PathStore:
         g.create_array("coefs", shape=(n, n_features), chunks=(1, n_features), dtype="f8",
                        fill_value=np.nan, overwrite=True, **_ARRAY_OPTIONS)
         if warm.fixed is not None:
+            arrays, scalars = warm.fixed.pack()
             shared = g.require_group("shared")
-            shared.create_array("fixed_gram", data=warm.fixed.gram, overwrite=True, **_ARRAY_OPTIONS)
-            shared.attrs.update({"weight": warm.fixed.weight, "n": warm.fixed.n})
+            shared.create_array("fixed_gram", data=arrays["gram"], overwrite=True, **_ARRAY_OPTIONS)
+            shared.attrs.update(scalars)
+        self._fixed = warm.fixed
         start = g.require_group("start")
         self._write_warm(start, warm)
         start.attrs.update({"n_passes": int(n_passes), "complete": True})
 
     def load_start(self, n_features: int) -> tuple[np.ndarray, WarmStart, int]:
         r = self._read
-        fixed = None
-        if "shared" in self.group and "fixed_gram" in self.group["shared"]:
-            # rows summed: kept with the Gram since checksums; before, the start system's (the same)
-            n_rows = r.attr("shared", "n", r.attr("start", "n"))
-            fixed = FixedCurvature(r.whole("shared/fixed_gram"), r.attr("shared", "weight"),
-                                   n_features, n_rows)
-        self._fixed = fixed
+        self._shared_fixed(n_features)
         alphas = r.whole("alphas")
         if alphas.ndim != 1 or np.any(alphas < 0):
             raise r.damaged("alphas: not a grid of numbers ≥ 0")
         return alphas, self._read_warm("start", None), int(r.attr("start", "n_passes"))
 
+    def _shared_fixed(self, n_features: int | None = None) -> FixedCurvature | None:
+        """The path's shared fixed-curvature Gram (None if it has none), read when first needed;
+        ``n_features``: p (by default the width of ``coefs``)."""
+        if self._fixed is _UNREAD:
+            r, fixed = self._read, None
+            if "shared" in self.group and "fixed_gram" in self.group["shared"]:
+                if n_features is None:
+                    n_features = int(r._array("coefs", "coefs").shape[1])
+                # rows summed: kept with the Gram since checksums; before, the start system's (the same)
+                n_rows = r.attr("shared", "n", r.attr("start", "n"))
+                arrays = {"gram": r.whole("shared/fixed_gram")}
+                fixed = FixedCurvature.unpack(arrays, {"weight": r.attr("shared", "weight"), "n": n_rows},
+                                              n_features)
+            self._fixed = fixed
+        return self._fixed
+
     @staticmethod
     def _write_warm(g: zarr.Group, warm: WarmStart) -> None:
-        for name, value in (("beta", warm.beta), ("loss_grad", warm.loss_grad),
-                            ("gram", warm.system.gram), ("rhs", warm.system.rhs),
-                            ("expand", warm.expand)):
-            g.create_array(name, data=np.asarray(value, np.float64), overwrite=True, **_ARRAY_OPTIONS)
-        g.attrs.update({"loss_sum": float(warm.loss_sum), "weight": float(warm.system.weight),
-                        "n": float(warm.system.n)})
+        arrays, scalars = warm.pack()
+        for name, value in arrays.items():
+            g.create_array(name, data=value, overwrite=True, **_ARRAY_OPTIONS)
+        g.attrs.update(scalars)
 
     def _read_warm(self, path: str, alpha: int | None) -> WarmStart:
         """A stored end state; ``alpha``: the α whose recomputation writes it again (None: the
         start, written only with the store)."""
         r = self._read
-        get = {name: r.whole(f"{path}/{name}", alpha)
-               for name in ("beta", "loss_grad", "gram", "rhs", "expand")}
-        attr = {key: r.attr(path, key, alpha=alpha) for key in ("n", "weight", "loss_sum")}
-        system = BlockStats.system_only(attr["n"], attr["weight"], get["gram"], get["rhs"])
-        return WarmStart(get["beta"], attr["loss_sum"], get["loss_grad"], system, get["expand"],
-                         self._fixed)
+        arrays = {name: r.whole(f"{path}/{name}", alpha) for name in WarmStart.ARRAYS}
+        scalars = {key: r.attr(path, key, alpha=alpha) for key in WarmStart.SCALARS}
+        return WarmStart.unpack(arrays, scalars, self._shared_fixed())
 
     # -- per-α results ---------------------------------------------------------------------------
     def done(self) -> np.ndarray:

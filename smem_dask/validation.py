@@ -1,0 +1,221 @@
+"""Input checks and conversions of the estimators: X, y, sample and class weights, labels, flags.
+
+Every message names the problem (see ``tests/test_validation.py``). Numpy inputs are checked by
+scikit-learn; lazy inputs (dask, zarr, dask DataFrames, xarray) are checked without reading them, or
+by one reduction where values must be seen.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.exceptions import DataConversionWarning
+from sklearn.utils import column_or_1d
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import validate_data
+
+from . import arrays as _arrays
+from .losses import Loss
+
+#: dtypes X is fitted in without a copy (float32 is accumulated in float64 by the kernel)
+_X_DTYPES = [np.float64, np.float32]
+
+
+def validate_X(est, X, *, reset: bool):
+    """X as a numpy array (checked by scikit-learn) or a lazy dask array (zarr arrays, dask
+    DataFrames and dask-backed xarray DataArrays become one; shape and feature names checked
+    without reading it: a DataFrame's column names are checked on its empty ``_meta``). ``reset``:
+    at fit."""
+    if _arrays.is_xarray(X):
+        X = _arrays.as_array(X, "X")  # its data: a dask array stays lazy
+    if _arrays.is_lazy_input(X):
+        meta = _arrays.frame_meta(X)
+        if meta is not None and meta.ndim == 2:
+            validate_data(est, meta, skip_check_array=True, reset=reset)
+        X = _arrays.as_array(X, "X")
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-dimensional (n_samples, n_features), got shape {X.shape}")
+        if meta is None:
+            validate_data(est, X, skip_check_array=True, reset=reset)
+        if X.dtype.kind not in "biuf":
+            raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
+        return X
+    if isinstance(X, np.ma.MaskedArray):
+        X = _arrays.as_array(X, "X")  # refused when anything is masked
+    if getattr(getattr(X, "dtype", None), "kind", None) in ("U", "S"):
+        raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
+    if not reset:
+        return validate_data(est, X, reset=False, dtype=_X_DTYPES)
+    if getattr(X, "ndim", None) == 1:
+        raise ValueError(f"X must be 2-dimensional (n_samples, n_features), got shape {X.shape}; "
+                         "reshape a single feature with X.reshape(-1, 1)")
+    try:
+        # non-finite values are counted (with their number) by the engine's first pass
+        return validate_data(est, X, reset=True, dtype=_X_DTYPES, ensure_all_finite=False)
+    except ValueError as exc:
+        if "could not convert" in str(exc) or "argument must be a string" in str(exc):
+            raise ValueError(f"X must hold real numbers: {exc}") from exc
+        raise
+
+
+def validate_fit_data(est, X, y, sample_weight):
+    """X, y and the sample weights of a fit, checked and as arrays (the estimator ``est`` records X's
+    features)."""
+    if y is None:
+        raise ValueError(f"{type(est).__name__} requires y to be passed, but the target y is None")
+    X = validate_X(est, X, reset=True)
+    y = as_target(y)
+    s = None if sample_weight is None else as_weight(sample_weight, y)
+    _arrays.check_shapes(X, y, s)
+    return X, y, s
+
+
+def check_flags(fit_intercept, persist) -> None:
+    """``fit_intercept`` is a bool, ``persist`` "auto" or a bool."""
+    if not isinstance(fit_intercept, (bool, np.bool_)):
+        raise ValueError(f"fit_intercept must be True or False, got {fit_intercept!r}")
+    if not (isinstance(persist, (bool, np.bool_)) or
+            (isinstance(persist, str) and persist == "auto")):
+        raise ValueError(f"persist must be 'auto', True or False, got {persist!r}")
+
+
+def as_target(y):
+    """y as a 1-d numpy or dask array; a column vector (n, 1) is raveled with scikit-learn's
+    ``DataConversionWarning``."""
+    if _arrays.is_lazy_input(y):
+        y = _arrays.as_array(y, "y")
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the "
+                          "shape of y to (n_samples,), for example using ravel().", DataConversionWarning,
+                          stacklevel=3)
+            return y[:, 0]
+        return y
+    if isinstance(y, np.ma.MaskedArray):
+        y = _arrays.as_array(y, "y")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = column_or_1d(y, warn=True)
+    return y
+
+
+def as_weight(sample_weight, y):
+    """Sample weights as a numpy or dask array; a scalar weights every row alike, as in scikit-learn."""
+    s = _arrays.as_array(sample_weight, "sample_weight")
+    if s.ndim == 0:
+        return np.full(y.shape[0], float(s))
+    return s
+
+
+def check_no_missing(y) -> None:
+    """An in-memory object y holds no None (numpy would compare it with the other labels)."""
+    if y.dtype.kind == "O":
+        missing = np.flatnonzero(np.equal(y, None))
+        if missing.size:
+            at = ", ".join(str(i) for i in missing[:5]) + (", …" if missing.size > 5 else "")
+            raise ValueError(f"y contains {missing.size} missing values (None) at rows {at}; every row "
+                             "needs a value")
+
+
+def check_labels(y) -> None:
+    """Labels of an in-memory y: no None, one kind of value, a classification target."""
+    check_no_missing(y)
+    if y.dtype.kind == "O":
+        try:
+            np.unique(y)
+        except TypeError as exc:
+            kinds = sorted({type(v).__name__ for v in y})
+            raise ValueError(f"y mixes label types ({', '.join(kinds)}); give every label the same "
+                             "type") from exc
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        return  # NaN is reported by the caller with its own message
+    check_classification_targets(y)
+
+
+def shown(c) -> str:
+    """A label as the user wrote it: 2.0, not numpy's np.float64(2.0)."""
+    return repr(c.item() if isinstance(c, np.generic) else c)
+
+
+def check_sample_weight(s) -> None:
+    if s.dtype.kind not in "biuf":
+        raise ValueError(f"sample_weight must hold real numbers, got dtype {s.dtype}")
+    n_bad, smin, total = _arrays.compute((~np.isfinite(s)).sum(), s.min(), s.sum())
+    if n_bad:
+        raise ValueError(f"sample_weight contains {int(n_bad)} NaN or infinite values")
+    if smin < 0:
+        raise ValueError(f"sample_weight must be non-negative; found {float(smin)!r}")
+    if total <= 0:
+        raise ValueError("sample_weight sums to zero")
+
+
+def encode_labels(y, loss: Loss):
+    """The two classes of y and y as 0/1 floats (1: the second class), for ``loss``."""
+    if not _arrays.is_lazy(y):
+        check_labels(y)
+    classes = _arrays.unique(y)
+    if classes.dtype.kind == "f" and np.isnan(classes).any():
+        raise ValueError("y contains NaN")
+    if classes.dtype.kind == "f" and np.isinf(classes).any():
+        raise ValueError("y contains infinity")
+
+    if classes.size < 2:
+        raise ValueError(
+            f"y has only one class ({shown(classes[0])}); a classifier needs two classes"
+            if classes.size else "y is empty"
+        )
+    if classes.size > 2:
+        listed = ", ".join(shown(c) for c in classes[:5]) + (", …" if classes.size > 5 else "")
+        raise ValueError(f"y has {classes.size} classes ({listed}); loss {loss.name!r} "
+                         "needs exactly two (Only binary classification is supported)")
+    return classes, (y == classes[1]).astype(np.float64)
+
+
+def encode_real(y, loss: Loss):
+    """y as real floats for ``loss`` (finite; counts ≥ 0 where the loss needs them)."""
+    if y.dtype.kind == "O" and not _arrays.is_lazy(y):
+        check_no_missing(y)
+        try:
+            y = y.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"y must hold real numbers: {exc}") from exc
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"y must hold real numbers, got dtype {y.dtype}")
+    n_bad, y_min = _arrays.compute((~np.isfinite(y)).sum(), y.min())
+    if n_bad:
+        raise ValueError(f"y contains {int(n_bad)} NaN or infinite values")
+    if loss.nonnegative_target and y_min < 0:
+        raise ValueError(f"loss {loss.name!r} needs counts y ≥ 0; found {float(y_min)!r}")
+    return y.astype(np.float64)
+
+
+def class_weighted(cw, classes, y01, s):
+    """The sample weights times the class weights ``cw`` (the estimator's ``class_weight``) of
+    ``classes``; None: all ones."""
+    if cw is None:
+        return s
+    if isinstance(cw, str) and cw == "balanced":
+        (n1,) = _arrays.compute(y01.sum())
+        n = y01.shape[0]
+        weights = n / (2.0 * np.array([n - float(n1), float(n1)]))
+    elif isinstance(cw, dict):
+        unknown = [k for k in cw if k not in classes.tolist()]
+        if unknown:
+            raise ValueError(f"class_weight names classes that are not in y: {unknown!r} "
+                             f"(classes: {list(classes)!r})")
+        weights = np.array([cw.get(c, 1.0) for c in classes], dtype=np.float64)
+    else:
+        raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {cw!r}")
+    if not (np.isfinite(weights).all() and (weights >= 0).all()):
+        raise ValueError(f"class weights must be finite and non-negative, got {weights.tolist()}")
+    per_row = weights[0] + (weights[1] - weights[0]) * y01
+    return per_row if s is None else s * per_row
+
+
+def check_class_totals(classes, y01, s) -> None:
+    """Both classes have positive total weight."""
+    (w1, w) = _arrays.compute((s * y01).sum(), s.sum())
+    for c, wc in zip(classes, (w - w1, w1), strict=True):
+        if not wc > 0:
+            raise ValueError(f"class {shown(c)} has zero total weight; a classifier needs two "
+                             "classes of positive weight")
