@@ -4,6 +4,7 @@ with the stats layer's kernel on small numpy arrays (to check where the loop end
 forms and scipy)."""
 
 import math
+import time
 import warnings
 
 import numpy as np
@@ -11,9 +12,16 @@ import pytest
 import scipy.optimize
 from scipy.special import expit
 
-from smem_dask.losses import Logistic, Squared
+from smem_dask.losses import Logistic, Poisson, Squared
 from smem_dask.penalties import L1, L2
-from smem_dask.solver import ConvergenceWarning, SolverConfig, em_iterations
+from smem_dask.solver import (
+    STOP_REQUESTED,
+    ConvergenceWarning,
+    SolverConfig,
+    Stop,
+    em_iterations,
+    run_lockstep,
+)
 from smem_dask.stats import BlockStats, Request, block_stats_many
 
 
@@ -373,3 +381,115 @@ def test_plain_nesterov_accepts_the_rise_that_nesterov_restart_refuses():
     F = np.array(res.objective_history)
     np.testing.assert_allclose(np.diff(F), [-1.0 / W_MADE, 2.0 / W_MADE], rtol=1e-12)
     assert (res.n_iter, res.n_restarts, res.n_passes) == (2, 0, 3)
+
+
+def test_a_local_majorizer_halves_a_plain_step_that_would_raise_f():
+    """Poisson's E-step bound holds only near β: a rising plain step is halved (one pass each), not
+    taken as the floor; the halved step that lowers F is accepted."""
+    beta0 = np.array([0.2, -0.1, 0.3, 0.5])
+    grad = np.array([1.0, -2.0, 0.5, 3.0])
+    gen = em_iterations(Poisson(), L2(), ALPHA, P, config=SolverConfig("none"), beta0=beta0)
+    next(gen)
+    second = gen.send(_first_stats(beta0, grad))
+    candidate = second.coefs[:, 1]
+    points = [candidate]
+    request = second
+    for _ in range(2):  # two rises: the step is halved twice
+        request = gen.send(_step_stats(1.0 - W_MADE * _penalty_change(points[-1], beta0), grad))
+        assert request.k == 2 and request.reference_known
+        np.testing.assert_array_equal(request.coefs[:, 0], beta0)
+        points.append(request.coefs[:, 1])
+        np.testing.assert_allclose(points[-1], beta0 + 0.5 * (points[-2] - beta0), rtol=1e-15, atol=1e-16)
+        np.testing.assert_array_equal(request.expand, points[-1])
+    np.testing.assert_allclose(points[-1], beta0 + 0.25 * (candidate - beta0), rtol=1e-15, atol=1e-16)
+    # the quarter step lowers F: accepted, and the next request starts from it
+    after = gen.send(_step_stats(-1.0 - W_MADE * _penalty_change(points[-1], beta0), 0.5 * grad))
+    np.testing.assert_array_equal(after.coefs[:, 0], points[-1])
+    gen.close()
+
+
+def _accepted_before(requests):
+    """For each request, how many iterations had been accepted when it was yielded (an iteration is
+    accepted when point 0 of a later request moves)."""
+    counts, it, beta = [], 0, requests[0].coefs[:, 0]
+    for r in requests:
+        if not np.array_equal(r.coefs[:, 0], beta):
+            it, beta = it + 1, r.coefs[:, 0]
+        counts.append(it)
+    return counts
+
+
+def test_cached_curvature_forms_its_gram_exactly_at_1_2_4_8_and_on_rises(ill_conditioned):
+    X, y, s = ill_conditioned
+    config = SolverConfig("nesterov-restart", tol=1e-10, max_iter=5000, curvature="cached")
+    res, requests = drive(em_iterations(Logistic(), L2(), 1e-4, 6, config=config), X, y, s, Logistic())
+    assert res.converged and res.n_passes == len(requests) and res.n_restarts >= 1
+    for r, it in zip(requests[1:], _accepted_before(requests)[1:], strict=True):
+        if r.k == 1:  # a restart (or a step that left β unchanged): the E-step system at β
+            assert r.system
+            np.testing.assert_array_equal(r.expand, r.coefs[:, 0])
+        else:  # the pass after `it` accepted iterations refreshes iff it + 1 is a power of two
+            assert r.system == (((it + 1) & it) == 0), it
+    refreshed_at = {it for r, it in zip(requests[1:], _accepted_before(requests)[1:], strict=True)
+                    if r.k > 1 and r.system}
+    assert {0, 1, 3, 7} <= refreshed_at <= {0, 1, 3, 7, 15, 31, 63}
+    assert sum(r.k == 1 for r in requests[1:]) >= res.n_restarts
+    assert sum(r.system for r in requests) < len(requests) / 2
+    adaptive, _ = drive(em_iterations(Logistic(), L2(), 1e-4, 6, config=SolverConfig(tol=1e-10)),
+                        X, y, s, Logistic())
+    assert res.objective == pytest.approx(adaptive.objective, rel=1e-12)
+
+
+@pytest.mark.parametrize("why", ["max_time", "interrupted"])
+def test_a_stop_ends_the_fit_after_its_first_accepted_iteration(why, logistic_data):
+    X, y, s = logistic_data
+    if why == "max_time":
+        stop, match = Stop(deadline=time.monotonic() - 1.0, max_time=0.5), "the time limit max_time=0.5 s"
+    else:
+        stop, match = Stop(), r"a stop was requested \(interrupted\)"
+        STOP_REQUESTED.set()
+    try:
+        gen = em_iterations(Logistic(), L2(), 1e-3, 5, config=SolverConfig(tol=1e-12), stop=stop)
+        with pytest.warns(ConvergenceWarning, match=f"stopped after 1 iterations, unconverged: {match}"):
+            res, requests = drive(gen, X, y, s, Logistic())
+    finally:
+        STOP_REQUESTED.clear()
+    assert (res.stopped, res.n_iter, res.n_passes, len(requests), res.converged) == (why, 1, 2, 2, False)
+    np.testing.assert_array_equal(np.r_[res.coef, res.intercept], requests[1].coefs[:, 1])
+
+
+class _KernelEngine:
+    """The smallest engine: every request of a pass answered by the kernel (as in `answer`)."""
+
+    def __init__(self, X, y, s):
+        self.X, self.y, self.s = X, y, s
+        self.n_features, self.n_passes, self.calls = X.shape[1], 0, []
+
+    def stats_many(self, loss, requests, fit_intercept):
+        self.n_passes += 1
+        self.calls.append(len(requests))
+        return [answer(self.X, self.y, self.s, loss, r, fit_intercept) for r in requests]
+
+
+def test_run_lockstep_serves_every_running_fit_in_each_pass_and_changes_no_fit(logistic_data):
+    X, y, s = logistic_data
+    alphas = [1e-1, 1e-2, 1e-3, 1e-4]
+    config = SolverConfig(tol=1e-11)
+    alone = [drive(em_iterations(Logistic(), L1(), a, 5, config=config), X, y, s, Logistic())[0]
+             for a in alphas]
+    engine, finished = _KernelEngine(X, y, s), []
+    together = run_lockstep(engine, Logistic(), True,
+                            [em_iterations(Logistic(), L1(), a, 5, config=config) for a in alphas],
+                            on_done=lambda i, fit: finished.append((i, fit.n_passes)))
+    for a, b in zip(alone, together, strict=True):  # bitwise: lockstep only batches the passes
+        np.testing.assert_array_equal(b.coef, a.coef, strict=True)
+        assert (b.intercept, b.n_passes, b.n_iter, b.objective_history) == (
+            a.intercept, a.n_passes, a.n_iter, a.objective_history)
+    passes = [fit.n_passes for fit in alone]
+    assert len(set(passes)) > 1  # the fits end at different passes
+    # one engine call per pass of the longest fit, each serving every fit still running
+    assert engine.n_passes == len(engine.calls) == max(passes)
+    assert engine.calls == [sum(n > k for n in passes) for k in range(max(passes))]
+    # each fit is reported as it finishes, in the order the fits finish
+    assert sorted(finished) == sorted(enumerate(passes))
+    assert [n for _, n in finished] == sorted(passes)
