@@ -264,7 +264,7 @@ class DaskEngine(_Engine):
     X : (n, p) dask array
     y : (n,) dask or numpy array
     sample_weight : (n,) dask or numpy array, or None
-    persist : bool or "auto" — keep X, y, weights in (cluster) memory after the first read; otherwise
+    persist : bool or "auto" — keep X, y, weights in (cluster) memory from the first pass on; otherwise
         every pass streams them from their source (e.g. a zarr store). "auto": persist when the
         inputs take at most :data:`~smem_dask.resources.PERSIST_FRACTION` of the memory they would
         live in (the sum of the workers' memory limits less what the workers already use, with a
@@ -300,11 +300,10 @@ class DaskEngine(_Engine):
         self._zarr = _zarr_behind(X, y, s)
         self._source = (X, y, s)
         persist = _plan_memory(X, y, s, persist)
-        if persist or "X" in in_memory:
-            X, y, s = dask.persist(X, y, s)
-        elif in_memory:
-            y, s = (dask.persist(a)[0] if name in in_memory else a
-                    for name, a in (("y", y), ("s", s)))
+        # persisted at the first pass, not here (see _persist_pending): every check of the solver
+        # and the path runs before any data is read
+        self._to_persist = (("X", "y", "s") if persist or "X" in in_memory
+                            else tuple(name for name in ("y", "s") if name in in_memory))
         self.X, self.y, self.sample_weight = X, y, s
         self.persist = bool(persist)
         self.split_every = int(split_every)
@@ -317,6 +316,19 @@ class DaskEngine(_Engine):
     @property
     def nbytes(self) -> int:
         return int(self.X.nbytes)
+
+    def _persist_pending(self) -> None:
+        """Persist, once, what ``__init__`` chose to keep in memory: all inputs (``persist``, or X
+        handed over in memory), else y and weights handed over in memory. Called when the first
+        graph over the data is built, so constructing an engine reads nothing."""
+        todo, self._to_persist = self._to_persist, ()
+        if "X" in todo:
+            self.X, self.y, self.sample_weight = dask.persist(self.X, self.y, self.sample_weight)
+        else:
+            if "y" in todo:
+                self.y = dask.persist(self.y)[0]
+            if "s" in todo:
+                self.sample_weight = dask.persist(self.sample_weight)[0]
 
     @property
     def n_blocks(self) -> int:
@@ -332,6 +344,7 @@ class DaskEngine(_Engine):
         ``checksum``, followed by the blocks' hashes (:data:`CHECKSUM_COLUMNS`, see
         :func:`_pass_kernel`; every block's when ``full``, else the sampled block's alone) — in
         the same one task per block."""
+        self._persist_pending()
         q = self.n_features + int(fit_intercept)
         size = sum(request_size(q, r) for r in requests)
         s_args = (None, None) if self.sample_weight is None else (self.sample_weight, "i")
@@ -401,11 +414,13 @@ class DaskEngine(_Engine):
 
     def count_nonfinite(self) -> tuple[int, int]:
         """Non-finite entries of (X, y) — one extra pass, used only to explain a failure."""
+        self._persist_pending()
         nx, ny = _compute_watched((~da.isfinite(self.X)).sum(), (~da.isfinite(self.y)).sum())
         return int(nx), int(ny)
 
     def largest_abs(self) -> tuple[float, float]:
         """max |X| and max |y| — one extra pass, used only to explain a failure."""
+        self._persist_pending()
         x, y = _compute_watched(abs(self.X).max(), abs(self.y).max())
         return float(x), float(y)
 

@@ -25,7 +25,7 @@ from . import arrays as _arrays
 from . import engine as _engine
 from . import resources as _resources
 from .losses import Loss, get_loss
-from .path import solve_path
+from .path import lockstep_size, solve_path
 from .penalties import Penalty, get_penalty
 from .solver import (
     FitResult,
@@ -171,9 +171,7 @@ class _SMEMBase(BaseEstimator):
         :class:`smem_dask.path.PathResult`.
         """
         # an explicit lockstep batch carries one Gram per α in every pass: checked before any read
-        lockstep = 1
-        if isinstance(batch, (int, np.integer)) and not isinstance(batch, bool) and batch > 1:
-            lockstep = int(min(batch, n_alphas if alphas is None else np.size(alphas)))
+        lockstep = lockstep_size(batch, alphas, n_alphas) or 1
         loss, penalty, config, eng = self._prepare(X, y, sample_weight, n_systems=lockstep)
         if not penalty.convex:
             raise ValueError(f"paths of the non-convex penalty {penalty.name!r} are not supported "

@@ -32,7 +32,7 @@ from .solver import (
 from .stats import Request
 from .store import PathStore
 
-__all__ = ["PathResult", "alpha_max", "alpha_grid", "solve_path", "RIDGE_ALPHA_MAX_FACTOR"]
+__all__ = ["PathResult", "alpha_max", "alpha_grid", "lockstep_size", "solve_path", "RIDGE_ALPHA_MAX_FACTOR"]
 
 #: α_max sits this far above the exact threshold, so rounding cannot leave a 1e-14 coefficient there
 ALPHA_MAX_MARGIN = 1e-9
@@ -138,12 +138,11 @@ def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: i
     config = config or SolverConfig()
     stop = Stop.after(config.max_time)
     q = engine.n_features + int(fit_intercept)
-    auto_batch = batch == "auto"
+    explicit = lockstep_size(batch, alphas, n_alphas)
+    auto_batch = explicit is None
     if auto_batch:
         batch = (10**9 if config.fixed_curvature
                  else max(1, LOCKSTEP_GRAM_BUDGET // (8 * q * q)))
-    elif isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise ValueError(f"batch must be a positive integer or 'auto', got {batch!r}")
     if alphas is not None:
         alphas = np.asarray(alphas, dtype=np.float64).ravel()
         if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas < 0):
@@ -179,6 +178,17 @@ def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: i
     finally:
         if pstore is not None:
             pstore.close()
+
+
+def lockstep_size(batch, alphas, n_alphas: int) -> int | None:
+    """How many α an explicit ``batch`` runs in lockstep (at most the number of α), or None for
+    ``"auto"`` (sized by memory in :func:`solve_path`); an invalid ``batch`` is refused. The one
+    place that reads ``batch``: the estimator asks it to check memory before it reads any data."""
+    if isinstance(batch, str) and batch == "auto":
+        return None
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"batch must be a positive integer or 'auto', got {batch!r}")
+    return int(min(batch, n_alphas if alphas is None else np.size(alphas)))
 
 
 def _start(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, config):

@@ -9,7 +9,7 @@ import zarr
 
 from smem_dask import SMEMClassifier, SMEMRegressor
 from smem_dask.engine import DaskEngine, NumpyEngine
-from smem_dask.losses import Logistic
+from smem_dask.losses import Logistic, Squared
 from smem_dask.penalties import L2
 from smem_dask.solver import SolverConfig, fit_em
 from smem_dask.stats import Request
@@ -281,3 +281,30 @@ def test_a_block_in_a_misaligned_buffer_gives_bitwise_the_same_statistics(logist
     beta = np.linspace(-1, 1, X.shape[1] + 1)
     kw = dict(loss=get_loss("logistic"), requests=[Request(beta[:, None], beta)], fit_intercept=True)
     np.testing.assert_array_equal(_pass_kernel(bad_X, bad_y, None, **kw), _pass_kernel(Xb, yb, None, **kw))
+
+
+@pytest.mark.parametrize("persist", [True, False])
+def test_an_engine_reads_no_data_before_its_first_pass(persist):
+    """Persisting happens at the first pass, not when the engine is made: the solver's and the path's
+    checks all run before any data is read. Persisted, each block is read once by the first pass;
+    streamed, once per pass. The fit equals the in-memory one (Squared + ridge: closed form)."""
+    rng = np.random.default_rng(3)
+    X0 = rng.normal(size=(400, 3))
+    y0 = X0 @ np.array([1.0, -2.0, 0.5]) + rng.normal(size=400)
+    reads = []
+
+    def load(block):
+        reads.append(block.shape[0])
+        return block
+
+    Xd = da.from_array(X0, chunks=(100, 3)).map_blocks(load, dtype=np.float64,
+                                                        meta=np.empty((0, 0)))
+    with dask.config.set(scheduler="sync"):
+        eng = DaskEngine(Xd, da.from_array(y0, chunks=100), persist=persist)
+        assert reads == []
+        fit = fit_em(eng, Squared(), L2(), 1e-2, config=SolverConfig(tol=1e-12))
+    assert len(reads) == 4 * (1 if persist else fit.n_passes)
+    A = np.column_stack([X0, np.ones(400)])
+    D = np.diag([1.0, 1.0, 1.0, 0.0]) * 400 * 1e-2
+    expected = np.linalg.solve(A.T @ A + D, A.T @ y0)
+    np.testing.assert_allclose(np.r_[fit.coef, fit.intercept], expected, rtol=1e-10, atol=1e-12)
