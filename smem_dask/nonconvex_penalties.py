@@ -22,6 +22,9 @@ __all__ = ["MCP", "SCAD", "Bridge", "Log"]
 class _SeparableConcave(Penalty):
     """P(β) = Σ ρ(|β_j|) with ρ concave in β² (so the EM weights ρ'(|β|)/|β| majorize it)."""
 
+    #: non-convex (the solver starts from the ridge fit); bridge says for itself (convex for q ≥ 1)
+    convex: ClassVar[bool] = False
+
     def rho(self, t: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -115,8 +118,14 @@ class Bridge(_SeparableConcave):
             return np.where(t > 0, t ** (self.q - 1.0), 0.0 if self.q > 1 else np.inf)
 
 
+class _PiecewiseQuadratic(_SeparableConcave):
+    """ρ quadratic between its ``_knots`` (SCAD, MCP): ``value_difference`` is then exact."""
+
+    piecewise_quadratic: ClassVar[bool] = True
+
+
 @dataclass(frozen=True)
-class SCAD(_SeparableConcave):
+class SCAD(_PiecewiseQuadratic):
     r"""SCAD (Fan & Li 2001) with threshold λ = ``lam`` and a = ``a`` > 2:
 
     ρ(t) = λt (t ≤ λ); (2aλt − t² − λ²)/(2(a − 1)) (λ < t ≤ aλ); λ²(a + 1)/2 (t > aλ).
@@ -127,8 +136,6 @@ class SCAD(_SeparableConcave):
     lam: float = 1.0
     a: float = 3.7
     name: ClassVar[str] = "scad"
-    convex: ClassVar[bool] = False
-    piecewise_quadratic: ClassVar[bool] = True
 
     def _knots(self):
         return [self.lam, self.a * self.lam]
@@ -148,7 +155,7 @@ class SCAD(_SeparableConcave):
 
 
 @dataclass(frozen=True)
-class MCP(_SeparableConcave):
+class MCP(_PiecewiseQuadratic):
     r"""Minimax concave penalty (Zhang 2010) with threshold λ = ``lam`` and γ = ``gamma`` > 1:
 
     ρ(t) = λt − t²/(2γ) (t ≤ γλ); γλ²/2 (t > γλ). The objective is loss + α·Σρ(|β_j|).
@@ -157,8 +164,6 @@ class MCP(_SeparableConcave):
     lam: float = 1.0
     gamma: float = 3.0
     name: ClassVar[str] = "mcp"
-    convex: ClassVar[bool] = False
-    piecewise_quadratic: ClassVar[bool] = True
 
     def _knots(self):
         return [self.gamma * self.lam]
@@ -183,7 +188,6 @@ class Log(_SeparableConcave):
 
     eps: float = 1.0
     name: ClassVar[str] = "log"
-    convex: ClassVar[bool] = False
 
     def __post_init__(self):
         if not float(self.eps) > 0:
