@@ -44,6 +44,7 @@ from .exact_solvers import (  # noqa: F401 (private helpers, still importable fr
 )
 from .nonconvex_penalties import MCP, SCAD, Bridge, Log, _SeparableConcave  # noqa: F401
 from .penalty_base import EM_EPS, Penalty, _clamped_abs, _unit_box_scale, em_floor  # noqa: F401
+from .registry import by_name
 
 __all__ = [
     "EM_EPS",
@@ -78,13 +79,4 @@ PENALTIES: dict[str, type[Penalty]] = {
 
 def get_penalty(penalty: str | Penalty, **params) -> Penalty:
     """A penalty object from its name (with its parameters) or an instance; clear errors."""
-    if isinstance(penalty, Penalty):
-        return penalty
-    if isinstance(penalty, str) and penalty in PENALTIES:
-        try:
-            return PENALTIES[penalty](**params)
-        except TypeError as exc:
-            raise ValueError(f"penalty {penalty!r} does not take the parameters {params}: {exc}") from exc
-    raise ValueError(
-        f"unknown penalty {penalty!r}; supported penalties: {', '.join(sorted(PENALTIES))}"
-    )
+    return by_name(penalty, Penalty, PENALTIES, "penalty", "penalties", params)
