@@ -26,6 +26,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from .registry import by_name
+
 __all__ = [
     "CLAMP_EPS",
     "LOSSES",
@@ -484,11 +486,4 @@ LOSSES: dict[str, type[Loss]] = {
 
 def get_loss(loss: str | Loss, **params) -> Loss:
     """A loss object from its name (with its parameters) or an instance; clear errors."""
-    if isinstance(loss, Loss):
-        return loss
-    if isinstance(loss, str) and loss in LOSSES:
-        try:
-            return LOSSES[loss](**params)
-        except TypeError as exc:
-            raise ValueError(f"loss {loss!r} does not take the parameters {params}: {exc}") from exc
-    raise ValueError(f"unknown loss {loss!r}; supported losses: {', '.join(sorted(LOSSES))}")
+    return by_name(loss, Loss, LOSSES, "loss", "losses", params)

@@ -1,315 +1,46 @@
-"""Per-block sufficient statistics of one EM pass, and the kernel that computes them.
+"""The per-block kernel of one EM pass: the sufficient statistics of a row block for every request.
 
-``BlockStats`` is a monoid (``zero`` and ``+``): the statistics of the whole data are the sum of the
-statistics of any split into row blocks. Every engine computes ``block_stats`` on its blocks and sums.
+Every engine computes :func:`block_stats_many` on its blocks and sums the resulting
+:class:`BlockStats` (a monoid: the statistics of the whole data are the sum of the statistics of any
+split into row blocks). The kernel walks a block in row tiles of :data:`TILE_BYTES`, so that each
+tile of X is read from memory once for every product of the pass.
 
 Notation: x̃ = (x, 1) when an intercept is fitted (q = p + 1 columns), else x̃ = x (q = p). A pass
 serves one or several :class:`Request` s — several fits (e.g. the α of a path) can share one read of X.
 A request gives ``coefs`` (q × k: k points at which to evaluate the loss and its gradient) and
 optionally one ``expand`` point (q,) at which to run the E-step and form the M-step system.
+
+What a pass is asked and returns (``Request``, ``BlockStats``, their packing) lives in
+:mod:`smem_dask.blockstats`, the certificate statistics (``DualStats``, ``smoothed_dual``) in
+:mod:`smem_dask.certificate_stats`; every name stays importable from here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import NamedTuple
-
 import numpy as np
 from scipy.linalg import blas
 
-from .losses import CLAMP_EPS, Loss
+from .blockstats import (
+    BlockStats,
+    Request,
+    check_gram_range,
+    pack_many,
+    packed_size,
+    request_size,
+    unpack_many,
+)
+from .certificate_stats import (
+    HIST_DECADES,
+    DualCandidate,
+    DualStats,
+    smoothed_dual,
+    tile_certificate,
+)
+from .losses import Loss
 
 __all__ = ["BlockStats", "DualCandidate", "DualStats", "HIST_DECADES", "Request", "add_weighted_gram",
            "block_stats", "block_stats_many", "check_gram_range", "gram_tile_rows", "pack_many",
            "packed_size", "request_size", "smoothed_dual", "unpack_many"]
-
-
-@dataclass(frozen=True)
-class Request:
-    """What one fit asks of a data pass.
-
-    coefs : (q, k) array — points at which to evaluate the loss, its gradient and (for j ≥ 1) the loss
-        change from point 0.
-    expand : (q,) array or None — the expansion point of the E-step; None: no M-step system.
-    curvature : float or None — None: the loss's own E-step. A number b: the fixed-curvature majorizer
-        ω = b, u = b·η̃ − ℓ'(η̃) (valid for losses whose ω never exceeds b; see docs/method.md,
-        "Curvature modes").
-    reference_known : bool — point 0 is only the reference of the loss changes (its loss and
-        gradient are known to the caller from an earlier pass): they are not computed and come
-        back as zeros, so ``loss[j]`` holds the change alone for j ≥ 1.
-    dual_point : (q,) array or None — for losses with a ``dual_box``: the point β̃ at which to
-        evaluate the smoothed dual variable a(δ) of :func:`smoothed_dual` (width ``dual_width``),
-        corrected by ``dual_lam`` (see :class:`DualStats`).
-    dual_width : float — the smoothing width δ > 0.
-    dual_lam : (q,) array or None — None: also return the slack-weighted Gram of the correction;
-        else the corrected dual a = clip(a(δ) + w·x̃ᵀλ, lo, hi) is summed too (the first candidate).
-    dual_ref : (q,) array or None — also sum the *EM dual* at ``dual_point``: a(δ_i) with the
-        per-row width δ_i = max(|t_i − η_i|, CLAMP_EPS) at ``dual_ref``, the expansion point of the
-        M-step that gave ``dual_point`` (the derivative of that majorizer: stationary for ridge).
-    histogram : int or None — column of ``coefs`` at which to count the rows with |t − η| below
-        each 10**k of :data:`HIST_DECADES` (losses with a ``dual_box``).
-    clamp : float or None — the E-step's floor on |t − η| at ``expand`` for the non-smooth losses
-        (``Loss.e_step(..., clamp=)``, ≥ :data:`~smem_dask.losses.CLAMP_EPS`); None: CLAMP_EPS.
-    """
-
-    coefs: np.ndarray
-    expand: np.ndarray | None = None
-    curvature: float | None = None
-    reference_known: bool = False
-    dual_point: np.ndarray | None = None
-    dual_width: float = 1.0
-    dual_lam: np.ndarray | None = None
-    dual_ref: np.ndarray | None = None
-    histogram: int | None = None
-    clamp: float | None = None
-
-    def __post_init__(self):
-        # float64 always; a single point (q,) becomes one column (q, 1)
-        coefs = np.asarray(self.coefs, dtype=np.float64)
-        object.__setattr__(self, "coefs", coefs[:, None] if coefs.ndim == 1 else coefs)
-        for name in ("expand", "dual_point", "dual_lam", "dual_ref"):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64).ravel())
-
-    @property
-    def k(self) -> int:
-        return self.coefs.shape[1]
-
-    @property
-    def system(self) -> bool:
-        return self.expand is not None
-
-    def extra_size(self, q: int) -> int:
-        """Length of the certificate statistics (``BlockStats.extra``) this request asks for."""
-        size = 0 if self.histogram is None else HIST_DECADES.size
-        if self.dual_point is not None:
-            size += self.n_duals * (2 + 3 * q) + (q * q + 2 * q if self.dual_lam is None else 0)
-        return size
-
-    @property
-    def n_duals(self) -> int:
-        """Dual candidates summed: the corrected one (with λ), a(δ), the EM dual (with a reference)."""
-        if self.dual_point is None:
-            return 0
-        return 1 + (self.dual_lam is not None) + (self.dual_ref is not None)
-
-
-#: the residual histogram counts rows with |t − η| < 10**k for these k
-HIST_DECADES = np.arange(-16, 9)
-
-
-def smoothed_dual(t, lo, hi, eta, width):
-    r"""The dual variable of the loss smoothed at width δ, and its slack in the box.
-
-    .. math::  a = m + h\,\mathrm{clip}((t − η)/δ, −1, 1), \qquad w = h\,\max(0, 1 − |t − η|/δ)
-
-    with m, h the centre and half-width of [lo, hi]: a is the derivative of the Huber-smoothed
-    loss in t − η (the box edge once |t − η| ≥ δ) and w ≤ min(hi − a, a − lo) its distance to the
-    nearer edge.
-    """
-    centre, half = 0.5 * (lo + hi), 0.5 * (hi - lo)
-    z = (t - eta) / width
-    return centre + half * np.clip(z, -1.0, 1.0), half * np.maximum(0.0, 1.0 - np.abs(z))
-
-
-class DualCandidate(NamedTuple):
-    """The sums of one dual candidate a, split by sign: a = a⁺ − a⁻ with a± = max(±a, 0).
-
-    values : (Σ s a⁺ t, Σ s a⁻ t);  moments : (2, q), Σ s a⁺ x̃ and Σ s a⁻ x̃;  scale : Σ s |a| |x̃|
-    (q, bounds the rounding of the moments). Scaling a⁺ by c⁺ and a⁻ by c⁻ (both in [0, 1], so the
-    box holds) scales these sums alike, which lets the solver meet Σ s a = 0 exactly.
-    """
-
-    values: np.ndarray
-    moments: np.ndarray
-    scale: np.ndarray
-
-    @property
-    def value(self) -> float:
-        return float(self.values[0] - self.values[1])
-
-    @property
-    def moment(self) -> np.ndarray:
-        return self.moments[0] - self.moments[1]
-
-
-class DualStats(NamedTuple):
-    """The certificate statistics of one request (sums over rows of s_i times …).
-
-    value : Σ s a t;  moment : Σ s a x̃ (q);  scale : Σ s |a| |x̃| (q, bounds the rounding of
-    ``moment``) — of the first candidate (the corrected dual when λ was given, else a(δ));
-    gram : Σ s w x̃x̃ᵀ, rhs : Σ s w t x̃ and edge : Σ s a x̃ over the rows at a box edge (w = 0)
-    (only when no λ was given);
-    hist : row counts of |t − η| < 10**k, k in :data:`HIST_DECADES`;
-    candidates : every dual candidate summed (:class:`DualCandidate`, ``Request.n_duals`` of them).
-    """
-
-    value: float
-    moment: np.ndarray
-    scale: np.ndarray
-    gram: np.ndarray | None
-    rhs: np.ndarray | None
-    hist: np.ndarray | None
-    candidates: tuple = ()
-    edge: np.ndarray | None = None
-
-    @classmethod
-    def parse(cls, extra: np.ndarray, q: int, request: Request) -> DualStats:
-        i, value, moment, scale, gram, rhs, hist, edge = 0, 0.0, None, None, None, None, None, None
-        candidates = []
-        if request.dual_point is not None:
-            size = 2 + 3 * q
-            for k in range(request.n_duals):
-                c = extra[k * size : (k + 1) * size]
-                candidates.append(DualCandidate(c[:2], c[2 : 2 + 2 * q].reshape(2, q), c[2 + 2 * q :]))
-            value, moment, scale = candidates[0].value, candidates[0].moment, candidates[0].scale
-            i = request.n_duals * size
-            if request.dual_lam is None:
-                gram, rhs = extra[i : i + q * q].reshape(q, q), extra[i + q * q : i + q * q + q]
-                edge = extra[i + q * q + q : i + q * q + 2 * q]
-                i += q * q + 2 * q
-        if request.histogram is not None:
-            hist = extra[i : i + HIST_DECADES.size]
-        return cls(value, moment, scale, gram, rhs, hist, tuple(candidates), edge)
-
-
-@dataclass(frozen=True)
-class BlockStats:
-    """Statistics of a set of rows (sums over rows, weighted by sample weights s).
-
-    Attributes
-    ----------
-    n : float
-        Number of rows.
-    weight : float
-        W = Σ s_i.
-    loss : (k,) array
-        Σ s_i ℓ(y_i, η_i) at each evaluation point (for j ≥ 1: the sum at point 0 plus the
-        per-observation change ``loss_delta``).
-    loss_delta : (k − 1,) array
-        Σ s_i [ℓ(y_i, η_ij) − ℓ(y_i, η_i0)] for evaluation points j ≥ 1, computed per observation
-        with the loss's stable ``value_difference`` (accurate even when the points nearly agree).
-    grad : (q, k) array
-        Σ s_i ℓ'(y_i, η_i) x̃_i at each evaluation point (the loss part of W·∇F).
-    gram : (q, q) array
-        Σ s_i ω_i x̃_i x̃_iᵀ at the expansion point (zeros when no expansion point was given).
-    rhs : (q,) array
-        Σ s_i u_i x̃_i at the expansion point.
-    extra : array
-        The certificate statistics the request asked for, flat (read with :meth:`DualStats.parse`).
-    """
-
-    n: float
-    weight: float
-    loss: np.ndarray
-    loss_delta: np.ndarray
-    grad: np.ndarray
-    gram: np.ndarray
-    rhs: np.ndarray
-    extra: np.ndarray = field(default_factory=lambda: np.zeros(0))
-
-    @classmethod
-    def system_only(cls, n: float, weight: float, gram: np.ndarray, rhs: np.ndarray) -> BlockStats:
-        """An M-step system (with n and W) not tied to any evaluation point."""
-        q = rhs.shape[0]
-        return cls(float(n), float(weight), np.zeros(1), np.zeros(0), np.zeros((q, 1)), gram, rhs)
-
-    @classmethod
-    def zero(cls, q: int, k: int) -> BlockStats:
-        return cls(0.0, 0.0, np.zeros(k), np.zeros(k - 1), np.zeros((q, k)), np.zeros((q, q)),
-                   np.zeros(q))
-
-    def __add__(self, other: BlockStats) -> BlockStats:
-        return BlockStats(
-            self.n + other.n,
-            self.weight + other.weight,
-            self.loss + other.loss,
-            self.loss_delta + other.loss_delta,
-            self.grad + other.grad,
-            self.gram + other.gram,
-            self.rhs + other.rhs,
-            # a zero total has no certificate statistics yet
-            self.extra + other.extra if self.extra.size and other.extra.size
-            else (self.extra if self.extra.size else other.extra),
-        )
-
-    def pack(self, system: bool = True) -> np.ndarray:
-        """All fields in one flat float64 vector (what a dask block returns); without the system
-        (gram, rhs) when ``system`` is False."""
-        parts = [[self.n, self.weight], self.loss, self.loss_delta, self.grad.ravel()]
-        if system:
-            parts += [self.gram.ravel(), self.rhs]
-        return np.concatenate(parts + [self.extra])
-
-    @classmethod
-    def unpack(cls, vec: np.ndarray, q: int, k: int, system: bool = True, extra: int = 0) -> BlockStats:
-        vec = np.asarray(vec, dtype=np.float64).ravel()
-        expected = packed_size(q, k, system) + extra
-        if vec.size != expected:
-            raise ValueError(f"packed statistics have {vec.size} values, expected {expected}")
-        i = 2
-        loss = vec[i : i + k]
-        i += k
-        loss_delta = vec[i : i + k - 1]
-        i += k - 1
-        grad = vec[i : i + q * k].reshape(q, k)
-        i += q * k
-        if system:
-            gram = vec[i : i + q * q].reshape(q, q)
-            i += q * q
-            rhs = vec[i : i + q]
-            i += q
-        else:
-            gram, rhs = np.zeros((q, q)), np.zeros(q)
-        return cls(float(vec[0]), float(vec[1]), loss, loss_delta, grad, gram, rhs, vec[i : i + extra])
-
-    def is_finite(self) -> bool:
-        return bool(np.isfinite(self.pack()).all())
-
-
-def check_gram_range(stats: BlockStats, p: int) -> None:
-    """Refuse X whose squares underflow float64, from the system of a fit's first pass when it is at
-    β = 0 (where every loss has moderate weights ω; the solver checks only then): a column whose
-    mean square Σ s ω x² / W is below the
-    smallest normal float64 (its products are subnormal, or zero, and lose their digits) although
-    the column is not zero (a non-zero diagonal, moment or gradient entry). No data pass."""
-    tiny = np.finfo(np.float64).tiny
-    diag = np.diag(stats.gram)[:p]
-    nonzero = (diag != 0) | (stats.rhs[:p] != 0) | (stats.grad[:p] != 0).any(axis=1)
-    bad = np.flatnonzero(nonzero & (diag < tiny * stats.weight))
-    if bad.size:
-        shown = ", ".join(str(j) for j in bad[:5]) + (", …" if bad.size > 5 else "")
-        raise ValueError(
-            f"X's scale underflows the float64 Gram: the mean square of column"
-            f"{'s' if bad.size > 1 else ''} {shown} is below float64's smallest normal {tiny:.3g} "
-            f"(Σ s·ω·x² / W = {diag[bad[0]] / stats.weight:.3g}); rescale X (e.g. sklearn's "
-            "StandardScaler)"
-        )
-
-
-def packed_size(q: int, k: int, system: bool = True) -> int:
-    """Length of ``BlockStats.pack(system)`` for q columns and k evaluation points."""
-    return 2 + 2 * k - 1 + q * k + (q * q + q if system else 0)
-
-
-def request_size(q: int, request: Request) -> int:
-    """Length of the packed statistics of one request (system and certificate parts included)."""
-    return packed_size(q, request.k, request.system) + request.extra_size(q)
-
-
-def pack_many(stats: list[BlockStats], requests: list[Request]) -> np.ndarray:
-    """The statistics of several requests in one flat vector (systems only where requested)."""
-    return np.concatenate([st.pack(r.system) for st, r in zip(stats, requests, strict=True)])
-
-
-def unpack_many(vec: np.ndarray, q: int, requests: list[Request]) -> list[BlockStats]:
-    vec = np.asarray(vec, dtype=np.float64).ravel()
-    sizes = [request_size(q, r) for r in requests]
-    if vec.size != sum(sizes):
-        raise ValueError(f"packed statistics have {vec.size} values, expected {sum(sizes)}")
-    bounds = np.cumsum([0, *sizes])
-    return [BlockStats.unpack(vec[a:b], q, r.k, r.system, r.extra_size(q))
-            for a, b, r in zip(bounds[:-1], bounds[1:], requests, strict=True)]
 
 
 def block_stats(
@@ -393,7 +124,8 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
             if sw is not None:
                 grams[i] = add_weighted_gram(grams[i], Xt, sw, scaled, threads)
         for i in plan.certified:
-            extras[i] += plan.certificate(i, loss, y[rows], st, eta, Xt, fit_intercept)
+            extras[i] += tile_certificate(requests[i], plan.offsets[i], loss, y[rows], st, eta, Xt,
+                                          fit_intercept)
 
     out, c, d = [], 0, 0
     for i, r in enumerate(requests):
@@ -450,44 +182,6 @@ class _Plan:
         self.steps = np.concatenate([np.arange(a + r.k, a + 2 * r.k - 1) for r, a in pairs])
         self.n_columns = self.evals.size + 2 * sum(r.system for r in requests)
         self.certified = [i for i, r in enumerate(requests) if r.extra_size(1)]
-
-    def certificate(self, i, loss, y, s, eta, Xt, fit_intercept) -> np.ndarray:
-        """On one tile, the certificate statistics of request i (see :class:`DualStats`)."""
-        r = self.requests[i]
-        t, lo, hi = loss.dual_box(y)
-
-        def xt(v, M=Xt):  # Σ v x̃ over the tile
-            return np.r_[M.T @ v, v.sum()] if fit_intercept else M.T @ v
-
-        def x_dot(v):  # x̃ᵀv per row, by its own product: bitwise the same in every pass, as the
-            # correction λ of one pass must meet the a(δ) of the pass before, magnified by 1/δ
-            return Xt @ v[: Xt.shape[1]] + (v[-1] if fit_intercept else 0.0)
-
-        parts = []
-        if r.dual_point is not None:
-            eta_d = x_dot(r.dual_point)
-            a, w = smoothed_dual(t, lo, hi, eta_d, r.dual_width)
-            duals = [a]
-            if r.dual_lam is not None:
-                duals.insert(0, np.clip(a + w * x_dot(r.dual_lam), lo, hi))
-            if r.dual_ref is not None:  # the EM dual: per-row widths from the expansion point
-                width = np.maximum(np.abs(t - x_dot(r.dual_ref)), CLAMP_EPS)
-                duals.append(smoothed_dual(t, lo, hi, eta_d, width)[0])
-            for d in duals:
-                sd = d if s is None else s * d
-                pos, neg = np.maximum(sd, 0.0), np.maximum(-sd, 0.0)
-                parts += [[pos @ t, neg @ t], xt(pos), xt(neg), xt(np.abs(sd), np.abs(Xt))]
-            sw = w if s is None else s * w
-            if r.dual_lam is None:
-                Xw = Xt * np.sqrt(sw)[:, None]
-                if fit_intercept:
-                    Xw = np.column_stack([Xw, np.sqrt(sw)])
-                sa = a if s is None else s * a
-                parts += [(Xw.T @ Xw).ravel(), xt(sw * t), xt(np.where(w == 0, sa, 0.0))]
-        if r.histogram is not None:
-            gap = np.abs(t - eta[:, self.offsets[i] + r.histogram])
-            parts.append((gap[:, None] < 10.0 ** HIST_DECADES).sum(axis=0))
-        return np.concatenate(parts)
 
     def columns(self, loss, y, s, eta):
         """On one tile: the weighted loss sums at each request's point 0, the loss changes at its

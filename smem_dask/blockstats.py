@@ -1,0 +1,232 @@
+r"""What a data pass is asked (:class:`Request`) and what it returns (the :class:`BlockStats` monoid).
+
+``BlockStats`` is a monoid (``zero`` and ``+``): the statistics of the whole data are the sum of the
+statistics of any split into row blocks. A pass serves one or several requests at once; the
+statistics of each travel as one flat float64 vector (:meth:`BlockStats.pack`, :func:`pack_many`,
+:func:`unpack_many`, sizes by :func:`packed_size` and :func:`request_size`). The kernel that
+computes them on a block is :func:`smem_dask.stats.block_stats_many`; the certificate part
+(``extra``) is read by :meth:`smem_dask.certificate_stats.DualStats.parse`.
+:func:`check_gram_range` refuses X whose squares underflow the float64 Gram. Pure numpy.
+
+Notation: x̃ = (x, 1) when an intercept is fitted (q = p + 1 columns), else x̃ = x (q = p).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .certificate_stats import HIST_DECADES
+
+__all__ = ["BlockStats", "Request", "check_gram_range", "pack_many", "packed_size", "request_size",
+           "unpack_many"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one fit asks of a data pass.
+
+    coefs : (q, k) array — points at which to evaluate the loss, its gradient and (for j ≥ 1) the loss
+        change from point 0.
+    expand : (q,) array or None — the expansion point of the E-step; None: no M-step system.
+    curvature : float or None — None: the loss's own E-step. A number b: the fixed-curvature majorizer
+        ω = b, u = b·η̃ − ℓ'(η̃) (valid for losses whose ω never exceeds b; see docs/method.md,
+        "Curvature modes").
+    reference_known : bool — point 0 is only the reference of the loss changes (its loss and
+        gradient are known to the caller from an earlier pass): they are not computed and come
+        back as zeros, so ``loss[j]`` holds the change alone for j ≥ 1.
+    dual_point : (q,) array or None — for losses with a ``dual_box``: the point β̃ at which to
+        evaluate the smoothed dual variable a(δ) of :func:`smoothed_dual` (width ``dual_width``),
+        corrected by ``dual_lam`` (see :class:`DualStats`).
+    dual_width : float — the smoothing width δ > 0.
+    dual_lam : (q,) array or None — None: also return the slack-weighted Gram of the correction;
+        else the corrected dual a = clip(a(δ) + w·x̃ᵀλ, lo, hi) is summed too (the first candidate).
+    dual_ref : (q,) array or None — also sum the *EM dual* at ``dual_point``: a(δ_i) with the
+        per-row width δ_i = max(|t_i − η_i|, CLAMP_EPS) at ``dual_ref``, the expansion point of the
+        M-step that gave ``dual_point`` (the derivative of that majorizer: stationary for ridge).
+    histogram : int or None — column of ``coefs`` at which to count the rows with |t − η| below
+        each 10**k of :data:`HIST_DECADES` (losses with a ``dual_box``).
+    clamp : float or None — the E-step's floor on |t − η| at ``expand`` for the non-smooth losses
+        (``Loss.e_step(..., clamp=)``, ≥ :data:`~smem_dask.losses.CLAMP_EPS`); None: CLAMP_EPS.
+    """
+
+    coefs: np.ndarray
+    expand: np.ndarray | None = None
+    curvature: float | None = None
+    reference_known: bool = False
+    dual_point: np.ndarray | None = None
+    dual_width: float = 1.0
+    dual_lam: np.ndarray | None = None
+    dual_ref: np.ndarray | None = None
+    histogram: int | None = None
+    clamp: float | None = None
+
+    def __post_init__(self):
+        # float64 always; a single point (q,) becomes one column (q, 1)
+        coefs = np.asarray(self.coefs, dtype=np.float64)
+        object.__setattr__(self, "coefs", coefs[:, None] if coefs.ndim == 1 else coefs)
+        for name in ("expand", "dual_point", "dual_lam", "dual_ref"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64).ravel())
+
+    @property
+    def k(self) -> int:
+        return self.coefs.shape[1]
+
+    @property
+    def system(self) -> bool:
+        return self.expand is not None
+
+    def extra_size(self, q: int) -> int:
+        """Length of the certificate statistics (``BlockStats.extra``) this request asks for."""
+        size = 0 if self.histogram is None else HIST_DECADES.size
+        if self.dual_point is not None:
+            size += self.n_duals * (2 + 3 * q) + (q * q + 2 * q if self.dual_lam is None else 0)
+        return size
+
+    @property
+    def n_duals(self) -> int:
+        """Dual candidates summed: the corrected one (with λ), a(δ), the EM dual (with a reference)."""
+        if self.dual_point is None:
+            return 0
+        return 1 + (self.dual_lam is not None) + (self.dual_ref is not None)
+
+
+@dataclass(frozen=True)
+class BlockStats:
+    """Statistics of a set of rows (sums over rows, weighted by sample weights s).
+
+    Attributes
+    ----------
+    n : float
+        Number of rows.
+    weight : float
+        W = Σ s_i.
+    loss : (k,) array
+        Σ s_i ℓ(y_i, η_i) at each evaluation point (for j ≥ 1: the sum at point 0 plus the
+        per-observation change ``loss_delta``).
+    loss_delta : (k − 1,) array
+        Σ s_i [ℓ(y_i, η_ij) − ℓ(y_i, η_i0)] for evaluation points j ≥ 1, computed per observation
+        with the loss's stable ``value_difference`` (accurate even when the points nearly agree).
+    grad : (q, k) array
+        Σ s_i ℓ'(y_i, η_i) x̃_i at each evaluation point (the loss part of W·∇F).
+    gram : (q, q) array
+        Σ s_i ω_i x̃_i x̃_iᵀ at the expansion point (zeros when no expansion point was given).
+    rhs : (q,) array
+        Σ s_i u_i x̃_i at the expansion point.
+    extra : array
+        The certificate statistics the request asked for, flat (read with :meth:`DualStats.parse`).
+    """
+
+    n: float
+    weight: float
+    loss: np.ndarray
+    loss_delta: np.ndarray
+    grad: np.ndarray
+    gram: np.ndarray
+    rhs: np.ndarray
+    extra: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @classmethod
+    def system_only(cls, n: float, weight: float, gram: np.ndarray, rhs: np.ndarray) -> BlockStats:
+        """An M-step system (with n and W) not tied to any evaluation point."""
+        q = rhs.shape[0]
+        return cls(float(n), float(weight), np.zeros(1), np.zeros(0), np.zeros((q, 1)), gram, rhs)
+
+    @classmethod
+    def zero(cls, q: int, k: int) -> BlockStats:
+        return cls(0.0, 0.0, np.zeros(k), np.zeros(k - 1), np.zeros((q, k)), np.zeros((q, q)),
+                   np.zeros(q))
+
+    def __add__(self, other: BlockStats) -> BlockStats:
+        return BlockStats(
+            self.n + other.n,
+            self.weight + other.weight,
+            self.loss + other.loss,
+            self.loss_delta + other.loss_delta,
+            self.grad + other.grad,
+            self.gram + other.gram,
+            self.rhs + other.rhs,
+            # a zero total has no certificate statistics yet
+            self.extra + other.extra if self.extra.size and other.extra.size
+            else (self.extra if self.extra.size else other.extra),
+        )
+
+    def pack(self, system: bool = True) -> np.ndarray:
+        """All fields in one flat float64 vector (what a dask block returns); without the system
+        (gram, rhs) when ``system`` is False."""
+        parts = [[self.n, self.weight], self.loss, self.loss_delta, self.grad.ravel()]
+        if system:
+            parts += [self.gram.ravel(), self.rhs]
+        return np.concatenate(parts + [self.extra])
+
+    @classmethod
+    def unpack(cls, vec: np.ndarray, q: int, k: int, system: bool = True, extra: int = 0) -> BlockStats:
+        vec = np.asarray(vec, dtype=np.float64).ravel()
+        expected = packed_size(q, k, system) + extra
+        if vec.size != expected:
+            raise ValueError(f"packed statistics have {vec.size} values, expected {expected}")
+        i = 2
+        loss = vec[i : i + k]
+        i += k
+        loss_delta = vec[i : i + k - 1]
+        i += k - 1
+        grad = vec[i : i + q * k].reshape(q, k)
+        i += q * k
+        if system:
+            gram = vec[i : i + q * q].reshape(q, q)
+            i += q * q
+            rhs = vec[i : i + q]
+            i += q
+        else:
+            gram, rhs = np.zeros((q, q)), np.zeros(q)
+        return cls(float(vec[0]), float(vec[1]), loss, loss_delta, grad, gram, rhs, vec[i : i + extra])
+
+    def is_finite(self) -> bool:
+        return bool(np.isfinite(self.pack()).all())
+
+
+def check_gram_range(stats: BlockStats, p: int) -> None:
+    """Refuse X whose squares underflow float64, from the system of a fit's first pass when it is at
+    β = 0 (where every loss has moderate weights ω; the solver checks only then): a column whose
+    mean square Σ s ω x² / W is below the
+    smallest normal float64 (its products are subnormal, or zero, and lose their digits) although
+    the column is not zero (a non-zero diagonal, moment or gradient entry). No data pass."""
+    tiny = np.finfo(np.float64).tiny
+    diag = np.diag(stats.gram)[:p]
+    nonzero = (diag != 0) | (stats.rhs[:p] != 0) | (stats.grad[:p] != 0).any(axis=1)
+    bad = np.flatnonzero(nonzero & (diag < tiny * stats.weight))
+    if bad.size:
+        shown = ", ".join(str(j) for j in bad[:5]) + (", …" if bad.size > 5 else "")
+        raise ValueError(
+            f"X's scale underflows the float64 Gram: the mean square of column"
+            f"{'s' if bad.size > 1 else ''} {shown} is below float64's smallest normal {tiny:.3g} "
+            f"(Σ s·ω·x² / W = {diag[bad[0]] / stats.weight:.3g}); rescale X (e.g. sklearn's "
+            "StandardScaler)"
+        )
+
+
+def packed_size(q: int, k: int, system: bool = True) -> int:
+    """Length of ``BlockStats.pack(system)`` for q columns and k evaluation points."""
+    return 2 + 2 * k - 1 + q * k + (q * q + q if system else 0)
+
+
+def request_size(q: int, request: Request) -> int:
+    """Length of the packed statistics of one request (system and certificate parts included)."""
+    return packed_size(q, request.k, request.system) + request.extra_size(q)
+
+
+def pack_many(stats: list[BlockStats], requests: list[Request]) -> np.ndarray:
+    """The statistics of several requests in one flat vector (systems only where requested)."""
+    return np.concatenate([st.pack(r.system) for st, r in zip(stats, requests, strict=True)])
+
+
+def unpack_many(vec: np.ndarray, q: int, requests: list[Request]) -> list[BlockStats]:
+    vec = np.asarray(vec, dtype=np.float64).ravel()
+    sizes = [request_size(q, r) for r in requests]
+    if vec.size != sum(sizes):
+        raise ValueError(f"packed statistics have {vec.size} values, expected {sum(sizes)}")
+    bounds = np.cumsum([0, *sizes])
+    return [BlockStats.unpack(vec[a:b], q, r.k, r.system, r.extra_size(q))
+            for a, b, r in zip(bounds[:-1], bounds[1:], requests, strict=True)]
