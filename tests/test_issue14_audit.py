@@ -153,3 +153,35 @@ def test_out_into_a_missing_directory_is_refused_in_under_2_s_of_cpu(data, tmp_p
     code, heavy = probe.stdout.strip().split(" ", 1)
     assert code == "2", probe.stdout + probe.stderr
     assert cpu < 2.0 and json.loads(heavy.replace("'", '"')) == [], (cpu, heavy)
+
+
+# -- Why: "2 of 10 whole-path trials let two writers in" — test_store_integrity races the lock itself
+#    (three processes, 50 rounds); here two whole `smem-dask path` runs start together on a store
+#    whose lock file names a dead process ------------------------------------------------------------
+
+def test_two_whole_path_runs_started_together_never_both_write(tmp_path):
+    data = tmp_path / "d.zarr"
+    write_zarr(data, 20_000, 6, seed=4, chunk_rows=2000)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    for trial in range(5):
+        store = tmp_path / f"s{trial}.zarr"
+        store.mkdir()
+        (store / ".smem_dask.lock").write_text(json.dumps({"pid": 999_999_999, "host": "gone",
+                                                            "since": 0}))
+        argv = [sys.executable, "-m", "smem_dask", "path", str(data), "--n-alphas", "8", "--batch", "1",
+                "--tol", "1e-12", "--store", str(store), "--quiet"]
+        procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=env) for _ in range(2)]
+        results = [(p.wait(timeout=240), p.stdout.read(), p.stderr.read()) for p in procs]
+        for p in procs:
+            p.stdout.close()
+            p.stderr.close()
+        computed = [out for code, out, _ in results if code == 0 and "read from the store" not in out]
+        assert len(computed) == 1, results  # exactly one run computed the path
+        for code, out, err in results:
+            if code == 2:  # the other was refused in one line naming the live writer
+                lines = err.strip().splitlines()
+                assert len(lines) == 1 and "is being written by pid" in lines[0], err
+            else:  # or came after it and read everything back
+                assert code == 0 and ("8 read from the store" in out or out in computed), results
+        assert not (store / ".smem_dask.lock").exists()
