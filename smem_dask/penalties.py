@@ -19,7 +19,7 @@ in one of two ways, chosen by ``penalty_solver``:
 
 Either way Q decreases from the warm start, so EM stays monotone. No dask, no X here.
 
-This module is the registry (:data:`PENALTIES`, :func:`get_penalty`, :func:`check_solver`); every
+This module is the registry (:data:`PENALTIES`, :func:`get_penalty`); every
 penalty name stays importable from here. The code lives in:
 
 * :mod:`smem_dask.penalty_base` — the :class:`Penalty` interface, ``EM_EPS`` and :func:`em_floor`;
@@ -48,7 +48,6 @@ from .registry import by_name
 
 __all__ = [
     "EM_EPS",
-    "check_solver",
     "em_floor",
     "MCP",
     "PENALTIES",
@@ -62,14 +61,6 @@ __all__ = [
     "Penalty",
     "get_penalty",
 ]
-
-
-def check_solver(penalty: Penalty, penalty_solver: str) -> None:
-    """Refuse ``penalty_solver="exact"`` for a penalty without one, naming those that have one."""
-    if penalty_solver == "exact" and not penalty.has_exact:
-        exact = ", ".join(sorted(n for n, c in PENALTIES.items() if c.has_exact))
-        raise ValueError(f"penalty {penalty.name!r} has no exact solver (penalties with one: "
-                         f"{exact}); use penalty_solver='em'")
 
 
 PENALTIES: dict[str, type[Penalty]] = {
