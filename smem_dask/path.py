@@ -20,16 +20,13 @@ from .penalties import L1, Penalty
 from .solver import (
     ConvergenceWarning,
     FitResult,
-    FixedCurvature,
     SolverConfig,
     Stop,
-    WarmStart,
-    curvature_bound,
     em_iterations,
     fit_em,
     run_lockstep,
+    start_state,
 )
-from .stats import Request
 from .store import PathStore
 
 __all__ = ["PathResult", "alpha_max", "alpha_grid", "lockstep_size", "solve_path", "RIDGE_ALPHA_MAX_FACTOR"]
@@ -192,21 +189,16 @@ def lockstep_size(batch, alphas, n_alphas: int) -> int | None:
 
 
 def _start(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, config):
-    """The α grid and the common starting state (one intercept-only fit, or one pass at β = 0)."""
+    """The α grid and the common starting state (one intercept-only fit, or one pass at β = 0; under
+    fixed curvature, one pass with the bound's Gram that every α shares)."""
     q = engine.n_features + int(fit_intercept)
+    warm = None
     if alphas is None:
         a_max, start = alpha_max(engine, loss, penalty, fit_intercept=fit_intercept, config=config)
         alphas, warm = alpha_grid(a_max, n_alphas, eps), start.warm
-    else:
-        st = engine.stats(loss, np.zeros((q, 1)), np.zeros(q), fit_intercept)
-        warm = WarmStart(np.zeros(q), float(st.loss[0]), st.grad[:, 0].copy(), st, np.zeros(q))
-    if config.fixed_curvature:
-        # the one Gram of the whole path: b·Σ s x̃x̃ᵀ (β-independent), with the system at the start
-        bound = curvature_bound(loss)
-        st = engine.stats_many(loss, [Request(warm.beta[:, None], warm.beta, bound)],
-                               fit_intercept)[0]
-        fixed = FixedCurvature(st.gram, st.weight, engine.n_features, st.n)
-        warm = WarmStart(warm.beta, float(st.loss[0]), st.grad[:, 0].copy(), st, warm.beta, fixed)
+    if warm is None or config.fixed_curvature:
+        beta = np.zeros(q) if warm is None else warm.beta
+        warm = start_state(engine, loss, beta, fit_intercept=fit_intercept, config=config)
     return alphas, warm
 
 

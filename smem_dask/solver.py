@@ -80,7 +80,7 @@ from typing import Protocol
 import numpy as np
 
 from .certificate import dual_correction, duality_gap, smoothing_width
-from .curvature import MODES, FixedCurvature, curvature_bound
+from .curvature import MODES, FixedCurvature, curvature_bound, make_curvature
 from .emloop import EMLoop
 from .iterate import (
     ConvergenceWarning,
@@ -113,6 +113,7 @@ __all__ = [
     "fit_penalized",
     "fit_em",
     "run_lockstep",
+    "start_state",
     "objective",
     "objective_change",
     "optimality",
@@ -346,6 +347,19 @@ def run_lockstep(engine: Engine, loss: Loss, fit_intercept: bool, fits: list,
         for i, st in zip(order, stats, strict=True):
             advance(i, st)
     return results
+
+
+def start_state(engine: Engine, loss: Loss, beta: np.ndarray, *, fit_intercept: bool = True,
+                config: SolverConfig = SolverConfig()) -> WarmStart:
+    """One pass at ``beta``: the loss sum, gradient and M-step system there, as the WarmStart that
+    every fit from ``beta`` can start from (no first pass of its own). Under fixed curvature the
+    system is formed with the loss's bound and its Gram is kept as the fixed Gram that every α of a
+    path shares; otherwise it is the E-step's at β."""
+    beta = np.asarray(beta, dtype=np.float64)
+    curv = make_curvature(config.curvature, loss)
+    stats = engine.stats_many(loss, [Request(beta[:, None], beta, curv.bound)], fit_intercept)[0]
+    curv.hold(stats, engine.n_features)
+    return WarmStart(beta, float(stats.loss[0]), stats.grad[:, 0].copy(), stats, beta, curv.warm_gram())
 
 
 def em_iterations(

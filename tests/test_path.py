@@ -139,3 +139,17 @@ def test_bad_path_arguments(regression_problem, kwargs, match):
 def test_alpha_grid_is_log_even():
     grid = alpha_grid(2.0, 5, 1e-4)
     np.testing.assert_allclose(grid, [2.0, 2e-1, 2e-2, 2e-3, 2e-4])
+
+
+@pytest.mark.parametrize("curvature", ["adaptive", "fixed"])
+def test_a_path_on_given_alphas_starts_with_one_pass(logistic_problem, curvature):
+    """With α given, the shared start is one pass at β = 0 (fixed curvature: with the bound's Gram,
+    which every α then shares — it used to take a second pass); each α equals its cold fit."""
+    X, y = logistic_problem
+    alphas = [1e-2, 1e-3]
+    path = fit_path(X, y, alphas=alphas, batch=1, tol=1e-11, curvature=curvature)
+    assert path.n_passes[0] - path.fits[0].n_passes == 1
+    assert path.total_passes == 1 + sum(f.n_passes for f in path.fits)
+    for a, coef in zip(alphas, path.coefs, strict=True):
+        cold = SMEMClassifier(alpha=a, tol=1e-11, curvature=curvature).fit(X, y)
+        np.testing.assert_allclose(coef, cold.coef_, rtol=1e-7, atol=1e-9)
