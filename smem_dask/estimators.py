@@ -173,9 +173,6 @@ class _SMEMBase(BaseEstimator):
         # an explicit lockstep batch carries one Gram per α in every pass: checked before any read
         lockstep = lockstep_size(batch, alphas, n_alphas) or 1
         loss, penalty, config, eng = self._prepare(X, y, sample_weight, n_systems=lockstep)
-        if not penalty.convex:
-            raise ValueError(f"paths of the non-convex penalty {penalty.name!r} are not supported "
-                             "yet; fit each alpha with fit()")
         result = solve_path(eng, loss, penalty, alphas=alphas, n_alphas=n_alphas, eps=eps,
                             fit_intercept=bool(self.fit_intercept), config=config, batch=batch,
                             store=store, callback=callback)

@@ -133,6 +133,9 @@ def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: i
     not computed (see :class:`PathResult`), with one ``ConvergenceWarning``.
     """
     config = config or SolverConfig()
+    if not penalty.convex:
+        raise ValueError(f"paths of the non-convex penalty {penalty.name!r} are not supported "
+                         "yet; fit each alpha with fit()")
     stop = Stop.after(config.max_time)
     q = engine.n_features + int(fit_intercept)
     explicit = lockstep_size(batch, alphas, n_alphas)
