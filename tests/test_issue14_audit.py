@@ -65,6 +65,28 @@ def test_a_missing_chunk_behind_dask_from_zarr_is_an_error_not_zeros(data, chunk
     assert snapshot(data) == before
 
 
+def test_a_chunk_never_written_behind_dask_from_zarr_of_another_tools_store_is_the_fill_value(tmp_path):
+    """zarr's rule for stores without a chunk checksum (another tool's, zarr's defaults): a chunk not
+    written holds the fill value, so the fit is the in-memory fit of the data with zeros there."""
+    X, y = make_problem(N, P, seed=3)
+    X[2 * ROWS:3 * ROWS] = 0.0
+    path = tmp_path / "theirs.zarr"
+    zx = zarr.create_array(store=path / "X", shape=X.shape, chunks=(ROWS, P), dtype="float64")
+    for c in (0, 1, 3, 4):  # chunk 2 never written
+        zx[c * ROWS:(c + 1) * ROWS] = X[c * ROWS:(c + 1) * ROWS]
+    zy = zarr.create_array(store=path / "y", shape=y.shape, chunks=(ROWS,), dtype="float64")
+    zy[:] = y
+    assert not (path / "X" / "c" / "2").exists() and (path / "X" / "c" / "3" / "0").is_file()
+    assert not any(isinstance(c, zarr.codecs.Crc32cCodec) for c in zx.metadata.codecs)
+    before = snapshot(path)
+    with dask.config.set(scheduler="sync"):
+        theirs = SMEMClassifier(tol=1e-10).fit(da.from_zarr(path / "X"), da.from_zarr(path / "y"))
+    ref = SMEMClassifier(tol=1e-10).fit(X, y)
+    np.testing.assert_allclose(theirs.coef_, ref.coef_, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(theirs.intercept_, ref.intercept_, rtol=1e-10, atol=1e-10)
+    assert snapshot(path) == before
+
+
 # -- Why: "workers with a memory limit below what a block needs ... (60/120 MiB: KilledWorker
 #    traceback)" — test_faults covers 100 MiB only -----------------------------------------------------
 
