@@ -48,12 +48,6 @@ def test_a_missing_chunk_of_zarr_sample_weights_is_an_error_naming_it(data):
     assert snapshot(data) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a dask array made by the user with dask.array.from_zarr (the usual way to hand zarr data to "
-    "dask) is read with dask's own getter, not arrays._read_zarr: a missing chunk of a store written "
-    "by write_zarr (every chunk + CRC32C) is read as zeros and the fit ends 'converged' with β off "
-    "by ~0.14. engine.DaskEngine already finds these zarr arrays (_zarr_behind) but does not check "
-    "their chunks exist before the first pass (issue 14, What to build 1)"))
 @pytest.mark.parametrize("chunks", [None, (1400, P)], ids=["zarr-chunks", "two-zarr-chunks-per-block"])
 def test_a_missing_chunk_behind_dask_from_zarr_is_an_error_not_zeros(data, chunks):
     (data / "X" / "c" / "3" / "0").unlink()
