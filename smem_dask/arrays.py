@@ -189,7 +189,7 @@ def _store_name(z: zarr.Array) -> str:
     store = z.store
     if isinstance(store, zarr.storage.LocalStore):
         return str(store.root)
-    if isinstance(store, zarr.storage.FsspecStore):  # e.g. da.from_zarr(path) opens a store so
+    if isinstance(store, zarr.storage.FsspecStore):  # what da.from_zarr(path) opens
         protocol = store.fs.protocol
         protocol = protocol if isinstance(protocol, str) else protocol[0]
         return store.path if protocol in ("file", "local") else f"{protocol}://{store.path}"
