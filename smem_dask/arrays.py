@@ -3,7 +3,9 @@ DataFrames and xarray, with the checks of their shapes. Part of the engine layer
 
 A zarr array becomes a lazy dask array whose blocks are read by :func:`_read_zarr`: what zarr would
 fill in silently (a missing chunk, a chunk the workers cannot see) and a chunk failing its checksum
-are errors naming the array, the chunk and its rows.
+are errors naming the array, the chunk and its rows. A dask array the user made from a zarr array
+(``da.from_zarr``), which dask reads with its own getter, has its chunks checked before the first pass
+(:func:`check_chunks_stored`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .resources import _compute_watched
 
 __all__ = [
     "as_array",
+    "check_chunks_stored",
     "check_shapes",
     "compute",
     "frame_as_array",
@@ -186,6 +189,10 @@ def _store_name(z: zarr.Array) -> str:
     store = z.store
     if isinstance(store, zarr.storage.LocalStore):
         return str(store.root)
+    if isinstance(store, zarr.storage.FsspecStore):  # what da.from_zarr(path) opens
+        protocol = store.fs.protocol
+        protocol = protocol if isinstance(protocol, str) else protocol[0]
+        return store.path if protocol in ("file", "local") else f"{protocol}://{store.path}"
     return str(store)
 
 
@@ -269,13 +276,41 @@ def _check_stored(z, index, name: str) -> None:
             f"{name} cannot be read from {_store_name(z)} on {socket.gethostname()} (pid "
             f"{os.getpid()}): the array is not there; do the workers see the same file system / "
             "path as this client?")
-    if not _every_chunk_written(z):
-        return
-    missing = [c for c in _units(z, index) if not sync(z.store.exists(_key(z, c)))]
+    if _every_chunk_written(z):
+        _refuse_missing(z, [c for c in _units(z, index) if not sync(z.store.exists(_key(z, c)))],
+                        name)
+
+
+def _refuse_missing(z, missing, name: str) -> None:
+    """The one refusal of missing chunks (grid coordinates ``missing``, the first one named) of an
+    array written with every chunk."""
     if missing:
         raise ValueError(
             f"{_chunk_text(z, missing[0], name)} is missing from {_store_name(z)}: the store is "
             "incomplete (it was written with every chunk and a checksum per chunk)")
+
+
+def check_chunks_stored(**arrays) -> None:
+    """Refuse, before any pass, a missing chunk of a zarr array behind each (dask) array of
+    ``arrays`` (name=array), also when dask reads it with its own getter (an array made with
+    ``da.from_zarr`` or ``da.from_array(zarr_array)``, perhaps rechunked or sliced), which would
+    return the fill value. The rule of :func:`_check_stored`: only in arrays written with every
+    chunk (a chunk checksum); other stores follow zarr's rule (a chunk not written is the fill
+    value). The whole zarr array is checked, also where a slice of it is not read.
+
+    Costs one listing of each array's keys in its store (no chunk is read); this is the client's
+    view of the store — what the workers see is checked by the sampled block of the first pass."""
+    for name, a in arrays.items():
+        for z in _zarr_behind(a):
+            if _every_chunk_written(z):
+                listed = set(sync(_listed(z)))
+                every = _units(z, (slice(None),) * z.ndim)
+                _refuse_missing(z, [c for c in every if _key(z, c) not in listed], name)
+
+
+async def _listed(z) -> list[str]:
+    """The keys of the store under the array's path (its metadata and stored chunks)."""
+    return [k async for k in z.store.list_prefix(z.store_path.path)]
 
 
 def _every_chunk_written(z) -> bool:

@@ -29,7 +29,7 @@ import numpy as np
 from dask.layers import ArrayBlockIdDep
 from threadpoolctl import ThreadpoolController
 
-from .arrays import _store_name, _zarr_behind, as_array, check_shapes, compute, is_lazy
+from .arrays import _store_name, _zarr_behind, as_array, check_chunks_stored, check_shapes, compute, is_lazy
 from .checksum import _MAX_BLOCKS, CHECKSUM_COLUMNS, _block_hash, _hex, _joined, _pieces
 from .losses import Loss
 from .resources import (
@@ -296,7 +296,8 @@ class DaskEngine(_Engine):
         s = None if sample_weight is None else _rechunk_like(sample_weight, row_chunks)
         # the zarr arrays read, and the data as read from them (not persisted): after the first
         # pass of a distributed fit the client reads one block itself and compares its hash with
-        # the workers' (see _compare_sampled)
+        # the workers' (see _compare_sampled). Every chunk of theirs is there (a listing, no read)
+        check_chunks_stored(X=X, y=y, sample_weight=s)
         self._zarr = _zarr_behind(X, y, s)
         self._source = (X, y, s)
         persist = _plan_memory(X, y, s, persist)

@@ -48,12 +48,6 @@ def test_a_missing_chunk_of_zarr_sample_weights_is_an_error_naming_it(data):
     assert snapshot(data) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a dask array made by the user with dask.array.from_zarr (the usual way to hand zarr data to "
-    "dask) is read with dask's own getter, not arrays._read_zarr: a missing chunk of a store written "
-    "by write_zarr (every chunk + CRC32C) is read as zeros and the fit ends 'converged' with β off "
-    "by ~0.14. engine.DaskEngine already finds these zarr arrays (_zarr_behind) but does not check "
-    "their chunks exist before the first pass (issue 14, What to build 1)"))
 @pytest.mark.parametrize("chunks", [None, (1400, P)], ids=["zarr-chunks", "two-zarr-chunks-per-block"])
 def test_a_missing_chunk_behind_dask_from_zarr_is_an_error_not_zeros(data, chunks):
     (data / "X" / "c" / "3" / "0").unlink()
@@ -63,6 +57,28 @@ def test_a_missing_chunk_behind_dask_from_zarr_is_an_error_not_zeros(data, chunk
     with dask.config.set(scheduler="sync"), pytest.raises(ValueError, match=r"X chunk 3 .*missing"):
         SMEMClassifier().fit(X, y)
     assert snapshot(data) == before
+
+
+def test_a_chunk_never_written_behind_dask_from_zarr_of_another_tools_store_is_the_fill_value(tmp_path):
+    """zarr's rule for stores without a chunk checksum (another tool's, zarr's defaults): a chunk not
+    written holds the fill value, so the fit is the in-memory fit of the data with zeros there."""
+    X, y = make_problem(N, P, seed=3)
+    X[2 * ROWS:3 * ROWS] = 0.0
+    path = tmp_path / "theirs.zarr"
+    zx = zarr.create_array(store=path / "X", shape=X.shape, chunks=(ROWS, P), dtype="float64")
+    for c in (0, 1, 3, 4):  # chunk 2 never written
+        zx[c * ROWS:(c + 1) * ROWS] = X[c * ROWS:(c + 1) * ROWS]
+    zy = zarr.create_array(store=path / "y", shape=y.shape, chunks=(ROWS,), dtype="float64")
+    zy[:] = y
+    assert not (path / "X" / "c" / "2").exists() and (path / "X" / "c" / "3" / "0").is_file()
+    assert not any(isinstance(c, zarr.codecs.Crc32cCodec) for c in zx.metadata.codecs)
+    before = snapshot(path)
+    with dask.config.set(scheduler="sync"):
+        theirs = SMEMClassifier(tol=1e-10).fit(da.from_zarr(path / "X"), da.from_zarr(path / "y"))
+    ref = SMEMClassifier(tol=1e-10).fit(X, y)
+    np.testing.assert_allclose(theirs.coef_, ref.coef_, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(theirs.intercept_, ref.intercept_, rtol=1e-10, atol=1e-10)
+    assert snapshot(path) == before
 
 
 # -- Why: "workers with a memory limit below what a block needs ... (60/120 MiB: KilledWorker
