@@ -301,11 +301,25 @@ def check_chunks_stored(**arrays) -> None:
     Costs one listing of each array's keys in its store (no chunk is read); this is the client's
     view of the store — what the workers see is checked by the sampled block of the first pass."""
     for name, a in arrays.items():
+        _refuse_inlined_zarr(a, name)
         for z in _zarr_behind(a):
             if _every_chunk_written(z):
                 listed = set(sync(_listed(z)))
                 every = _units(z, (slice(None),) * z.ndim)
                 _refuse_missing(z, [c for c in every if _key(z, c) not in listed], name)
+
+
+def _refuse_inlined_zarr(a, name: str) -> None:
+    """``da.from_zarr(..., inline_array=True)`` puts the zarr array inside each task, where no public
+    API finds it, so its chunks cannot be verified: refused, saying how to make it checkable."""
+    if not is_lazy(a):
+        return
+    layers = a.dask.layers
+    if any(n.startswith("from-zarr-") and f"original-{n}" not in layers for n in layers):
+        raise ValueError(
+            f"{name} reads a zarr array inlined in its dask graph (da.from_zarr(..., inline_array=True)), "
+            "whose chunks cannot be verified before the first pass: make it with inline_array=False "
+            "(the default), or pass the zarr array or the store's path itself")
 
 
 async def _listed(z) -> list[str]:

@@ -59,6 +59,19 @@ def test_a_missing_chunk_behind_dask_from_zarr_is_an_error_not_zeros(data, chunk
     assert snapshot(data) == before
 
 
+def test_a_zarr_array_inlined_in_the_dask_graph_is_refused_as_unverifiable(data):
+    """da.from_zarr(..., inline_array=True) hides the zarr array inside the tasks, where its chunks
+    cannot be checked: refused before any pass with how to make it checkable (a missing chunk
+    would otherwise be read as zeros)."""
+    (data / "X" / "c" / "3" / "0").unlink()
+    before = snapshot(data)
+    X, y = da.from_zarr(data / "X", inline_array=True), da.from_zarr(data / "y")
+    with dask.config.set(scheduler="sync"), pytest.raises(
+            ValueError, match=r"^X reads a zarr array inlined in its dask graph .*inline_array=False"):
+        SMEMClassifier().fit(X, y)
+    assert snapshot(data) == before
+
+
 def test_a_chunk_never_written_behind_dask_from_zarr_of_another_tools_store_is_the_fill_value(tmp_path):
     """zarr's rule for stores without a chunk checksum (another tool's, zarr's defaults): a chunk not
     written holds the fill value, so the fit is the in-memory fit of the data with zeros there."""
