@@ -12,60 +12,42 @@ Each EM iteration makes one pass over the data: per row block, the E-step weight
 Gram Xᵀ S Ω X and moment vector; summed over blocks, they give a p×p system solved on the client
 (the M-step). No learning rate; with ``acceleration="none"`` or ``"nesterov-restart"`` the objective
 never increases.
+
+The names below are imported on first use (PEP 562), so that ``import smem_dask.cli`` — which
+imports this package first — costs what the command line needs, not dask, zarr and scikit-learn.
 """
 
-from .data import make_problem, open_store, write_zarr
-from .engine import DaskEngine, NumpyEngine
-from .estimators import SMEMClassifier, SMEMRegressor, fit_path
-from .losses import (
-    Hinge,
-    Huber,
-    Logistic,
-    Loss,
-    NegativeBinomial,
-    Poisson,
-    Quantile,
-    Squared,
-    StudentT,
-)
-from .path import PathResult
-from .penalties import L1, L2, MCP, SCAD, Bridge, ElasticNet, Group, Log, Penalty
-from .solver import ConvergenceWarning, FitResult, SingularSystemWarning, SolverConfig, fit_em
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "MCP",
-    "SCAD",
-    "Bridge",
-    "ConvergenceWarning",
-    "DaskEngine",
-    "ElasticNet",
-    "FitResult",
-    "Group",
-    "Hinge",
-    "Huber",
-    "L1",
-    "L2",
-    "Log",
-    "Logistic",
-    "Loss",
-    "NegativeBinomial",
-    "NumpyEngine",
-    "PathResult",
-    "Penalty",
-    "Poisson",
-    "Quantile",
-    "SMEMClassifier",
-    "SMEMRegressor",
-    "SingularSystemWarning",
-    "SolverConfig",
-    "Squared",
-    "StudentT",
-    "fit_em",
-    "fit_path",
-    "make_problem",
-    "open_store",
-    "write_zarr",
-    "__version__",
-]
+#: where each public name lives (module of this package)
+_SOURCES = {
+    "data": ("make_problem", "open_store", "write_zarr"),
+    "engine": ("DaskEngine", "NumpyEngine"),
+    "estimators": ("SMEMClassifier", "SMEMRegressor", "fit_path"),
+    "losses": ("Hinge", "Huber", "Logistic", "Loss", "NegativeBinomial", "Poisson", "Quantile",
+               "Squared", "StudentT"),
+    "path": ("PathResult",),
+    "penalties": ("L1", "L2", "MCP", "SCAD", "Bridge", "ElasticNet", "Group", "Log", "Penalty"),
+    "solver": ("ConvergenceWarning", "FitResult", "SingularSystemWarning", "SolverConfig", "fit_em"),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
+
+__all__ = sorted(_MODULE_OF) + ["__version__"]
+
+
+def __getattr__(name: str):
+    """A public name, imported from its module on first use (then cached in this package)."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -4,6 +4,10 @@ Errors are one line on stderr (``smem-dask: error: …``) with exit code 2, neve
 SIGINT or SIGTERM during ``fit`` or ``path`` stops the fit after its current iteration, writes what
 exists to ``--out`` (marked not converged) and exits 130 or 143 (128 + the signal); a second signal
 aborts at once.
+
+Light to import: the parser and the checks of the output paths need neither dask, zarr nor
+scikit-learn, so those (the estimators, the data, the cluster) are imported by the commands, after
+the checks — a refusal costs a fraction of a second.
 """
 
 from __future__ import annotations
@@ -20,17 +24,15 @@ import warnings
 
 import numpy as np
 
-from .cli_cluster import scheduler
 from .cli_parser import build_parser, parse_params
-from .data import open_store, write_zarr
-from .estimators import SMEMClassifier, SMEMRegressor
-from .losses import LOSSES
-from .solver import STOP_REQUESTED, ConvergenceWarning, check_max_time
 
 _EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, TimeoutError, KeyError, MemoryError)
 
 
 def _estimator(loss: str, **params):
+    from .estimators import SMEMClassifier, SMEMRegressor
+    from .losses import LOSSES
+
     cls = SMEMClassifier if LOSSES[loss].is_classifier else SMEMRegressor
     return cls(loss=loss, **params)
 
@@ -57,6 +59,8 @@ def _max_time(text: str | None) -> float | None:
     """``--max-time`` in seconds (None when not given)."""
     if text is None:
         return None
+    from .solver import check_max_time
+
     try:
         value = float(text)
         check_max_time(value)
@@ -73,6 +77,8 @@ _RECEIVED: list[int] = []
 def _stop_on_signals():
     """SIGINT and SIGTERM ask the running fit to stop after its current iteration (its data pass
     finishes), so that what exists is saved; a second one aborts at once (KeyboardInterrupt)."""
+
+    from .solver import STOP_REQUESTED
 
     def stop(signum, frame):
         _RECEIVED.append(signum)
@@ -129,6 +135,9 @@ def _summary(est, seconds: float) -> str:
 def _demo(args) -> int:
     from distributed import Client, LocalCluster
 
+    from .data import open_store, write_zarr
+    from .estimators import SMEMClassifier
+
     print(f"smem-dask demo: logistic regression + ridge (alpha={args.alpha:g}) on a synthetic "
           f"problem of {args.n:,} × {args.p}, cond(XᵀX) = {args.cond:.0e}")
     with tempfile.TemporaryDirectory(prefix="smem-demo-") as tmp:
@@ -156,6 +165,8 @@ def _demo(args) -> int:
 
 
 def _make_data(args) -> int:
+    from .data import write_zarr
+
     t0 = time.perf_counter()
     write_zarr(args.out, args.n, args.p, cond=args.cond, seed=args.seed, task=args.task,
                chunk_rows=args.chunk_rows, dtype=args.dtype, overwrite=args.overwrite)
@@ -166,6 +177,9 @@ def _make_data(args) -> int:
 
 
 def _fit(args) -> int:
+    from .cli_cluster import scheduler
+    from .data import open_store
+
     X, y = open_store(args.data)
     est = _model_estimator(args)
     with _stop_on_signals(), scheduler(args):  # signals count from the start (connecting included)
@@ -201,6 +215,9 @@ def _path(args) -> int:
             import matplotlib.pyplot as plt
         except ImportError:
             raise ValueError("--plot needs matplotlib: pip install 'smem_dask[plot]'") from None
+    from .cli_cluster import scheduler
+    from .data import open_store
+
     X, y = open_store(args.data)
     est = _model_estimator(args)
     n_alphas = args.n_alphas
@@ -256,7 +273,10 @@ def _path(args) -> int:
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    if STOP_REQUESTED.is_set() and issubclass(category, ConvergenceWarning) and "interrupted" in str(message):
+    # the solver as far as it is imported (not at all before a command imports it: then no fit ran)
+    solver = sys.modules.get(f"{__package__}.solver")
+    stop, warning = (getattr(solver, name, None) for name in ("STOP_REQUESTED", "ConvergenceWarning"))
+    if stop is not None and stop.is_set() and issubclass(category, warning) and "interrupted" in str(message):
         return  # said by the line on the interruption
     print(f"smem-dask: warning: {message}", file=sys.stderr)
 

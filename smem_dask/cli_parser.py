@@ -6,7 +6,7 @@ import argparse
 
 from .losses import LOSSES
 from .penalties import PENALTIES
-from .solver import ACCELERATIONS, CURVATURES
+from .settings import ACCELERATIONS, CURVATURES, PENALTY_SOLVERS
 
 __all__ = ["build_parser", "parse_params"]
 
@@ -41,7 +41,7 @@ def _model_options(p):
                    help="a parameter of the loss, e.g. tau=0.9 (repeatable)")
     p.add_argument("--penalty-param", action="append", default=[], metavar="NAME=VALUE",
                    help="a parameter of the penalty, e.g. l1_ratio=0.5 or groups=0,0,1,1")
-    p.add_argument("--penalty-solver", choices=("em", "exact"), default=None,
+    p.add_argument("--penalty-solver", choices=PENALTY_SOLVERS, default=None,
                    help="how the penalty enters the M-step (default: the penalty's own)")
     p.add_argument("--curvature", choices=CURVATURES, default="adaptive",
                    help="the loss's E-step; the fixed bound ω = ¼ (logistic) / 1 "

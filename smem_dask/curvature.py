@@ -16,7 +16,8 @@ See docs/method.md, "Curvature modes", for what each costs. The modes: :class:`A
 loss's E-step every pass), :class:`FixedBound` (the bound ω ≤ b: one Gram b·Σ s x̃x̃ᵀ for the whole fit
 or path, gradient-only passes after it) and :class:`Cached` (the E-step Gram of the last refresh reused
 by gradient-only passes, refreshed at iterations 1, 2, 4, 8, … and whenever F would rise). A new mode
-is a subclass here and a name in :data:`MODES` (``CURVATURES`` of the solver's settings is made from it).
+is a subclass here and a name in :data:`MODES` (``CURVATURES`` of :mod:`smem_dask.settings` is made
+from it).
 
 The E-step weights of hinge and quantile, ω = 1/(2·max(|r|, ε)), are bounded by the clamp ε; its
 continuation (:class:`Clamp`: wide at the start, narrowed as F stalls) is here too.

@@ -95,6 +95,7 @@ from .iterate import (
 )
 from .losses import Loss
 from .penalties import L2, PENALTIES, Penalty
+from .settings import ACCELERATIONS, CURVATURES, PENALTY_SOLVERS
 from .stats import BlockStats, Request
 
 __all__ = [
@@ -122,11 +123,6 @@ __all__ = [
     "dual_correction",
     "smoothing_width",
 ]
-
-ACCELERATIONS = ("none", "nesterov", "nesterov-restart")
-PENALTY_SOLVERS = ("em", "exact")
-CURVATURES = tuple(MODES)  # ("adaptive", "fixed", "cached")
-
 
 class Engine(Protocol):
     n_features: int

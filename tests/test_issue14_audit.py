@@ -160,11 +160,6 @@ print(code, sorted(m for m in ("dask.array", "sklearn", "zarr", "distributed") i
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the refusal of --out into a missing directory comes only after `import smem_dask.cli`, which "
-    "imports dask.array, sklearn and zarr (smem_dask/__init__, cli.py's top-level imports): about "
-    "2.2 s of CPU on this machine (user+sys; 5–15 s wall under the shared load), over the issue's "
-    "2 s; the check needs no more than argparse and os (a lazy import of the estimators would do)"))
 def test_out_into_a_missing_directory_is_refused_in_under_2_s_of_cpu(data, tmp_path):
     target = tmp_path / "missing" / "fit.json"
     before = snapshot(data)
