@@ -37,8 +37,9 @@ class Request:
         gradient are known to the caller from an earlier pass): they are not computed and come
         back as zeros, so ``loss[j]`` holds the change alone for j ≥ 1.
     dual_point : (q,) array or None — for losses with a ``dual_box``: the point β̃ at which to
-        evaluate the smoothed dual variable a(δ) of :func:`smoothed_dual` (width ``dual_width``),
-        corrected by ``dual_lam`` (see :class:`DualStats`).
+        evaluate the smoothed dual variable a(δ) of
+        :func:`~smem_dask.certificate_stats.smoothed_dual` (width ``dual_width``), corrected by
+        ``dual_lam`` (see :class:`~smem_dask.certificate_stats.DualStats`).
     dual_width : float — the smoothing width δ > 0.
     dual_lam : (q,) array or None — None: also return the slack-weighted Gram of the correction;
         else the corrected dual a = clip(a(δ) + w·x̃ᵀλ, lo, hi) is summed too (the first candidate).
@@ -116,7 +117,8 @@ class BlockStats:
     rhs : (q,) array
         Σ s_i u_i x̃_i at the expansion point.
     extra : array
-        The certificate statistics the request asked for, flat (read with :meth:`DualStats.parse`).
+        The certificate statistics the request asked for, flat (read with
+        :meth:`~smem_dask.certificate_stats.DualStats.parse`).
     """
 
     n: float

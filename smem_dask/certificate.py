@@ -18,9 +18,9 @@ import math
 import numpy as np
 import scipy.linalg
 
+from .certificate_stats import HIST_DECADES, DualStats
 from .iterate import optimality
 from .penalties import Penalty
-from .stats import HIST_DECADES, DualStats
 
 __all__ = ["ALL_AT_KINK", "dual_correction", "duality_gap", "smoothing_width"]
 
@@ -40,14 +40,14 @@ def duality_gap(dual: DualStats, F: float, weight: float, n_rows: float, penalty
     (lasso, group, bridge q = 1) get a scaled by the largest c ≤ 1 that brings v/α into it (c·a
     stays in the box as it contains 0). When α > 0 the intercept's Σ s a = 0 is the only
     equality, and it is met by *sign scaling*: with a = a⁺ − a⁻ (a± ≥ 0, summed apart by the
-    pass, :class:`~smem_dask.stats.DualCandidate`), the side with the larger Σ s a± is scaled by
+    pass, :class:`~smem_dask.certificate_stats.DualCandidate`), the side with the larger Σ s a± is scaled by
     c = (smaller sum)/(larger sum) ∈ [0, 1] — c·a± stays in the box as it contains 0 — which makes
     Σ s a = 0 exact up to the rounding of the two sums; the value and moments scale alike, so
     D of the scaled point is exact too. The equality constraints are accepted when they hold to
     the rounding of their sums, 4·n·eps·Σ s|a||x̃| per coordinate (``scale``), and to nothing
     looser: the certificate carries no other tolerance.
 
-    ``dual`` holds the sums of the candidates a (:class:`~smem_dask.stats.DualStats`; its
+    ``dual`` holds the sums of the candidates a (:class:`~smem_dask.certificate_stats.DualStats`; its
     ``candidates`` when present, each as summed and sign-scaled), F is F(β). The smallest gap
     over them is returned: each is a valid bound, so the best one is.
     """

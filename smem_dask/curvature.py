@@ -1,6 +1,6 @@
 """Curvature modes: how the M-step matrix of each EM iteration is formed, one class per mode.
 
-The EM loop (:func:`smem_dask.solver.em_iterations`) asks its :class:`Curvature` four questions and
+The EM loop (:class:`smem_dask.emloop.EMLoop`) asks its :class:`Curvature` these questions and
 nothing else about the mode:
 
 * before the first pass — which bound the pass forms its Gram with (``bound``), and whether a warm

@@ -2,15 +2,15 @@
 
 :class:`EMLoop` holds what a fit does not change as it runs (loss, penalty, α, settings, the
 curvature mode, the stopping rule) and one :class:`~smem_dask.iterate.Iterate` that it changes. Each
-step that reads data is a generator: it yields a :class:`~smem_dask.stats.Request` per data pass and
-receives the summed :class:`~smem_dask.stats.BlockStats`, so the loop never touches data. One
+step that reads data is a generator: it yields a :class:`~smem_dask.blockstats.Request` per data pass and
+receives the summed :class:`~smem_dask.blockstats.BlockStats`, so the loop never touches data. One
 iteration (:meth:`EMLoop.iteration`) is::
 
     propose    the M-step from the current system (or a halved plain step)
     evaluate   one pass at the candidate: F's exact change, ∇F there, the next system
     rise?      a candidate that raises F is narrowed (clamp), halved, restarted or ends the fit
     accept     the candidate becomes β; momentum; the curvature mode holds its Gram
-    stop?      converged, certified, unconverged at a floor, or stopped early (:class:`Stop`)
+    stop?      converged, certified, unconverged at a floor, or stopped early (solver.Stop)
 
 :meth:`EMLoop.start` (the first pass, or a warm start) comes before the iterations, and
 :meth:`EMLoop.finish` after them. The curvature mode (:mod:`smem_dask.curvature`) says which pass
@@ -134,7 +134,7 @@ class EMLoop:
         iteration 0."""
         beta, p, q, curv = self.beta0, self.p, self.q, self.curv
         t0 = time.perf_counter()
-        n_passes, majorizes, hist = 0, True, None
+        n_passes, majorizes, hist, at_beta = 0, True, None, True
         if curv.needs_first_pass(self.warm):
             # the system there is the E-step's (fixed curvature: b·Σ s x̃x̃ᵀ)
             first_pass = Request(beta[:, None], beta, curv.bound, histogram=0 if self.nonsmooth else None)
@@ -150,10 +150,11 @@ class EMLoop:
         else:
             loss_sum, loss_grad = self.warm.loss_sum, self.warm.loss_grad.copy()
             stats, expand, majorizes = curv.resume(self.warm, beta, loss_grad, p)
+            at_beta = np.array_equal(expand, beta)  # resume expands at β when the warm point is β
         self.W, self.n_rows = stats.weight, stats.n
         F = objective(loss_sum, self.W, beta, self.penalty, self.alpha, p)
         self.state = Iterate(beta, F, loss_sum, loss_grad, stats, expand,
-                             at_beta=np.array_equal(expand, beta), majorizes=majorizes,
+                             at_beta=at_beta, majorizes=majorizes,
                              t=self.reset_t(), n_passes=n_passes, hist=hist)
         self.record(0, F, math.nan, self.residual(loss_grad, beta), time.perf_counter() - t0, False,
                     stats, beta)
@@ -172,8 +173,8 @@ class EMLoop:
                 lam = self.W * self.alpha * np.r_[s.beta[:self.p], np.zeros(self.q - self.p)]
                 return s.beta - self.curv.gram.solve_ridge(s.loss_grad + lam, self.alpha)
             return self.curv.gram.solve_ridge(s.system.rhs, self.alpha)
-        return m_step(s.system, s.expand, self.penalty, self.alpha, self.p, self.config.exact_penalty,
-                      s.loss_grad if refine else None)
+        return m_step(s.system, s.expand, self.penalty, self.alpha, self.p,
+                      exact=self.config.exact_penalty, loss_grad=s.loss_grad if refine else None)
 
     def evaluate(self, candidate: np.ndarray, next_expand: np.ndarray, expand_at_candidate: bool):
         """One pass: F(candidate) − F(β) per observation, ∇F(candidate) and the system at

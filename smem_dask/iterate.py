@@ -107,8 +107,8 @@ class FitResult:
     #: hinge and quantile: the final duality gap F(β) − D(a) ≥ F(β) − F* (inf: no dual-feasible point
     #: found); NaN for losses that are certified by their gradient instead
     duality_gap: float = math.nan
-    #: why the fit stopped before it could converge: "max_time" or "interrupted" (see :class:`Stop`);
-    #: None when it ran its course
+    #: why the fit stopped before it could converge: "max_time" or "interrupted" (see
+    #: :class:`~smem_dask.solver.Stop`); None when it ran its course
     stopped: str | None = None
 
     @property
@@ -160,7 +160,7 @@ def gradient_floor(gram: np.ndarray, weight: float, beta: np.ndarray) -> np.ndar
     return eps * d * float(d @ np.abs(beta)) / weight
 
 
-def m_step(stats: BlockStats, expand: np.ndarray, penalty: Penalty, alpha: float, p: int,
+def m_step(stats: BlockStats, expand: np.ndarray, penalty: Penalty, alpha: float, p: int, *,
            exact: bool = False, loss_grad: np.ndarray | None = None):
     """Minimize the quadratic majorizer at β̃ plus the penalty (see docs/method.md, "Penalties and the
     M-step").
@@ -174,6 +174,8 @@ def m_step(stats: BlockStats, expand: np.ndarray, penalty: Penalty, alpha: float
     arithmetic, but one step of iterative refinement in floating point — solving for β itself loses
     cond(G)·ε of it (Longley: 6e-8 relative, against 2e-12 for the correction).
     """
+    if not isinstance(exact, bool):
+        raise TypeError(f"exact must be True or False, got {exact!r}")
     if not (np.isfinite(stats.gram).all() and np.isfinite(stats.rhs).all()):
         raise FloatingPointError("the M-step system has non-finite entries")
     if exact:
@@ -192,7 +194,8 @@ def m_step(stats: BlockStats, expand: np.ndarray, penalty: Penalty, alpha: float
             "columns?); using the minimum-norm least-squares solution. Set alpha > 0 for a unique "
             "solution.",
             SingularSystemWarning,
-            stacklevel=3,
+            # m_step, EMLoop.propose, EMLoop.iteration, EMLoop.run, em_iterations (as before the split)
+            stacklevel=5,
         )
         return scipy.linalg.lstsq(A, stats.rhs, cond=None, lapack_driver="gelsd")[0]
 

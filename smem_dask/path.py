@@ -12,6 +12,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -30,6 +31,21 @@ from .solver import (
 from .store import PathStore
 
 __all__ = ["PathResult", "alpha_max", "alpha_grid", "lockstep_size", "solve_path", "RIDGE_ALPHA_MAX_FACTOR"]
+
+class PathEngine(Protocol):
+    """What a path asks of its engine, beyond the solver's ``stats_many``, ``n_features`` and
+    ``n_passes`` (``NumpyEngine`` and ``DaskEngine`` have it all; the path never asks which it has)."""
+
+    n_features: int
+    n_passes: int
+
+    def stats_many(self, loss, requests, fit_intercept): ...
+    def grams_that_fit(self, fit_intercept: bool) -> int: ...
+    def check_grams_fit(self, fit_intercept: bool, n_systems: int) -> None: ...
+    def fingerprint(self) -> dict: ...
+    def request_checksum(self) -> None: ...
+    def data_checksum(self) -> str: ...
+
 
 #: α_max sits this far above the exact threshold, so rounding cannot leave a 1e-14 coefficient there
 ALPHA_MAX_MARGIN = 1e-9
@@ -106,7 +122,7 @@ def alpha_grid(a_max: float, n_alphas: int = 40, eps: float = 1e-3) -> np.ndarra
     return a_max * np.logspace(0.0, math.log10(eps), n_alphas)
 
 
-def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: int = 40,
+def solve_path(engine: PathEngine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: int = 40,
                eps: float = 1e-3, fit_intercept: bool = True, config: SolverConfig | None = None,
                batch: int | str = "auto", store=None,
                callback: Callable[[int, float, FitResult], None] | None = None) -> PathResult:
@@ -133,6 +149,7 @@ def solve_path(engine, loss: Loss, penalty: Penalty, *, alphas=None, n_alphas: i
     not computed (see :class:`PathResult`), with one ``ConvergenceWarning``.
     """
     config = config or SolverConfig()
+    config.check(loss, penalty)  # before the start reads anything or a store is written
     if not penalty.convex:
         raise ValueError(f"paths of the non-convex penalty {penalty.name!r} are not supported "
                          "yet; fit each alpha with fit()")

@@ -1,7 +1,7 @@
 """The SM-EM iteration: E-step and M-step over an engine, with optional Nesterov acceleration.
 
 The iteration itself (:func:`em_iterations`) is a generator that never touches data: it yields a
-:class:`~smem_dask.stats.Request` per data pass and receives the summed ``BlockStats``. :func:`fit_em`
+:class:`~smem_dask.blockstats.Request` per data pass and receives the summed ``BlockStats``. :func:`fit_em`
 drives one such generator over an engine; :func:`run_lockstep` drives several (e.g. the α of a path)
 so that each data pass serves every fit still running. This module holds the settings
 (:class:`SolverConfig`), the stopping rule (:class:`Stop`) and these entry points; the loop's steps are
@@ -44,10 +44,11 @@ recorded objective of iteration k is F_0 + Σ ΔF, which equals F(β_k) to round
 In steady state every iteration, objective evaluation and restart check included, reads the data
 once; a restart costs two extra passes.
 
-Rounding: a gradient entry below its floating-point floor (:func:`gradient_floor`) counts as zero in
-the residual test, and a step that leaves β bitwise unchanged is never evaluated — from β itself
-(the plain EM step) it ends the fit as a fixed point; from an extrapolated point or a stale cached
-Gram, the system is formed at β (like a restart) so that the next step is the plain one.
+Rounding: a gradient entry below its floating-point floor (:func:`~smem_dask.iterate.gradient_floor`)
+counts as zero in the residual test, and a step that leaves β bitwise unchanged is never
+evaluated — from β itself (the plain EM step) it ends the fit as a fixed point; from an
+extrapolated point or a stale cached Gram, the system is formed at β (like a restart) so that the
+next step is the plain one.
 
 ``curvature="fixed"`` (docs/method.md, "Curvature modes"; losses with a bound ω ≤ b: logistic ¼,
 squared and huber 1) replaces the E-step by ω = b, u = b·η̃ − ℓ'(η̃): the M-step matrix
@@ -303,6 +304,7 @@ def fit_penalized(engine: Engine, loss: Loss, penalty: Penalty, alpha: float, *,
     non-convex ones (bridge q < 1, scad, mcp, log), where β = 0 can be a stationary trap, the ridge
     fit at the same α (tolerance at most 1e-6, its passes counted in the result's ``n_passes``).
     ``stop`` covers both fits (default: ``Stop.after(config.max_time)`` made now)."""
+    config.check(loss, penalty)  # before the ridge start reads anything
     stop = Stop.after(config.max_time) if stop is None else stop
     beta0, warm_passes = None, 0
     if not penalty.convex:

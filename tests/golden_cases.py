@@ -127,6 +127,11 @@ def _path_cases() -> dict[str, dict]:
                                          "penalty_params": {"groups": [0, 0, 1, 1, 2]}},
         "path/logistic/l2/fixed/sequential": {"loss": "logistic", "penalty": "l2", "curvature": "fixed",
                                               "batch": 1},
+        # given α (recorded after solver.start_state: under fixed curvature the start is one pass, not two)
+        "path/logistic/l2/alphas": {"loss": "logistic", "penalty": "l2", "alphas": [3e-2, 3e-3, 3e-4]},
+        "path/logistic/l2/fixed/alphas": {"loss": "logistic", "penalty": "l2", "curvature": "fixed",
+                                          "alphas": [3e-2, 3e-3, 3e-4], "batch": 1},
+        "path/squared/l1/alphas": {"loss": "squared", "penalty": "l1", "alphas": [1e-1, 1e-2]},
     }
 
 
@@ -150,8 +155,9 @@ def run_case(name: str) -> dict:
         if name.startswith("path"):
             batch = spec.pop("batch", "auto")
             penalty = spec.pop("penalty")
-            path = fit_path(X, y, loss=spec.pop("loss"), penalty=penalty, n_alphas=6, eps=1e-2,
-                            batch=batch, tol=1e-9, **spec)
+            grid = {"alphas": spec.pop("alphas")} if "alphas" in spec else {"n_alphas": 6, "eps": 1e-2}
+            path = fit_path(X, y, loss=spec.pop("loss"), penalty=penalty, batch=batch, tol=1e-9,
+                            **grid, **spec)
             return {"coefs": _hex(path.coefs), "intercepts": _hex(path.intercepts),
                     "objectives": _hex(path.objectives), "n_iter": path.n_iter.tolist(),
                     "n_passes": path.n_passes.tolist(), "total_passes": int(path.total_passes),

@@ -288,3 +288,35 @@ def test_cached_curvature_forms_few_grams(logistic_problem):
     assert len(grams) == res.n_passes
     assert sum(grams) <= scheduled + res.n_restarts
     assert sum(grams) < res.n_passes / 2
+
+
+def test_m_step_takes_the_exact_solver_as_a_keyword_bool():
+    """``exact`` is keyword-only and a bool: a solver name passed where the old signature had it is
+    refused, not read as True."""
+    from smem_dask.stats import BlockStats
+    st = BlockStats.system_only(3, 3.0, np.eye(2), np.ones(2))
+    np.testing.assert_allclose(m_step(st, np.zeros(2), L2(), 0.0, 1), np.ones(2), rtol=1e-15)
+    with pytest.raises(TypeError):
+        m_step(st, np.zeros(2), L2(), 0.0, 1, "em")
+    with pytest.raises(TypeError, match="exact must be True or False, got 'em'"):
+        m_step(st, np.zeros(2), L2(), 0.0, 1, exact="em")
+
+
+def test_settings_are_checked_before_any_pass_by_every_entry_point(tmp_path):
+    """fit_penalized (whose non-convex ridge start came first) and solve_path (whose start and store
+    came first) refuse a combination that cannot be fitted before reading anything or writing a store."""
+    from smem_dask.losses import Hinge
+    from smem_dask.path import solve_path
+    from smem_dask.penalties import SCAD
+    from smem_dask.solver import fit_penalized
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(50, 3)), rng.integers(0, 2, 50).astype(float)
+    eng = NumpyEngine(X, y)
+    with pytest.raises(ValueError, match="penalty 'scad' has no exact solver"):
+        fit_penalized(eng, Logistic(), SCAD(), 1e-2, config=SolverConfig(penalty_solver="exact"))
+    with pytest.raises(ValueError, match="penalty 'l2' has no exact solver"):
+        solve_path(eng, Logistic(), L2(), n_alphas=3, config=SolverConfig(penalty_solver="exact"),
+                   store=tmp_path / "s.zarr")
+    with pytest.raises(ValueError, match="curvature='fixed' needs a loss with bounded"):
+        solve_path(eng, Hinge(), L2(), n_alphas=3, config=SolverConfig(curvature="fixed"))
+    assert eng.n_passes == 0 and not (tmp_path / "s.zarr").exists()
