@@ -153,3 +153,22 @@ def test_a_path_on_given_alphas_starts_with_one_pass(logistic_problem, curvature
     for a, coef in zip(alphas, path.coefs, strict=True):
         cold = SMEMClassifier(alpha=a, tol=1e-11, curvature=curvature).fit(X, y)
         np.testing.assert_allclose(coef, cold.coef_, rtol=1e-7, atol=1e-9)
+
+
+def test_solve_path_over_an_engine_equals_cold_fits_of_the_solver_layer():
+    """The path layer alone (no estimator): solve_path over a NumpyEngine gives, at every α, the
+    solver layer's own cold fit (fit_em from β = 0) to 1e-8, with one lockstep batch."""
+    from smem_dask.engine import NumpyEngine
+    from smem_dask.losses import Logistic
+    from smem_dask.path import solve_path
+    from smem_dask.penalties import L1
+    from smem_dask.solver import SolverConfig, fit_em
+    X, y = make_problem(800, 6, seed=5, cond=1e2)
+    config = SolverConfig(tol=1e-10, penalty_solver="exact")
+    path = solve_path(NumpyEngine(X, y), Logistic(), L1(), n_alphas=5, eps=1e-2, config=config)
+    assert path.converged.all() and path.total_passes < sum(path.n_passes) + 1
+    for a, coef, b in zip(path.alphas, path.coefs, path.intercepts, strict=True):
+        cold = fit_em(NumpyEngine(X, y), Logistic(), L1(), a, config=config)
+        assert cold.converged
+        np.testing.assert_allclose(coef, cold.coef, atol=1e-8)
+        assert b == pytest.approx(cold.intercept, abs=1e-8)
