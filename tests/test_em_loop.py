@@ -290,18 +290,28 @@ def _step_stats(delta, grad_at_candidate, k=2):
     return BlockStats(N_MADE, W_MADE, np.r_[0.0, [delta] * (k - 1)], np.full(k - 1, delta), grad,
                       G_MADE, np.ones(Q))
 
+#: the made-up start of the tests below: β0 and the loss gradient there
+BETA0_MADE = np.array([0.5, -1.0, 2.0, 0.25])
+GRAD_MADE = np.array([1.0, -2.0, 0.5, 3.0])
+
+
+def _after_first_pass(config: SolverConfig):
+    """A generator from BETA0_MADE past its first pass (answered with made-up statistics), and the
+    request of its first candidate's pass."""
+    gen = em_iterations(Squared(), L2(), ALPHA, P, config=config, beta0=BETA0_MADE)
+    first = next(gen)
+    np.testing.assert_array_equal(first.expand, BETA0_MADE)
+    return gen, gen.send(_first_stats(BETA0_MADE, GRAD_MADE))
+
+
 
 def _penalty_change(new, old):
     return ALPHA * 0.5 * (new[:P] @ new[:P] - old[:P] @ old[:P])
 
 
 def test_the_m_step_of_a_made_up_system_is_its_linear_solve():
-    beta0 = np.array([0.5, -1.0, 2.0, 0.25])
-    grad = np.array([1.0, -2.0, 0.5, 3.0])
-    gen = em_iterations(Squared(), L2(), ALPHA, P, config=SolverConfig("none"), beta0=beta0)
-    first = next(gen)
-    np.testing.assert_array_equal(first.expand, beta0)
-    second = gen.send(_first_stats(beta0, grad))
+    beta0, grad = BETA0_MADE, GRAD_MADE
+    gen, second = _after_first_pass(SolverConfig("none"))
     # β1 = β0 − (G + WαD)⁻¹ (∇ + WαDβ0): the minimizer of the made-up quadratic plus the ridge
     step = np.linalg.solve(G_MADE + W_MADE * ALPHA * D, grad + W_MADE * ALPHA * D @ beta0)
     np.testing.assert_allclose(second.coefs[:, 1], beta0 - step, rtol=1e-13, atol=1e-15)
@@ -312,11 +322,8 @@ def test_the_m_step_of_a_made_up_system_is_its_linear_solve():
 
 def test_a_plain_step_that_would_raise_f_ends_the_fit_at_beta():
     """No momentum: a rise from the plain EM step is the rounding floor; β is kept, no restart."""
-    beta0 = np.array([0.5, -1.0, 2.0, 0.25])
-    grad = np.array([1.0, -2.0, 0.5, 3.0])
-    gen = em_iterations(Squared(), L2(), ALPHA, P, config=SolverConfig("nesterov-restart"), beta0=beta0)
-    next(gen)
-    second = gen.send(_first_stats(beta0, grad))
+    beta0, grad = BETA0_MADE, GRAD_MADE
+    gen, second = _after_first_pass(SolverConfig("nesterov-restart"))
     candidate = second.coefs[:, 1]
     rise = 1.0 - W_MADE * _penalty_change(candidate, beta0)  # so that ΔF = 1/W > 0
     with pytest.warns(ConvergenceWarning, match="reached a fixed point or the floating-point floor"):
@@ -332,11 +339,8 @@ def test_a_plain_step_that_would_raise_f_ends_the_fit_at_beta():
 def test_a_rise_from_an_extrapolated_point_restarts_at_beta():
     """Accepted step 1 (F falls), then the step from the FISTA point raises F: the candidate is
     discarded, the system is asked at β1 (one pass), and the next step is the plain one from β1."""
-    beta0 = np.array([0.5, -1.0, 2.0, 0.25])
-    grad = np.array([1.0, -2.0, 0.5, 3.0])
-    gen = em_iterations(Squared(), L2(), ALPHA, P, config=SolverConfig("nesterov-restart"), beta0=beta0)
-    next(gen)
-    second = gen.send(_first_stats(beta0, grad))
+    beta0, grad = BETA0_MADE, GRAD_MADE
+    gen, second = _after_first_pass(SolverConfig("nesterov-restart"))
     beta1 = second.coefs[:, 1]
     fall = -1.0 - W_MADE * _penalty_change(beta1, beta0)  # ΔF = −1/W
     third = gen.send(_step_stats(fall, 0.5 * grad))
@@ -364,12 +368,9 @@ def test_a_rise_from_an_extrapolated_point_restarts_at_beta():
 
 
 def test_plain_nesterov_accepts_the_rise_that_nesterov_restart_refuses():
-    beta0 = np.array([0.5, -1.0, 2.0, 0.25])
-    grad = np.array([1.0, -2.0, 0.5, 3.0])
-    gen = em_iterations(Squared(), L2(), ALPHA, P, config=SolverConfig("nesterov", max_iter=2),
-                        beta0=beta0)
-    next(gen)
-    beta1 = gen.send(_first_stats(beta0, grad)).coefs[:, 1]
+    beta0, grad = BETA0_MADE, GRAD_MADE
+    gen, second = _after_first_pass(SolverConfig("nesterov", max_iter=2))
+    beta1 = second.coefs[:, 1]
     third = gen.send(_step_stats(-1.0 - W_MADE * _penalty_change(beta1, beta0), 0.5 * grad))
     beta2 = third.coefs[:, 1]
     with warnings.catch_warnings():
