@@ -291,6 +291,8 @@ def _check_outputs(args) -> None:
         if not target:
             continue
         folder = os.path.dirname(os.path.abspath(target))
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise ValueError(f"--{option} {target}: {folder} is a file, not a directory")
         if not os.path.isdir(folder):
             raise ValueError(f"--{option} {target}: the directory {folder} does not exist")
         if os.path.isdir(target):

@@ -73,3 +73,15 @@ def test_a_result_file_in_a_missing_directory_fails_before_any_pass(tmp_path, co
     refused(proc, f"{option} .*: the directory .*missing does not exist")
     assert "iter" not in proc.stdout and not os.path.exists(target.parent)
     assert snapshot(store) == before
+
+
+def test_a_result_file_under_a_file_is_refused_naming_the_file(tmp_path):
+    """``--out afile/r.json`` with ``afile`` a regular file: refused before any pass, and the
+    message says the parent is a file (it used to say the directory did not exist)."""
+    store = tmp_path / "d.zarr"
+    write_zarr(store, 2000, 3, seed=5)
+    (tmp_path / "afile").write_text("not a directory")
+    before = snapshot(store)
+    proc = run("fit", store, "--out", tmp_path / "afile" / "r.json")
+    refused(proc, r"--out .*afile/r\.json: .*afile is a file, not a directory")
+    assert snapshot(store) == before and (tmp_path / "afile").read_text() == "not a directory"
