@@ -167,12 +167,14 @@ def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto")
     tight = min(workers, key=lambda w: room(w) / w["nthreads"])
     if need * tight["nthreads"] > room(tight):
         per_thread = "" if tight["nthreads"] == 1 else f" per thread ({tight['nthreads']} threads)"
+        # when the worker process alone fills its usable memory, no chunk size can help
+        advice = ("give the workers more memory: no block fits beside the process itself" if room(tight) <= 0
+                  else "use smaller chunks (chunk_rows) or workers with more memory")
         raise WorkerMemoryError(
             f"{_describe_block(X, y, sample_weight)} and a data pass needs about "
             f"{PASS_MEMORY_FACTOR}× that ({_size(need)}){per_thread}; the workers' memory limit is "
             f"{_size(tight['limit'] or total)}, {pause:.0%} usable, of which the worker process "
-            f"takes {_size(_own(tight))} itself: use smaller chunks (chunk_rows) or workers with "
-            "more memory")
+            f"takes {_size(_own(tight))} itself: {advice}")
     nbytes = sum(float(a.nbytes) for a in (X, y, sample_weight) if a is not None)
     free = sum(room(w) - need * w["nthreads"] for w in workers)
     if persist not in (False, "auto") and bool(persist) and nbytes > free:

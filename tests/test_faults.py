@@ -189,8 +189,8 @@ def test_a_block_too_large_for_100MiB_workers_is_refused_before_any_pass(big_blo
         with pytest.raises(WorkerMemoryError, match=(
                 r"^a block of 100,000 rows \(X: 50 float64 columns, with y\) takes 38\.9 MiB and a "
                 r"data pass needs about 3× that \(116\.7 MiB\); the workers' memory limit is "
-                r"100\.0 MiB, 80% usable, of which the worker process takes \d+\.\d MiB itself: use "
-                r"smaller chunks \(chunk_rows\) or workers with more memory$")):
+                r"100\.0 MiB, 80% usable, of which the worker process takes \d+\.\d MiB itself: give "
+                r"the workers more memory: no block fits beside the process itself$")):
             SMEMClassifier().fit(*open_store(big_blocks))
         assert time.monotonic() - t0 < 20
         assert _pass_tasks(client) == []
@@ -202,6 +202,19 @@ def test_a_block_too_large_for_100MiB_workers_is_refused_before_any_pass(big_blo
                   r"memory limit is 100\.0 MiB, 80% usable, of which")
     assert time.monotonic() - t0 < BOUND
     assert snapshot(big_blocks) == before
+
+
+def test_a_block_too_large_beside_the_worker_process_asks_for_smaller_chunks(big_blocks):
+    """A 400 MiB worker has room beside its own process (320 MiB usable), but not for the 40 MB
+    block's pass (117 MiB): smaller chunks would fit, and the refusal says so (where the process
+    alone fills the usable memory, as at 100 MiB, it asks for more memory instead)."""
+    cluster, client = _small_cluster("400MiB")
+    with cluster, client, dask.config.set(scheduler=client):
+        with pytest.raises(WorkerMemoryError, match=(
+                r"memory limit is 400\.0 MiB, 80% usable, of which the worker process takes \d+\.\d MiB "
+                r"itself: use smaller chunks \(chunk_rows\) or workers with more memory$")):
+            SMEMClassifier().fit(*open_store(big_blocks))
+        assert _pass_tasks(client) == []
 
 
 def test_workers_out_of_memory_during_a_pass_end_in_words(big_blocks, monkeypatch):
