@@ -256,7 +256,7 @@ class Clamp:
 
     def value(self) -> float | None:
         """The clamp a request carries (None: the loss's default, CLAMP_EPS)."""
-        return self.eps if self.eps > CLAMP_EPS else None
+        return self.eps if self.wide else None
 
     def narrow(self) -> None:
         self.eps = max(CLAMP_EPS, self.eps * CLAMP_SHRINK)

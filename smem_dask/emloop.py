@@ -181,7 +181,6 @@ class EMLoop:
         ``next_expand``. Returns (ΔF, the pass's stats, the next system, the request, whether the
         pass refreshed a cached Gram)."""
         s, curv = self.state, self.curv
-        t0 = time.perf_counter()
         # cached curvature: the pass of accepted iteration 1, 2, 4, 8, … also refreshes the Gram
         # (its E-step at next_expand), as the Gram ages while β moves; rises refresh it too
         refresh = curv.refreshes(s.it)
@@ -189,15 +188,13 @@ class EMLoop:
             # a gradient pass; the system at next_expand needs only the gradient there
             points = [s.beta, candidate] + ([] if expand_at_candidate else [next_expand])
             request = Request(np.column_stack(points), reference_known=True, histogram=self.histogram)
-            new_stats = yield request
+            new_stats = yield from self._pass(request)
             next_system = curv.system_from_gradient(next_expand, new_stats.grad[:, -1])
         else:
             # the loss and gradient at β are known from the previous pass: not recomputed
             request = Request(np.column_stack([s.beta, candidate]), next_expand, reference_known=True,
                               histogram=self.histogram, clamp=self.clamp.value())
-            new_stats = next_system = yield request
-        s.n_passes += 1
-        s.pass_seconds += time.perf_counter() - t0
+            new_stats = next_system = yield from self._pass(request)
         dF = objective_change(new_stats, candidate, s.beta, self.penalty, self.alpha, self.p)
         if not math.isfinite(dF):
             raise FloatingPointError(f"the objective change at iteration {s.it + 1} is {dF}")
@@ -259,7 +256,6 @@ class EMLoop:
         g = self.residual(loss_grad, candidate)
         F_new = s.F + dF
         change = -dF / max(abs(F_new), np.finfo(float).tiny)
-        s.loss_sum, s.loss_grad = loss_sum, loss_grad
         rec = self.record(s.it, F_new, change, g, s.pass_seconds, s.restarted, next_system, candidate)
         s.origin = s.expand
         s.move(candidate, F_new, loss_sum, loss_grad, next_system, next_expand, at_candidate)
@@ -304,10 +300,7 @@ class EMLoop:
         if curv.systems_from_gradient:
             system = curv.system_from_gradient(s.beta, s.loss_grad)
         else:
-            t0 = time.perf_counter()
-            system = yield Request(s.beta[:, None], s.beta, clamp=self.clamp.value())
-            s.n_passes += 1
-            s.pass_seconds += time.perf_counter() - t0
+            system = yield from self._pass(Request(s.beta[:, None], s.beta, clamp=self.clamp.value()))
             if curv.stale:
                 curv.hold(system, self.p)
         s.system, s.expand, s.at_beta, s.t = system, s.beta, True, _next_t(1.0)
@@ -389,7 +382,6 @@ class EMLoop:
         s.it += 1
         loss_sum, loss_grad = s.loss_sum + float(st.loss_delta[0]), st.grad[:, 1].copy()
         F_new = s.F + dF
-        s.loss_sum, s.loss_grad = loss_sum, loss_grad
         self.record(s.it, F_new, -dF / max(abs(F_new), np.finfo(float).tiny),
                     self.residual(loss_grad, point), s.pass_seconds, False, st, point)
         s.move(point, F_new, loss_sum, loss_grad, st, point, True)
@@ -402,7 +394,7 @@ class EMLoop:
         s.hist = dual.hist
 
     def _pass(self, request: Request):
-        """A pass of a certificate attempt, counted and timed."""
+        """One data pass for ``request``, counted and timed (every pass of the loop but the first)."""
         t0 = time.perf_counter()
         stats = yield request
         self.state.n_passes += 1

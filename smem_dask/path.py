@@ -32,6 +32,7 @@ from .store import PathStore
 
 __all__ = ["PathResult", "alpha_max", "alpha_grid", "lockstep_size", "solve_path", "RIDGE_ALPHA_MAX_FACTOR"]
 
+
 class PathEngine(Protocol):
     """What a path asks of its engine, beyond the solver's ``stats_many``, ``n_features`` and
     ``n_passes`` (``NumpyEngine`` and ``DaskEngine`` have it all; the path never asks which it has)."""
@@ -157,9 +158,6 @@ def solve_path(engine: PathEngine, loss: Loss, penalty: Penalty, *, alphas=None,
     q = engine.n_features + int(fit_intercept)
     explicit = lockstep_size(batch, alphas, n_alphas)
     auto_batch = explicit is None
-    if auto_batch:
-        batch = (10**9 if config.fixed_curvature
-                 else max(1, LOCKSTEP_GRAM_BUDGET // (8 * q * q)))
     if alphas is not None:
         alphas = np.asarray(alphas, dtype=np.float64).ravel()
         if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas < 0):
@@ -167,7 +165,11 @@ def solve_path(engine: PathEngine, loss: Loss, penalty: Penalty, *, alphas=None,
         alphas = np.sort(alphas)[::-1]
     else:
         alpha_grid(1.0, n_alphas, eps)  # validate before any pass
-    batch = int(min(batch, n_alphas if alphas is None else alphas.size))
+    if auto_batch:  # as many α as the Gram budget holds (all of them under fixed curvature)
+        budget = 10**9 if config.fixed_curvature else max(1, LOCKSTEP_GRAM_BUDGET // (8 * q * q))
+        batch = int(min(budget, n_alphas if alphas is None else alphas.size))
+    else:
+        batch = explicit
     if not config.fixed_curvature:  # one Gram per α of a batch in every pass
         if auto_batch:
             batch = max(1, min(batch, engine.grams_that_fit(fit_intercept)))
