@@ -19,8 +19,11 @@ import numpy as np
 
 from .certificate_stats import HIST_DECADES
 
-__all__ = ["BlockStats", "Request", "check_gram_range", "pack_many", "packed_size", "request_size",
-           "unpack_many"]
+__all__ = ["BlockStats", "METRICS", "Request", "check_gram_range", "metric_sums", "pack_many",
+           "packed_size", "request_size", "unpack_many"]
+
+#: the prediction errors a request with ``metrics`` sums at each point, in this order
+METRICS = ("misclassified", "squared_error", "absolute_error")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,17 @@ class Request:
         each 10**k of :data:`HIST_DECADES` (losses with a ``dual_box``).
     clamp : float or None — the E-step's floor on |t − η| at ``expand`` for the non-smooth losses
         (``Loss.e_step(..., clamp=)``, ≥ :data:`~smem_dask.losses.CLAMP_EPS`); None: CLAMP_EPS.
+    fold : int or None — the rows this request sums over (cross-validation, see docs/method.md
+        "Cross-validation"): None, every row; an integer k, the rows whose fold id is not k (the
+        training rows of fold k) — or, with ``held_out``, the rows whose fold id is k. Every sum
+        (n, W, losses, gradients, Gram, certificate) is then over those rows only: the statistics of
+        the data with sample weights s_i·[fold_i ≠ k] (or [fold_i = k]).
+    held_out : bool — with ``fold``: sum over the rows of fold ``fold`` instead of the others.
+    metrics : bool — also sum, at each point, the prediction errors a held-out score needs
+        (:data:`METRICS`, appended to ``extra`` after any certificate part; read with
+        :func:`metric_sums`): for classifiers Σ s·[sign error] (a row counts as wrong when
+        (η > 0) ≠ (y = 1)); for regressors Σ s·(y − ŷ)² and Σ s·|y − ŷ| with ŷ the inverse link of η
+        (the estimator's prediction). The columns that do not apply are zero.
     """
 
     coefs: np.ndarray
@@ -62,6 +76,9 @@ class Request:
     dual_ref: np.ndarray | None = None
     histogram: int | None = None
     clamp: float | None = None
+    fold: int | None = None
+    held_out: bool = False
+    metrics: bool = False
 
     def __post_init__(self):
         # float64 always; a single point (q,) becomes one column (q, 1)
@@ -70,6 +87,15 @@ class Request:
         for name in ("expand", "dual_point", "dual_lam", "dual_ref"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64).ravel())
+        if self.fold is not None:
+            object.__setattr__(self, "fold", int(self.fold))
+        elif self.held_out:
+            raise ValueError("held_out needs a fold")
+
+    @property
+    def rows(self) -> tuple[int, bool] | None:
+        """Which rows the request sums over: None (all), else (fold, held_out)."""
+        return None if self.fold is None else (self.fold, bool(self.held_out))
 
     @property
     def k(self) -> int:
@@ -84,7 +110,12 @@ class Request:
         size = 0 if self.histogram is None else HIST_DECADES.size
         if self.dual_point is not None:
             size += self.n_duals * (2 + 3 * q) + (q * q + 2 * q if self.dual_lam is None else 0)
-        return size
+        return size + self.metrics_size
+
+    @property
+    def metrics_size(self) -> int:
+        """Length of the metric sums at the end of ``extra``: len(METRICS) per point."""
+        return len(METRICS) * self.k if self.metrics else 0
 
     @property
     def n_duals(self) -> int:
@@ -232,3 +263,11 @@ def unpack_many(vec: np.ndarray, q: int, requests: list[Request]) -> list[BlockS
     bounds = np.cumsum([0, *sizes])
     return [BlockStats.unpack(vec[a:b], q, r.k, r.system, r.extra_size(q))
             for a, b, r in zip(bounds[:-1], bounds[1:], requests, strict=True)]
+
+
+def metric_sums(stats: BlockStats, request: Request) -> np.ndarray:
+    """The metric sums of a ``metrics`` request: (k, len(METRICS)), one row per point (Σ s·error,
+    divide by ``stats.weight`` for the mean)."""
+    if not request.metrics:
+        raise ValueError("the request did not ask for metrics")
+    return stats.extra[stats.extra.size - request.metrics_size:].reshape(request.k, len(METRICS))

@@ -102,9 +102,11 @@ class DualStats(NamedTuple):
         return cls(value, moment, scale, gram, rhs, hist, tuple(candidates), edge)
 
 
-def tile_certificate(r, offset, loss, y, s, eta, Xt, fit_intercept) -> np.ndarray:
+def tile_certificate(r, offset, loss, y, s, eta, Xt, fit_intercept, selected=None) -> np.ndarray:
     """On one tile, the certificate statistics of request ``r`` (see :class:`DualStats`), whose
-    points start at column ``offset`` of ``eta``."""
+    points start at column ``offset`` of ``eta``. ``selected`` (a boolean per row, or None for
+    all): the rows the request sums over (its fold's), the only ones the histogram counts; ``s``
+    is then zero on the others."""
     t, lo, hi = loss.dual_box(y)
 
     def xt(v, M=Xt):  # Σ v x̃ over the tile
@@ -137,5 +139,7 @@ def tile_certificate(r, offset, loss, y, s, eta, Xt, fit_intercept) -> np.ndarra
             parts += [(Xw.T @ Xw).ravel(), xt(sw * t), xt(np.where(w == 0, sa, 0.0))]
     if r.histogram is not None:
         gap = np.abs(t - eta[:, offset + r.histogram])
+        if selected is not None:
+            gap = gap[selected]
         parts.append((gap[:, None] < 10.0 ** HIST_DECADES).sum(axis=0))
     return np.concatenate(parts)

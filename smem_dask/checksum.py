@@ -23,8 +23,9 @@ CHECKSUM_COLUMNS = 8
 _MAX_BLOCKS = 2**37
 
 
-def _block_hash(b: int, xb, yb, sb) -> int:
-    """The 64-bit hash of block ``b`` (see the module's docstring)."""
+def _block_hash(b: int, xb, yb, sb, fb=None) -> int:
+    """The 64-bit hash of block ``b`` (see the module's docstring); with fold ids ``fb`` (a
+    cross-validation's engine) they are hashed too, after the rest."""
     h = hashlib.blake2b(digest_size=8)
     h.update(struct.pack("<qqq?", int(b), int(xb.shape[0]), int(xb.shape[1]), sb is not None))
     xb = np.asarray(xb)
@@ -32,6 +33,9 @@ def _block_hash(b: int, xb, yb, sb) -> int:
     for v in (yb, sb):
         if v is not None:
             h.update(np.ascontiguousarray(v, dtype="<f8").data)
+    if fb is not None:
+        h.update(b"folds")
+        h.update(np.ascontiguousarray(fb, dtype="<i8").data)
     return int.from_bytes(h.digest(), "little")
 
 

@@ -140,10 +140,11 @@ class NumpyEngine(_Engine):
     """
 
     def __init__(self, X, y, sample_weight=None, *, block_rows: int = 65536,
-                 n_threads: int | None = None):
+                 n_threads: int | None = None, folds=None):
         X, y = np.asarray(X), np.asarray(y, dtype=np.float64)
         s = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         check_shapes(X, y, s)
+        self.folds = _fold_ids(folds, X.shape[0])
         self.X, self.y, self.sample_weight = X, y, s
         self.block_rows = int(block_rows)
         if n_threads is None:
@@ -170,9 +171,10 @@ class NumpyEngine(_Engine):
         def block(start):
             rows = slice(start, start + self.block_rows)
             s = None if self.sample_weight is None else self.sample_weight[rows]
+            f = None if self.folds is None else self.folds[rows]
             parts = (block_stats_many(self.X[rows], self.y[rows], s, loss, requests, fit_intercept,
-                                      threads) if requests else [])
-            return parts, (_block_hash(start // self.block_rows, self.X[rows], self.y[rows], s)
+                                      threads, f) if requests else [])
+            return parts, (_block_hash(start // self.block_rows, self.X[rows], self.y[rows], s, f)
                            if checksum else 0)
 
         totals = [BlockStats.zero(q, r.k) for r in requests]
@@ -225,18 +227,19 @@ def _aligned(a):
     return a if a is None or a.flags.aligned else np.array(a)
 
 
-def _pass_kernel(xb, yb, sb, block_index=None, *, loss, requests, fit_intercept, full=True, sampled=-1):
+def _pass_kernel(xb, yb, sb, fb=None, block_index=None, *, loss, requests, fit_intercept, full=True,
+                 sampled=-1):
     """One block of one pass: read, compute, and pack its statistics into a (1, L) row. Given its
     ``block_index`` (a checksummed pass: the block's (row, column) block numbers), the row ends
     with the block's hash in :data:`CHECKSUM_COLUMNS` columns: its four 16-bit pieces (when
     ``full``; zeros otherwise), and again when it is the block ``sampled`` (zeros otherwise).
     Only the hashes asked for are taken."""
     xb, yb, sb = _aligned(xb), _aligned(yb), _aligned(sb)
-    packed = (pack_many(block_stats_many(xb, yb, sb, loss, requests, fit_intercept, _shared_process()),
-                        requests) if requests else np.zeros(0))
+    packed = (pack_many(block_stats_many(xb, yb, sb, loss, requests, fit_intercept, _shared_process(),
+                                         fb), requests) if requests else np.zeros(0))
     if block_index is not None:
         b = int(block_index[0])  # (row block, column block)
-        pieces = _pieces(_block_hash(b, xb, yb, sb)) if full or b == sampled else np.zeros(4)
+        pieces = _pieces(_block_hash(b, xb, yb, sb, fb)) if full or b == sampled else np.zeros(4)
         packed = np.concatenate([packed, pieces if full else np.zeros(4),
                                  pieces if b == sampled else np.zeros(4)])
     return packed[None, :]
@@ -278,7 +281,7 @@ class DaskEngine(_Engine):
     reduces_on_workers = True  # (on a distributed cluster; else this process's threads)
 
     def __init__(self, X, y, sample_weight=None, *, persist: bool | str = False,
-                 split_every: int = 8):
+                 split_every: int = 8, folds=None):
         if not (isinstance(split_every, numbers.Integral) and split_every >= 2):
             raise ValueError(f"split_every must be an integer ≥ 2, got {split_every!r}")
         if persist not in (True, False, "auto"):
@@ -294,17 +297,26 @@ class DaskEngine(_Engine):
         row_chunks = X.chunks[0]
         y = _rechunk_like(y, row_chunks)
         s = None if sample_weight is None else _rechunk_like(sample_weight, row_chunks)
+        if folds is not None:
+            if not is_lazy(folds):
+                in_memory.add("folds")
+                folds = _fold_ids(folds, X.shape[0])
+            elif tuple(folds.shape) != (X.shape[0],):
+                raise ValueError(f"folds has shape {tuple(folds.shape)}; expected ({X.shape[0]},), "
+                                 "one fold id per row of X")
+            folds = _rechunk_like(folds, row_chunks, dtype=np.int64)
+        self.folds = folds
         # the zarr arrays read, and the data as read from them (not persisted): after the first
         # pass of a distributed fit the client reads one block itself and compares its hash with
         # the workers' (see _compare_sampled). Every chunk of theirs is there (a listing, no read)
         check_chunks_stored(X=X, y=y, sample_weight=s)
         self._zarr = _zarr_behind(X, y, s)
-        self._source = (X, y, s)
+        self._source = (X, y, s, folds)
         persist = _plan_memory(X, y, s, persist)
         # persisted at the first pass, not here (see _persist_pending): every check of the solver
         # and the path runs before any data is read
-        self._to_persist = (("X", "y", "s") if persist or "X" in in_memory
-                            else tuple(name for name in ("y", "s") if name in in_memory))
+        self._to_persist = (("X", "y", "s", "folds") if persist or "X" in in_memory
+                            else tuple(name for name in ("y", "s", "folds") if name in in_memory))
         self.X, self.y, self.sample_weight = X, y, s
         self.persist = bool(persist)
         self.split_every = int(split_every)
@@ -324,12 +336,15 @@ class DaskEngine(_Engine):
         graph over the data is built, so constructing an engine reads nothing."""
         todo, self._to_persist = self._to_persist, ()
         if "X" in todo:
-            self.X, self.y, self.sample_weight = dask.persist(self.X, self.y, self.sample_weight)
+            self.X, self.y, self.sample_weight, self.folds = dask.persist(
+                self.X, self.y, self.sample_weight, self.folds)
         else:
             if "y" in todo:
                 self.y = dask.persist(self.y)[0]
             if "s" in todo:
                 self.sample_weight = dask.persist(self.sample_weight)[0]
+            if "folds" in todo:
+                self.folds = dask.persist(self.folds)[0]
 
     @property
     def n_blocks(self) -> int:
@@ -349,6 +364,7 @@ class DaskEngine(_Engine):
         q = self.n_features + int(fit_intercept)
         size = sum(request_size(q, r) for r in requests)
         s_args = (None, None) if self.sample_weight is None else (self.sample_weight, "i")
+        f_args = (None, None) if self.folds is None else (self.folds, "i")
         hash_args, hash_kw = (), {}
         if checksum:
             if self.n_blocks >= _MAX_BLOCKS:
@@ -367,6 +383,7 @@ class DaskEngine(_Engine):
             self.X, "ij",
             self.y, "i",
             *s_args,
+            *f_args,
             *hash_args,
             adjust_chunks={"i": 1, "j": size},
             align_arrays=False,  # y and the weights have X's row chunks (made so in __init__)
@@ -406,8 +423,8 @@ class DaskEngine(_Engine):
         file system, or another copy of the store under the same path."""
         b = self.sampled_block
         blocks = [None if a is None else a.blocks[b] for a in self._source]
-        xb, yb, sb = dask.compute(*blocks, scheduler="sync")
-        if _block_hash(b, xb, yb, sb) != theirs:
+        xb, yb, sb, fb = dask.compute(*blocks, scheduler="sync")
+        if _block_hash(b, xb, yb, sb, fb) != theirs:
             stores = ", ".join(dict.fromkeys(_store_name(z) for z in self._zarr))
             raise ValueError(
                 f"the workers read different data from {stores} than this client (block {b}): do "
@@ -426,20 +443,36 @@ class DaskEngine(_Engine):
         return float(x), float(y)
 
 
-def _rechunk_like(v, row_chunks):
+def _rechunk_like(v, row_chunks, dtype=None):
     if not is_lazy(v):
-        return da.from_array(np.asarray(v), chunks=(row_chunks,))
+        return da.from_array(np.asarray(v, dtype=dtype), chunks=(row_chunks,))
+    if dtype is not None and v.dtype != dtype:
+        v = v.astype(dtype)
     return v if v.chunks[0] == row_chunks else v.rechunk((row_chunks,))
 
 
+def _fold_ids(folds, n_rows: int) -> np.ndarray | None:
+    """In-memory fold ids as int64, one per row (None stays None); anything else is refused."""
+    if folds is None:
+        return None
+    f = np.asarray(folds)
+    if f.shape != (n_rows,):
+        raise ValueError(f"folds has shape {f.shape}; expected ({n_rows},), one fold id per row of X")
+    if not (np.issubdtype(f.dtype, np.integer) or np.issubdtype(f.dtype, np.bool_)):
+        if not (np.issubdtype(f.dtype, np.floating) and np.all(np.isfinite(f)) and np.all(f == np.round(f))):
+            raise ValueError(f"fold ids must be integers, got dtype {f.dtype}")
+    return f.astype(np.int64)
+
+
 def make_engine(X, y, sample_weight=None, *, persist: bool | str = False, split_every: int = 8,
-                block_rows: int = 65536):
-    """A :class:`DaskEngine` when X is lazy (dask or zarr), else a :class:`NumpyEngine`."""
+                block_rows: int = 65536, folds=None):
+    """A :class:`DaskEngine` when X is lazy (dask or zarr), else a :class:`NumpyEngine`. ``folds``:
+    an integer fold id per row (cross-validation), or None."""
     if is_lazy(X):
-        return DaskEngine(X, y, sample_weight, persist=persist, split_every=split_every)
-    if is_lazy(y) or is_lazy(sample_weight):
-        y, sample_weight = compute(y, sample_weight)
-    return NumpyEngine(X, y, sample_weight, block_rows=block_rows)
+        return DaskEngine(X, y, sample_weight, persist=persist, split_every=split_every, folds=folds)
+    if is_lazy(y) or is_lazy(sample_weight) or is_lazy(folds):
+        y, sample_weight, folds = compute(y, sample_weight, folds)
+    return NumpyEngine(X, y, sample_weight, block_rows=block_rows, folds=folds)
 
 
 def _linear_block(xb, coef, intercept, transform):

@@ -30,7 +30,8 @@ from .solver import (
 )
 from .store import PathStore
 
-__all__ = ["PathResult", "alpha_max", "alpha_grid", "lockstep_size", "solve_path", "RIDGE_ALPHA_MAX_FACTOR"]
+__all__ = ["PathResult", "alpha_max", "alpha_grid", "lockstep_size", "path_result", "solve_path",
+           "RIDGE_ALPHA_MAX_FACTOR"]
 
 
 class PathEngine(Protocol):
@@ -271,18 +272,27 @@ def _solve_path(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, con
         # the next batch starts where this batch's last (smallest) α ended
         warm = fits[last].warm if fits[last].warm is not None else pstore.load_warm(last)
 
-    n_passes = np.array([0 if f is None else f.n_passes for f in fits])
-    if not resumed[0]:
-        n_passes[0] += start_passes
-    finished = np.array([f is not None and f.stopped is None for f in fits])
+    result = path_result(alphas, fits, p, resumed, start_passes, engine.n_passes - passes_at_start,
+                         stopped)
     if stopped is not None:
+        finished = int(result.finished.sum())
         reached = sum(f is not None for f in fits)
         warnings.warn(
-            f"the path stopped early: {stop.describe(stopped)}; {int(finished.sum())} of {len(alphas)} "
-            f"alphas finished, {reached - int(finished.sum())} hold the iterate they were stopped at "
+            f"the path stopped early: {stop.describe(stopped)}; {finished} of {len(alphas)} "
+            f"alphas finished, {reached - finished} hold the iterate they were stopped at "
             f"(not converged), {len(alphas) - reached} were not computed (NaN)"
             + ("; rerun with the same store to resume" if pstore is not None else ""),
             ConvergenceWarning, stacklevel=4)
+    return result
+
+
+def path_result(alphas, fits: list[FitResult | None], p: int, resumed: np.ndarray, start_passes: int,
+                total_passes: int, stopped: str | None) -> PathResult:
+    """The :class:`PathResult` of one fit (or None: not reached) per α; the start's passes are
+    counted with the first α unless it was read from a store."""
+    n_passes = np.array([0 if f is None else f.n_passes for f in fits])
+    if not resumed[0]:
+        n_passes[0] += start_passes
     nan = np.full(p, np.nan)
     return PathResult(
         alphas=alphas,
@@ -292,9 +302,9 @@ def _solve_path(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, con
         n_iter=np.array([0 if f is None else f.n_iter for f in fits]),
         n_passes=n_passes,
         converged=np.array([f is not None and f.converged for f in fits]),
-        total_passes=engine.n_passes - passes_at_start,
+        total_passes=total_passes,
         resumed=resumed,
         fits=fits,
         stopped=stopped,
-        finished=finished,
+        finished=np.array([f is not None and f.stopped is None for f in fits]),
     )

@@ -114,8 +114,11 @@ __all__ = [
     "em_iterations",
     "fit_penalized",
     "fit_em",
+    "Riders",
+    "on_rows",
     "run_lockstep",
     "start_state",
+    "start_states",
     "objective",
     "objective_change",
     "optimality",
@@ -320,11 +323,22 @@ def fit_penalized(engine: Engine, loss: Loss, penalty: Penalty, alpha: float, *,
     return result
 
 
+class Riders(Protocol):
+    """Requests that travel with the passes of a lockstep without being fits (e.g. the held-out
+    scores of finished cross-validation fits): ``take()`` the requests waiting (may be empty),
+    ``give(requests, stats)`` their statistics after the pass."""
+
+    def take(self) -> list[Request]: ...
+    def give(self, requests: list[Request], stats: list[BlockStats]) -> None: ...
+
+
 def run_lockstep(engine: Engine, loss: Loss, fit_intercept: bool, fits: list,
-                 on_done: Callable[[int, FitResult], None] | None = None) -> list[FitResult]:
+                 on_done: Callable[[int, FitResult], None] | None = None,
+                 riders: Riders | None = None) -> list[FitResult]:
     """Drive several :func:`em_iterations` generators so that each data pass serves every fit
     still running (one ``engine.stats_many`` call per pass). ``on_done(i, result)`` is called as
-    fit i finishes. Returns the results in the order of ``fits``."""
+    fit i finishes. ``riders``' waiting requests join each pass; those still waiting when every
+    fit has finished get one pass of their own. Returns the results in the order of ``fits``."""
     results: list[FitResult | None] = [None] * len(fits)
     pending: dict[int, Request] = {}
 
@@ -339,11 +353,15 @@ def run_lockstep(engine: Engine, loss: Loss, fit_intercept: bool, fits: list,
 
     for i in range(len(fits)):
         advance(i, None)
-    while pending:
+    extra = [] if riders is None else riders.take()
+    while pending or extra:
         order = list(pending)
-        stats = engine.stats_many(loss, [pending[i] for i in order], fit_intercept)
-        for i, st in zip(order, stats, strict=True):
+        stats = engine.stats_many(loss, [pending[i] for i in order] + extra, fit_intercept)
+        if extra:
+            riders.give(extra, stats[len(order):])
+        for i, st in zip(order, stats[: len(order)], strict=True):
             advance(i, st)
+        extra = [] if riders is None else riders.take()
     return results
 
 
@@ -353,11 +371,40 @@ def start_state(engine: Engine, loss: Loss, beta: np.ndarray, *, fit_intercept: 
     every fit from ``beta`` can start from (no first pass of its own). Under fixed curvature the
     system is formed with the loss's bound and its Gram is kept as the fixed Gram that every α of a
     path shares; otherwise it is the E-step's at β."""
+    return start_states(engine, loss, beta, [None], fit_intercept=fit_intercept, config=config)[0][0]
+
+
+def start_states(engine: Engine, loss: Loss, beta: np.ndarray, folds: list, *,
+                 fit_intercept: bool = True, config: SolverConfig = SolverConfig(),
+                 extra: list[Request] = ()) -> tuple[list[WarmStart], list[BlockStats]]:
+    """:func:`start_state` for several row selections in one pass: the WarmStart at ``beta`` of
+    the fits over the rows of each entry of ``folds`` (None: all rows; k: the training rows of
+    fold k; see :class:`~smem_dask.blockstats.Request`), and the statistics of the ``extra``
+    requests served by the same pass."""
     beta = np.asarray(beta, dtype=np.float64)
-    curv = make_curvature(config.curvature, loss)
-    stats = engine.stats_many(loss, [Request(beta[:, None], beta, curv.bound)], fit_intercept)[0]
-    curv.hold(stats, engine.n_features)
-    return WarmStart(beta, float(stats.loss[0]), stats.grad[:, 0].copy(), stats, beta, curv.warm_gram())
+    curvs = [make_curvature(config.curvature, loss) for _ in folds]
+    requests = [Request(beta[:, None], beta, c.bound, fold=f) for c, f in zip(curvs, folds, strict=True)]
+    stats = engine.stats_many(loss, requests + list(extra), fit_intercept)
+    warms = []
+    for curv, st in zip(curvs, stats, strict=False):
+        curv.hold(st, engine.n_features)
+        warms.append(WarmStart(beta, float(st.loss[0]), st.grad[:, 0].copy(), st, beta, curv.warm_gram()))
+    return warms, stats[len(folds):]
+
+
+def on_rows(fit, fold: int | None):
+    """An :func:`em_iterations` generator whose every request sums over the training rows of
+    ``fold`` (None: unchanged) — the same fit on the data with the sample weights of fold
+    ``fold``'s rows set to zero."""
+    if fold is None:
+        return (yield from fit)
+    value = None
+    while True:
+        try:
+            request = fit.send(value)
+        except StopIteration as stop:
+            return stop.value
+        value = yield replace(request, fold=fold)
 
 
 def em_iterations(

@@ -21,9 +21,11 @@ import numpy as np
 from scipy.linalg import blas
 
 from .blockstats import (
+    METRICS,
     BlockStats,
     Request,
     check_gram_range,
+    metric_sums,
     pack_many,
     packed_size,
     request_size,
@@ -38,8 +40,9 @@ from .certificate_stats import (
 )
 from .losses import Loss
 
-__all__ = ["BlockStats", "DualCandidate", "DualStats", "HIST_DECADES", "Request", "add_weighted_gram",
-           "block_stats", "block_stats_many", "check_gram_range", "gram_tile_rows", "pack_many",
+__all__ = ["BlockStats", "DualCandidate", "DualStats", "HIST_DECADES", "METRICS", "Request",
+           "add_weighted_gram", "block_stats", "block_stats_many", "check_gram_range", "gram_tile_rows",
+           "metric_sums", "pack_many",
            "packed_size", "request_size", "smoothed_dual", "unpack_many"]
 
 
@@ -64,6 +67,7 @@ def block_stats_many(
     requests: list[Request],
     fit_intercept: bool,
     threads: bool = False,
+    folds: np.ndarray | None = None,
 ) -> list[BlockStats]:
     """Statistics of one row block for each request: the fused per-block work of one EM pass.
 
@@ -80,12 +84,19 @@ def block_stats_many(
     ``syrk`` inside, GIL released, ~13% slower alone). Floating-point warnings are
     silenced here: a NaN or overflow shows in the returned statistics, which the engines check and
     explain after the pass.
+
+    ``folds`` (an integer fold id per row) serves requests with a ``fold`` (cross-validation): each
+    such request's sums run over its own rows — the training rows of its fold, or the held-out
+    ones — with the sample weights of the other rows taken as zero, in the same read of the tile
+    as every other request. A held-out system's Gram is formed from its fold's rows alone (1/K of
+    the work of a full Gram).
     """
     with np.errstate(all="ignore"):
-        return _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, threads)
+        return _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, threads, folds)
 
 
-def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, threads) -> list[BlockStats]:
+def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, threads,
+                      folds=None) -> list[BlockStats]:
     X = np.asarray(X)
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
@@ -95,6 +106,7 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
     s = None if sample_weight is None else np.asarray(sample_weight, np.float64).ravel()
     W = float(n_rows) if s is None else float(s.sum())
     plan = _Plan(requests, p)
+    sel = _Selections(requests, s, folds, n_rows) if plan.selective else None
 
     # accumulated over row tiles: every quantity is a sum over rows
     loss_refs = np.zeros(len(requests))
@@ -104,7 +116,7 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
     # dsyrk: upper triangle in place (Fortran order); numpy: the full matrix
     grams = [np.zeros((p, p), order="C" if threads else "F") if r.system else None for r in requests]
     extras = [np.zeros(r.extra_size(q)) for r in requests]
-
+    cert_sizes = [r.extra_size(q) - r.metrics_size for r in requests]  # the certificate part
     tile_rows = gram_tile_rows(p)
     scaled = np.empty((min(tile_rows, n_rows), p))
     for start in range(0, n_rows, tile_rows):
@@ -115,17 +127,36 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
         eta = Xt @ plan.points[:p]
         if fit_intercept:
             eta += plan.points[p]
-        lr, ld, columns, weights = plan.columns(loss, y[rows], st, eta)
+        if sel is None:
+            lr, ld, columns, weights = plan.columns(loss, y[rows], st, eta)
+        else:
+            st = sel.weights[rows]  # (rows, selections): s on each selection's rows, else 0
+            lr, ld, columns, weights = plan.selected_columns(loss, y[rows], st, eta)
         loss_refs += lr
         loss_deltas += ld
         xt_cols += Xt.T @ columns
         col_sums += columns.sum(axis=0)
         for i, sw in enumerate(weights):
-            if sw is not None:
+            if sw is None:
+                continue
+            if sel is not None and sel.sparse[plan.keys[i]]:  # a held-out fold's rows only
+                on = np.flatnonzero(sw)
+                grams[i] = add_weighted_gram(grams[i], Xt[on], sw[on], scaled, threads)
+            else:
                 grams[i] = add_weighted_gram(grams[i], Xt, sw, scaled, threads)
         for i in plan.certified:
-            extras[i] += tile_certificate(requests[i], plan.offsets[i], loss, y[rows], st, eta, Xt,
-                                          fit_intercept)
+            if sel is None:
+                extras[i][: cert_sizes[i]] += tile_certificate(
+                    requests[i], plan.offsets[i], loss, y[rows], st, eta, Xt, fit_intercept)
+            else:
+                key = plan.keys[i]
+                extras[i][: cert_sizes[i]] += tile_certificate(
+                    requests[i], plan.offsets[i], loss, y[rows], st[:, key], eta, Xt, fit_intercept,
+                    selected=None if sel.masks[key] is None else sel.masks[key][rows])
+        for i in plan.measured:
+            ws = (st if sel is None else st[:, plan.keys[i]])
+            extras[i][cert_sizes[i]:] += _tile_metrics(loss, y[rows], ws, eta, plan.offsets[i],
+                                                            requests[i].k)
 
     out, c, d = [], 0, 0
     for i, r in enumerate(requests):
@@ -149,9 +180,52 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
                 gram[p, p] = col_sums[c]
                 rhs[p] = col_sums[c + 1]
             c += 2
-        out.append(BlockStats(float(n_rows), W, loss_refs[i] + np.r_[0.0, delta], delta.copy(),
+        n_i, W_i = (n_rows, W) if sel is None else sel.totals[plan.keys[i]]
+        out.append(BlockStats(float(n_i), W_i, loss_refs[i] + np.r_[0.0, delta], delta.copy(),
                               grad, gram, rhs, extras[i]))
     return out
+
+
+def _tile_metrics(loss, y, s, eta, offset, k) -> np.ndarray:
+    """Σ s·error at each of a request's k points (columns ``offset`` … of ``eta``), flat in the
+    order of :data:`~smem_dask.blockstats.METRICS` per point."""
+    e = eta[:, offset: offset + k]
+    out = np.zeros((k, len(METRICS)))
+    if loss.is_classifier:
+        wrong = ((e > 0) != (y[:, None] > 0.5)).astype(np.float64)
+        out[:, 0] = wrong.sum(axis=0) if s is None else s @ wrong
+    else:
+        r = y[:, None] - (loss.inverse_link(e) if loss.has_inverse_link else e)
+        sq, ab = r * r, np.abs(r)
+        out[:, 1], out[:, 2] = (sq.sum(axis=0), ab.sum(axis=0)) if s is None else (s @ sq, s @ ab)
+    return out.ravel()
+
+
+class _Selections:
+    """The row selections of a pass's requests (all rows; fold k's training rows; fold k's held-out
+    rows), each as the sample weights it implies: s (or 1) on its rows and 0 elsewhere.
+
+    ``weights`` (n_rows, n_selections), ``masks`` a boolean per row (None for all rows),
+    ``totals`` (rows, Σ weight) of each, ``sparse`` whether a selection is one fold's rows (a Gram
+    over it is formed from those rows alone).
+    """
+
+    def __init__(self, requests, s, folds, n_rows):
+        keys = list(dict.fromkeys(r.rows for r in requests))
+        if folds is None and any(k is not None for k in keys):
+            raise ValueError("a request selects a fold, but the pass has no fold ids")
+        self.index = {k: j for j, k in enumerate(keys)}
+        base = np.ones(n_rows) if s is None else s
+        f = None if folds is None else np.asarray(folds).ravel()
+        self.masks, cols, self.totals, self.sparse = [], [], [], []
+        for key in keys:
+            mask = None if key is None else ((f == key[0]) if key[1] else (f != key[0]))
+            w = base if mask is None else np.where(mask, base, 0.0)
+            self.masks.append(mask)
+            cols.append(w)
+            self.totals.append((n_rows if mask is None else int(mask.sum()), float(w.sum())))
+            self.sparse.append(key is not None and key[1])
+        self.weights = np.column_stack(cols) if cols else np.zeros((n_rows, 0))
 
 
 class _Plan:
@@ -181,7 +255,18 @@ class _Plan:
         self.refs = np.concatenate([np.full(r.k - 1, a) for r, a in pairs])
         self.steps = np.concatenate([np.arange(a + r.k, a + 2 * r.k - 1) for r, a in pairs])
         self.n_columns = self.evals.size + 2 * sum(r.system for r in requests)
-        self.certified = [i for i, r in enumerate(requests) if r.extra_size(1)]
+        self.certified = [i for i, r in enumerate(requests) if r.extra_size(1) - r.metrics_size]
+        self.measured = [i for i, r in enumerate(requests) if r.metrics]
+        # requests that sum over a fold's rows: the pass then weighs each request's rows itself
+        self.selective = any(r.fold is not None for r in requests)
+        if self.selective:
+            index = {k: j for j, k in enumerate(dict.fromkeys(r.rows for r in requests))}
+            self.keys = [index[r.rows] for r in requests]
+            self.key_valued = np.asarray([self.keys[i] for i in self.valued], dtype=int)
+            self.key_refs = np.concatenate([np.full(r.k - 1, key) for r, key in zip(requests, self.keys,
+                                                                                     strict=True)])
+            self.key_evals = np.concatenate([np.full(r.k - int(r.reference_known), key)
+                                             for r, key in zip(requests, self.keys, strict=True)])
 
     def columns(self, loss, y, s, eta):
         """On one tile: the weighted loss sums at each request's point 0, the loss changes at its
@@ -205,17 +290,43 @@ class _Plan:
             e += k - skip
             sw = None
             if r.system:
-                eta_x = eta[:, start + 2 * k - 1]
-                if r.curvature is None:
-                    omega, u = (loss.e_step(y, eta_x) if r.clamp is None
-                                else loss.e_step(y, eta_x, clamp=r.clamp))
-                else:
-                    omega = np.full(eta_x.shape[0], float(r.curvature))
-                    u = r.curvature * eta_x - loss.derivative(y, eta_x)
+                omega, u = self._e_step(loss, r, y, eta[:, start + 2 * k - 1])
                 sw, su = (omega, u) if s is None else (s * omega, s * u)
                 columns.append(np.column_stack([sw, su]))
             weights.append(sw)
         return loss_refs, loss_deltas, np.column_stack(columns), weights
+
+    def selected_columns(self, loss, y, S, eta):
+        """:meth:`columns` when requests sum over different rows: ``S`` (rows, selections) holds
+        each selection's weights, request i's in column ``keys[i]``."""
+        yc = y[:, None]
+        value = loss.value(yc, eta[:, self.starts])
+        change = loss.value_difference(yc, eta[:, self.refs], eta[:, self.steps])
+        dl = loss.derivative(yc, eta[:, self.evals])
+        loss_refs = np.zeros(len(self.requests))
+        loss_refs[self.valued] = np.einsum("ij,ij->j", S[:, self.key_valued], value)
+        loss_deltas = np.einsum("ij,ij->j", S[:, self.key_refs], change)
+        dl *= S[:, self.key_evals]
+        columns, weights = [], []
+        e = 0
+        for r, start, key in zip(self.requests, self.offsets[:-1], self.keys, strict=True):
+            k, skip = r.k, int(r.reference_known)
+            columns.append(dl[:, e : e + k - skip])
+            e += k - skip
+            sw = None
+            if r.system:
+                omega, u = self._e_step(loss, r, y, eta[:, start + 2 * k - 1])
+                sw = S[:, key] * omega
+                columns.append(np.column_stack([sw, S[:, key] * u]))
+            weights.append(sw)
+        return loss_refs, loss_deltas, np.column_stack(columns), weights
+
+    @staticmethod
+    def _e_step(loss, r, y, eta_x):
+        """The weights ω and working responses u of request r's system at its expansion point."""
+        if r.curvature is None:
+            return loss.e_step(y, eta_x) if r.clamp is None else loss.e_step(y, eta_x, clamp=r.clamp)
+        return np.full(eta_x.shape[0], float(r.curvature)), r.curvature * eta_x - loss.derivative(y, eta_x)
 
 
 #: bytes of X per row tile of the kernel: a tile is read from memory once and stays in cache (2 MiB of

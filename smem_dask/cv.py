@@ -1,0 +1,394 @@
+"""Cross-validated regularization paths: the K training paths and the all-rows path in the same passes.
+
+A K-fold cross-validated path is K + 1 paths over one α grid: one on the training rows of each fold
+(every row but those of fold k) and one on all rows. The training set of fold k is the data with
+sample weights s_i·[fold_i ≠ k], so one read of a block serves every fit of every path: each data
+pass carries one request per running (path, α) fit, each summing over its own rows (see
+:class:`~smem_dask.blockstats.Request` ``fold``). A fit of fold k that finishes is scored on the
+held-out rows of fold k by a request that rides on the next pass (a column of X·B that the pass
+reads anyway); only the scores of the last fits to finish take one pass of their own.
+
+Held-out scores of fit (k, α), over the rows of fold k with W_k = Σ_{fold_i = k} s_i:
+``loss`` (1/W_k) Σ s_i ℓ(y_i, η_i), in the objective's units; for classifiers
+``misclassification`` (1/W_k) Σ s_i [(η_i > 0) ≠ (y_i = 1)]; for regressors ``squared_error`` and
+``absolute_error`` (1/W_k) Σ s_i (y_i − ŷ_i)² and |y_i − ŷ_i| with ŷ the estimator's prediction.
+
+Selection (glmnet's rule): the mean score of α pools the folds, m(α) = Σ_k W_k S_k(α) / Σ_k W_k, its
+standard error is se(α) = √(Σ_k W_k (S_k(α) − m(α))² / Σ_k W_k / (K − 1)); α_min minimizes m, and
+α_1se is the largest α with m(α) ≤ m(α_min) + se(α_min). The coefficients at the chosen α are the
+all-rows path's (no refit). No dask here: the folds are the engine's (its ``folds``, ids 0 … K−1).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .blockstats import METRICS, BlockStats, Request, metric_sums
+from .losses import Loss
+from .path import (
+    LOCKSTEP_GRAM_BUDGET,
+    PathResult,
+    alpha_grid,
+    alpha_max,
+    lockstep_size,
+    path_result,
+)
+from .penalties import Penalty
+from .solver import (
+    ConvergenceWarning,
+    FitResult,
+    SolverConfig,
+    Stop,
+    em_iterations,
+    on_rows,
+    run_lockstep,
+    start_states,
+)
+
+__all__ = ["CVResult", "SCORINGS", "cv_selection", "scorings_for", "solve_cv"]
+
+#: the held-out scores a cross-validation computes; which apply depends on the loss
+SCORINGS = ("loss", "misclassification", "squared_error", "absolute_error")
+_METRIC_OF = {"misclassification": "misclassified", "squared_error": "squared_error",
+              "absolute_error": "absolute_error"}
+
+
+def scorings_for(loss: Loss) -> tuple[str, ...]:
+    """The scorings that apply to ``loss``: the held-out loss, and the misclassification rate for
+    classifiers or the squared and absolute errors for regressors."""
+    return ("loss", "misclassification") if loss.is_classifier else ("loss", "squared_error",
+                                                                      "absolute_error")
+
+
+def _check_scoring(loss: Loss, scoring: str) -> str:
+    allowed = scorings_for(loss)
+    if scoring not in allowed:
+        raise ValueError(f"scoring {scoring!r} does not apply to the {loss.name} loss; choose one of "
+                         f"{', '.join(allowed)}")
+    return scoring
+
+
+@dataclass
+class CVResult:
+    """A cross-validated path: the all-rows path, the K training paths and the held-out scores.
+
+    ``scores[name]`` is (K, n_alphas): the held-out score ``name`` (see :data:`SCORINGS`, those that
+    apply to the loss) of fold k's fit at each α; NaN where the fit did not finish. ``cv_scores``
+    is ``scores[scoring]``; ``cv_mean`` and ``cv_se`` its pooled mean over the folds and the
+    standard error of that mean (see the module docstring); ``index_min``/``index_1se`` and
+    ``alpha_min``/``alpha_1se`` the selected α (over the α every fold finished).
+    """
+
+    alphas: np.ndarray
+    path: PathResult
+    fold_paths: list[PathResult]
+    scores: dict[str, np.ndarray]
+    fold_rows: np.ndarray  # rows held out in each fold
+    fold_weights: np.ndarray  # W_k = Σ s over each fold's held-out rows
+    scoring: str
+    cv_mean: np.ndarray
+    cv_se: np.ndarray
+    index_min: int
+    index_1se: int
+    total_passes: int = 0
+    stopped: str | None = None
+    resumed: np.ndarray | None = None  # (K + 1, n_alphas): fits read from a store (row 0: all rows)
+    fits: list[list[FitResult | None]] = field(default_factory=list, repr=False)
+
+    @property
+    def n_folds(self) -> int:
+        return len(self.fold_paths)
+
+    @property
+    def cv_scores(self) -> np.ndarray:
+        return self.scores[self.scoring]
+
+    @property
+    def alpha_min(self) -> float:
+        return float(self.alphas[self.index_min])
+
+    @property
+    def alpha_1se(self) -> float:
+        return float(self.alphas[self.index_1se])
+
+    @property
+    def n_nonzero(self) -> np.ndarray:
+        """Nonzero coefficients of the all-rows path at each α."""
+        return np.count_nonzero(np.nan_to_num(self.path.coefs, nan=0.0), axis=1)
+
+
+def cv_selection(scores: np.ndarray, fold_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """``(mean, se, index_min, index_1se)`` of held-out scores (K, n_alphas) by glmnet's rule (see
+    the module docstring; α largest first). Columns with a NaN are not selectable; none left:
+    ValueError."""
+    scores = np.asarray(scores, dtype=np.float64)
+    w = np.asarray(fold_weights, dtype=np.float64)[:, None]
+    K = scores.shape[0]
+    mean = (w * scores).sum(axis=0) / w.sum()
+    se = np.sqrt((w * (scores - mean) ** 2).sum(axis=0) / w.sum() / (K - 1))
+    ok = np.isfinite(mean) & np.isfinite(se)
+    if not ok.any():
+        raise ValueError("no alpha has a held-out score from every fold")
+    i_min = int(np.flatnonzero(ok)[np.argmin(mean[ok])])
+    within = np.flatnonzero(ok & (mean <= mean[i_min] + se[i_min]))
+    return mean, se, i_min, int(within.min())  # the largest α: the grid runs large to small
+
+
+class _Scores:
+    """The held-out scores, filled as fits finish: each finished fold fit is scored by a request
+    that rides on the next pass (:class:`~smem_dask.solver.Riders`)."""
+
+    def __init__(self, loss: Loss, n_folds: int, n_alphas: int, p: int, fit_intercept: bool,
+                 on_scored: Callable[[int, int, dict], None]):
+        self.loss, self.p, self.fit_intercept = loss, p, fit_intercept
+        self.values = {name: np.full((n_folds, n_alphas), np.nan) for name in scorings_for(loss)}
+        self.waiting: list[tuple[int, int, Request]] = []
+        self.on_scored = on_scored
+
+    def add(self, fold: int, i: int, fit: FitResult) -> None:
+        beta = np.r_[fit.coef, fit.intercept] if self.fit_intercept else np.asarray(fit.coef)
+        self.waiting.append((fold, i, Request(beta, fold=fold, held_out=True, metrics=True)))
+
+    def take(self) -> list[Request]:
+        return [r for _, _, r in self.waiting]
+
+    def give(self, requests: list[Request], stats: list[BlockStats]) -> None:
+        done, self.waiting = self.waiting[: len(requests)], self.waiting[len(requests):]
+        for (k, i, r), st in zip(done, stats, strict=True):
+            row = self.row(st, r)
+            for name, value in row.items():
+                self.values[name][k, i] = value
+            self.on_scored(k, i, row)
+
+    def row(self, st: BlockStats, r: Request) -> dict:
+        """The held-out scores of one fit from its request's statistics."""
+        sums = metric_sums(st, r)[0]
+        row = {"loss": float(st.loss[0]) / st.weight}
+        for name in scorings_for(self.loss)[1:]:
+            row[name] = float(sums[METRICS.index(_METRIC_OF[name])]) / st.weight
+        return row
+
+
+def solve_cv(engine, loss: Loss, penalty: Penalty, n_folds: int, *, alphas=None, n_alphas: int = 40,
+             eps: float = 1e-3, fit_intercept: bool = True, config: SolverConfig | None = None,
+             batch: int | str = "auto", scoring: str = "loss", store=None, store_settings=None,
+             callback: Callable[[int, float, dict], None] | None = None) -> CVResult:
+    """The cross-validated path over ``engine``, whose ``folds`` (ids 0 … n_folds − 1) say which
+    fold holds each row out; see the module docstring.
+
+    The α grid is the all-rows path's (α_max from all rows, as :func:`~smem_dask.path.solve_path`);
+    every path starts at the all-rows intercept-only fit (one pass forms the K + 1 start systems and
+    counts each fold's rows). ``batch`` α run in lockstep over all K + 1 paths; ``"auto"``: as many
+    as fit the Gram budget of (K + 1) Grams per α (all of them under fixed curvature, where one
+    Gram per path serves every α). ``store`` (a directory, see :mod:`smem_dask.cv_store`) keeps
+    every path and score as it finishes: a rerun resumes without recomputing them.
+    ``callback(i, alpha, row)`` is called when every path has finished α i and every fold's fit
+    there is scored: ``row`` holds the held-out mean and standard error of ``scoring`` and of the
+    loss, the all-rows fit's nonzeros and objective.
+    ``config.max_time`` and a stop request end the CV like a path (unfinished fits are neither
+    stored nor scored; one ``ConvergenceWarning``).
+    """
+    config = config or SolverConfig()
+    config.check(loss, penalty)
+    if not penalty.convex:
+        raise ValueError(f"cross-validation of the non-convex penalty {penalty.name!r} is not "
+                         "supported")
+    scoring = _check_scoring(loss, scoring)
+    if getattr(engine, "folds", None) is None:
+        raise ValueError("the engine has no fold ids: make it with folds=…")
+    K = int(n_folds)
+    if K < 2:
+        raise ValueError(f"n_folds must be ≥ 2, got {n_folds!r}")
+    stop = Stop.after(config.max_time)
+    p = engine.n_features
+    q = p + int(fit_intercept)
+    explicit = lockstep_size(batch, alphas, n_alphas)
+    if alphas is not None:
+        alphas = np.asarray(alphas, dtype=np.float64).ravel()
+        if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas < 0):
+            raise ValueError("alphas must be a non-empty sequence of finite numbers ≥ 0")
+        alphas = np.sort(alphas)[::-1]
+    else:
+        alpha_grid(1.0, n_alphas, eps)  # validate before any pass
+    n_grid = n_alphas if alphas is None else alphas.size
+    paths = K + 1
+    if explicit is not None:
+        batch = explicit
+    elif config.fixed_curvature:
+        batch = n_grid
+    else:
+        budget = max(1, LOCKSTEP_GRAM_BUDGET // (8 * q * q) // paths)
+        batch = max(1, min(budget, n_grid, engine.grams_that_fit(fit_intercept) // paths))
+    engine.check_grams_fit(fit_intercept, paths if config.fixed_curvature else paths * batch)
+
+    cstore = None
+    if store is not None:
+        from .cv_store import CVStore
+
+        cstore = CVStore(store, engine.fingerprint(), {
+            "loss": repr(loss), "penalty": repr(penalty), "fit_intercept": bool(fit_intercept),
+            "batch": int(batch), "n_folds": K,
+            "alphas": None if alphas is None else alphas.tolist(),
+            "n_alphas": None if alphas is not None else int(n_alphas),
+            "eps": None if alphas is not None else float(eps),
+            **{k: getattr(config, k) for k in ("acceleration", "tol", "max_iter", "penalty_solver",
+                                                 "curvature")},
+            **(store_settings or {})}, K, loss)
+    try:
+        return _solve_cv(engine, loss, penalty, K, alphas, n_alphas, eps, fit_intercept, config,
+                         int(batch), scoring, cstore, callback, stop)
+    finally:
+        if cstore is not None:
+            cstore.close()
+
+
+def _start(engine, loss, penalty, K, alphas, n_alphas, eps, fit_intercept, config):
+    """The α grid (from all rows), the K + 1 start states at the all-rows intercept-only fit (or
+    β = 0 on a given grid) and each fold's held-out rows and weight, in one pass after the grid's."""
+    q = engine.n_features + int(fit_intercept)
+    beta = np.zeros(q)
+    if alphas is None:
+        a_max, start = alpha_max(engine, loss, penalty, fit_intercept=fit_intercept, config=config)
+        alphas, beta = alpha_grid(a_max, n_alphas, eps), start.warm.beta
+    counts = [Request(beta, fold=k, held_out=True) for k in range(K)]
+    warms, held = start_states(engine, loss, beta, [None, *range(K)], fit_intercept=fit_intercept,
+                               config=config, extra=counts)
+    fold_rows = np.array([st.n for st in held])
+    fold_weights = np.array([st.weight for st in held])
+    _check_folds(fold_rows, fold_weights, engine.n_samples, K)
+    return alphas, warms, fold_rows, fold_weights
+
+
+def _check_folds(fold_rows, fold_weights, n_samples, K) -> None:
+    """Every row in one of the K folds, every fold and every training set with weight."""
+    if fold_rows.sum() != n_samples:
+        raise ValueError(f"{int(n_samples - fold_rows.sum())} rows have a fold id outside 0 … {K - 1}")
+    empty = np.flatnonzero(fold_weights <= 0)
+    if empty.size:
+        raise ValueError(f"fold{'s' if empty.size > 1 else ''} {', '.join(map(str, empty))} "
+                         "hold out no rows with positive sample weight")
+    if np.any(fold_weights.sum() - fold_weights <= 0):
+        raise ValueError("a training set has no rows with positive sample weight")
+
+
+def _solve_cv(engine, loss, penalty, K, alphas, n_alphas, eps, fit_intercept, config, batch, scoring,
+              cstore, callback, stop) -> CVResult:
+    p = engine.n_features
+    passes_at_start = engine.n_passes
+    folds = [None, *range(K)]  # path j sums over the rows of folds[j]: all rows, then each fold's
+    if cstore is not None and cstore.has_start():
+        engine_checksum = engine.data_checksum()  # a resume: one verification pass
+        cstore.check_data(engine_checksum)
+        alphas, warms, start_passes, fold_rows, fold_weights = cstore.load_start(p)
+        done = cstore.done()
+    else:
+        if cstore is not None:
+            engine.request_checksum()
+        alphas, warms, fold_rows, fold_weights = _start(engine, loss, penalty, K, alphas, n_alphas,
+                                                        eps, fit_intercept, config)
+        start_passes = engine.n_passes - passes_at_start
+        if cstore is not None:
+            cstore.check_data(engine.data_checksum())
+            cstore.save_start(alphas, warms, start_passes, p, fold_rows, fold_weights)
+        done = np.zeros((K + 1, len(alphas)), dtype=bool)
+    n = len(alphas)
+    resumed = done.copy()
+    fits: list[list[FitResult | None]] = [[None] * n for _ in folds]
+    for j, i in zip(*np.nonzero(done), strict=True):
+        fits[j][i] = cstore.load_alpha(j, i)
+
+    def report(i):
+        if callback is None or not all(fits[j][i] is not None and fits[j][i].stopped is None
+                                       for j in range(K + 1)):
+            return
+        if np.isnan(scores.values[scoring][:, i]).any():
+            return
+        row = {"alpha": float(alphas[i]), "nonzero": int(np.count_nonzero(fits[0][i].coef)),
+               "objective": float(fits[0][i].objective)}
+        for name in dict.fromkeys((scoring, "loss")):
+            mean, se, _, _ = cv_selection(scores.values[name][:, [i]], fold_weights)
+            row[f"{name}_mean"], row[f"{name}_se"] = float(mean[0]), float(se[0])
+        callback(i, float(alphas[i]), row)
+
+    def scored(k, i, row):
+        if cstore is not None:
+            cstore.save_score(k, i, row)
+        report(i)
+
+    scores = _Scores(loss, K, n, p, fit_intercept, scored)
+    if cstore is not None:
+        for name, values in cstore.scores(scorings_for(loss)).items():
+            scores.values[name][:] = values
+    for j, i in zip(*np.nonzero(done[1:]), strict=True):  # finished, not yet scored
+        if np.isnan(scores.values["loss"][j, i]):
+            scores.add(j, i, fits[j + 1][i])
+
+    stopped = None
+    for first in range(0, n, batch):
+        members = range(first, min(first + batch, n))
+        last = members[-1]
+        todo = [(j, i) for j in range(K + 1) for i in members if not done[j, i]]
+
+        def finished(t, fit, todo=todo, last=last):
+            j, i = todo[t]
+            fits[j][i] = fit
+            if fit.stopped is not None:
+                return  # unfinished: neither stored nor scored, so that a rerun resumes here
+            if cstore is not None:
+                cstore.save_alpha(j, i, fit, keep_warm=(i == last))
+            if j > 0:
+                scores.add(j - 1, i, fit)
+            else:
+                report(i)
+
+        gens = [on_rows(em_iterations(loss, penalty, alphas[i], p, fit_intercept=fit_intercept,
+                                      config=config, warm=warms[j], stop=stop), folds[j])
+                for j, i in todo]
+        with warnings.catch_warnings():
+            # one warning for the whole CV below, not one per fit
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            run_lockstep(engine, loss, fit_intercept, gens, on_done=finished, riders=scores)
+        stopped = next((fits[j][i].stopped for j, i in todo if fits[j][i].stopped is not None), None)
+        if stopped is None and last < n - 1:
+            stopped = stop.reason()
+        if stopped is not None:
+            break
+        warms = [fits[j][last].warm if fits[j][last].warm is not None else cstore.load_warm(j, last)
+                 for j in range(K + 1)]
+    if scores.waiting:  # fits read from a store, scored by no pass of this run
+        run_lockstep(engine, loss, fit_intercept, [], riders=scores)
+
+    total = engine.n_passes - passes_at_start
+    results = [path_result(alphas, fits[j], p, resumed[j], start_passes if j == 0 else 0,
+                           total, stopped) for j in range(K + 1)]
+    _warn_unconverged(results, stop, stopped, cstore)
+    mean, se, i_min, i_1se = cv_selection(scores.values[scoring], fold_weights)
+    return CVResult(alphas=alphas, path=results[0], fold_paths=results[1:], scores=scores.values,
+                    fold_rows=fold_rows, fold_weights=fold_weights, scoring=scoring, cv_mean=mean,
+                    cv_se=se, index_min=i_min, index_1se=i_1se, total_passes=total, stopped=stopped,
+                    resumed=resumed, fits=fits)
+
+
+def _warn_unconverged(results, stop, stopped, cstore) -> None:
+    """One ConvergenceWarning for the whole CV: stopped early, or fits that did not converge."""
+    n_fits = sum(len(r.alphas) for r in results)
+    finished = sum(int(r.finished.sum()) for r in results)
+    if stopped is not None:
+        warnings.warn(
+            f"the cross-validation stopped early: {stop.describe(stopped)}; {finished} of {n_fits} "
+            "fits finished; the selection uses the alphas every fold finished"
+            + ("; rerun with the same store to resume" if cstore is not None else ""),
+            ConvergenceWarning, stacklevel=4)
+        return
+    bad = [(j, i) for j, r in enumerate(results) for i in np.flatnonzero(r.finished & ~r.converged)]
+    if bad:
+        where = ", ".join(f"{'all rows' if j == 0 else f'fold {j - 1}'} at alpha {results[j].alphas[i]:.4g}"
+                          for j, i in bad[:3])
+        warnings.warn(
+            f"{len(bad)} of {n_fits} cross-validation fits did not converge ({where}"
+            f"{', …' if len(bad) > 3 else ''}); increase max_iter or tol",
+            ConvergenceWarning, stacklevel=4)
