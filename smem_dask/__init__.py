@@ -25,8 +25,11 @@ __version__ = "0.1.0"
 
 #: where each public name lives (module of this package)
 _SOURCES = {
+    "cv": ("CVResult", "solve_cv"),
+    "cv_estimators": ("SMEMClassifierCV", "SMEMRegressorCV", "fit_cv"),
     "data": ("make_problem", "open_store", "write_zarr"),
     "engine": ("DaskEngine", "NumpyEngine"),
+    "folds": ("generated_folds",),
     "estimators": ("SMEMClassifier", "SMEMRegressor", "fit_path"),
     "losses": ("Hinge", "Huber", "Logistic", "Loss", "NegativeBinomial", "Poisson", "Quantile",
                "Squared", "StudentT"),

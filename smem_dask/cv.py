@@ -366,7 +366,9 @@ def _solve_cv(engine, loss, penalty, K, alphas, n_alphas, eps, fit_intercept, co
     results = [path_result(alphas, fits[j], p, resumed[j], start_passes if j == 0 else 0,
                            total, stopped) for j in range(K + 1)]
     _warn_unconverged(results, stop, stopped, cstore)
-    mean, se, i_min, i_1se = cv_selection(scores.values[scoring], fold_weights)
+    selectable = scores.values[scoring].copy()
+    selectable[:, ~results[0].finished] = np.nan  # no all-rows fit there to keep
+    mean, se, i_min, i_1se = cv_selection(selectable, fold_weights)
     return CVResult(alphas=alphas, path=results[0], fold_paths=results[1:], scores=scores.values,
                     fold_rows=fold_rows, fold_weights=fold_weights, scoring=scoring, cv_mean=mean,
                     cv_se=se, index_min=i_min, index_1se=i_1se, total_passes=total, stopped=stopped,

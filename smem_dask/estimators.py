@@ -131,9 +131,10 @@ class _SMEMBase(BaseEstimator):
             del self.alpha_path_  # left by an earlier path(): not of this fit
         return self
 
-    def _prepare(self, X, y, sample_weight, n_systems: int = 1):
+    def _prepare(self, X, y, sample_weight, n_systems: int = 1, folds=None):
         """Validate the parameters and the data (``n_systems`` Grams per pass must fit in memory);
-        the loss, penalty, solver settings and engine."""
+        the loss, penalty, solver settings and engine. ``folds(X)``, if given, returns the fold
+        ids of X's rows for the engine (cross-validation)."""
         loss = self._validated_loss()
         penalty = self._validated_penalty()
         config = SolverConfig(self.acceleration, self.tol, self.max_iter,
@@ -153,8 +154,8 @@ class _SMEMBase(BaseEstimator):
         if s is not None:
             check_sample_weight(s)
         s = self._fit_weights(y, s)
-        eng = _engine.make_engine(X, y, s, persist=persist,
-                                  split_every=self.split_every)
+        eng = _engine.make_engine(X, y, s, persist=persist, split_every=self.split_every,
+                                  folds=None if folds is None else folds(X))
         return loss, penalty, config, eng
 
     def path(self, X, y, sample_weight=None, *, alphas=None, n_alphas=40, eps=1e-3, batch="auto",

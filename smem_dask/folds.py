@@ -21,7 +21,7 @@ import numpy as np
 
 from .arrays import as_array, is_lazy, unique
 
-__all__ = ["generated_folds", "given_folds", "row_folds"]
+__all__ = ["folds_of_splits", "generated_folds", "given_folds", "row_folds"]
 
 _M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
 
@@ -75,7 +75,7 @@ def generated_folds(n_rows: int, n_folds: int, seed: int = 0, row_chunks=None):
     dask array whose every block computes its own rows' folds (see :func:`row_folds`)."""
     K, seed = check_n_folds(n_folds), _check_seed(seed)
     if n_rows < K:
-        raise ValueError(f"cv={K} folds need at least {K} rows, got {n_rows}")
+        raise ValueError(f"cv={K} folds need at least {K} samples, got n_samples = {n_rows}")
     if row_chunks is None:
         return row_folds(0, n_rows, K, seed)
     index = da.arange(n_rows, chunks=(tuple(row_chunks),), dtype=np.int64)
@@ -104,3 +104,38 @@ def given_folds(folds, n_rows: int):
     if is_lazy(f):
         return f.map_blocks(_encode, labels, dtype=np.int64), labels
     return _encode(f, labels), labels
+
+
+def folds_of_splits(splits, n_rows: int) -> np.ndarray:
+    """Fold ids from (train, test) index pairs (e.g. a scikit-learn splitter's ``split``): row i
+    is in fold k when it is in the k-th test set. The test sets must partition the rows (every row
+    held out exactly once) and each training set must be the rows outside its test set, since a
+    fit of fold k is the fit on every row but those of fold k."""
+    ids = np.full(n_rows, -1, dtype=np.int64)
+    splits = list(splits)
+    if len(splits) < 2:
+        raise ValueError(f"cv must give at least two (train, test) splits, got {len(splits)}")
+    for k, split in enumerate(splits):
+        try:
+            train, test = split
+        except (TypeError, ValueError):
+            raise ValueError("cv must be an integer, a splitter with split(), or (train, test) index "
+                             f"pairs; split {k} is {type(split).__name__}") from None
+        test = np.asarray(test)
+        test = np.flatnonzero(test) if test.dtype == bool else test.astype(np.int64)
+        if np.any(ids[test] >= 0):
+            raise ValueError(f"the test sets of cv overlap (split {k}): every row must be held out "
+                             "exactly once")
+        ids[test] = k
+        rest = np.setdiff1d(np.arange(n_rows), test)
+        train = np.asarray(train)
+        train = np.flatnonzero(train) if train.dtype == bool else np.sort(train.astype(np.int64))
+        if not np.array_equal(np.unique(train), rest):
+            raise ValueError(f"the training set of cv split {k} is not every row outside its test set; "
+                             "a cross-validated path trains fold k on all other rows")
+    missing = np.flatnonzero(ids < 0)
+    if missing.size:
+        raise ValueError(f"{missing.size} rows are in no test set of cv (e.g. row {missing[0]}): every "
+                         "row must be held out exactly once")
+    return ids
+
