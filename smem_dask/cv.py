@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .blockstats import METRICS, BlockStats, Request, metric_sums
+from .cv_store import CVStore
 from .losses import Loss
 from .path import (
     LOCKSTEP_GRAM_BUDGET,
@@ -185,7 +186,9 @@ def solve_cv(engine, loss: Loss, penalty: Penalty, n_folds: int, *, alphas=None,
     counts each fold's rows). ``batch`` α run in lockstep over all K + 1 paths; ``"auto"``: as many
     as fit the Gram budget of (K + 1) Grams per α (all of them under fixed curvature, where one
     Gram per path serves every α). ``store`` (a directory, see :mod:`smem_dask.cv_store`) keeps
-    every path and score as it finishes: a rerun resumes without recomputing them.
+    every path and score as it finishes: a rerun resumes without recomputing them;
+    ``store_settings`` are further entries of the settings it records and compares on a rerun
+    (e.g. how the folds were made).
     ``callback(i, alpha, row)`` is called when every path has finished α i and every fold's fit
     there is scored: ``row`` holds the held-out mean and standard error of ``scoring`` and of the
     loss, the all-rows fit's nonzeros and objective.
@@ -227,8 +230,6 @@ def solve_cv(engine, loss: Loss, penalty: Penalty, n_folds: int, *, alphas=None,
 
     cstore = None
     if store is not None:
-        from .cv_store import CVStore
-
         cstore = CVStore(store, engine.fingerprint(), {
             "loss": repr(loss), "penalty": repr(penalty), "fit_intercept": bool(fit_intercept),
             "batch": int(batch), "n_folds": K,
@@ -237,7 +238,7 @@ def solve_cv(engine, loss: Loss, penalty: Penalty, n_folds: int, *, alphas=None,
             "eps": None if alphas is not None else float(eps),
             **{k: getattr(config, k) for k in ("acceleration", "tol", "max_iter", "penalty_solver",
                                                  "curvature")},
-            **(store_settings or {})}, K, loss)
+            **(store_settings or {})}, K, scorings_for(loss))
     try:
         return _solve_cv(engine, loss, penalty, K, alphas, n_alphas, eps, fit_intercept, config,
                          int(batch), scoring, cstore, callback, stop)

@@ -23,7 +23,6 @@ import numpy as np
 import zarr
 
 from .data import check_format
-from .losses import Loss
 from .solver import FitResult, WarmStart
 from .store import _ARRAY_OPTIONS, LOCK_NAME, PathStore, StoreDamagedError, StoreMismatchError, _root
 
@@ -60,12 +59,10 @@ class CVStore:
     """A cross-validated path's store opened for writing (the path stores hold their locks until
     :meth:`close`)."""
 
-    def __init__(self, location, fingerprint: dict, settings: dict, n_folds: int, loss: Loss):
-        from .cv import scorings_for
-
+    def __init__(self, location, fingerprint: dict, settings: dict, n_folds: int, scores: tuple[str, ...]):
         self.root = _root(location)
         self.K = int(n_folds)
-        self.names = scorings_for(loss)
+        self.names = tuple(scores)  # the held-out scores kept
         _check_ours(self.root, self.K)
         self.root.mkdir(parents=True, exist_ok=True)
         self.paths: list[PathStore] = []
