@@ -47,8 +47,9 @@ from .solver import (
     em_iterations,
     on_rows,
     run_lockstep,
-    start_states,
+    warm_starts,
 )
+from .curvature import make_curvature
 
 __all__ = ["CVResult", "SCORINGS", "cv_selection", "scorings_for", "solve_cv"]
 
@@ -249,19 +250,33 @@ def solve_cv(engine, loss: Loss, penalty: Penalty, n_folds: int, *, alphas=None,
 
 def _start(engine, loss, penalty, K, alphas, n_alphas, eps, fit_intercept, config):
     """The α grid (from all rows), the K + 1 start states at the all-rows intercept-only fit (or
-    β = 0 on a given grid) and each fold's held-out rows and weight, in one pass after the grid's."""
+    β = 0 on a given grid) and each fold's held-out rows and weight, in one pass after the grid's.
+
+    Every path starts at the same β, where each row has one E-step weight (or the bound) whichever
+    path it serves: the pass forms each fold's *held-out* statistics (its Gram from its own rows,
+    1/K of a full Gram) and a path's are the sum over the folds it trains on — the Gram work of one
+    fit, not K + 1. This needs every row in a fold, which the same pass checks."""
     q = engine.n_features + int(fit_intercept)
     beta = np.zeros(q)
     if alphas is None:
         a_max, start = alpha_max(engine, loss, penalty, fit_intercept=fit_intercept, config=config)
         alphas, beta = alpha_grid(a_max, n_alphas, eps), start.warm.beta
-    counts = [Request(beta, fold=k, held_out=True) for k in range(K)]
-    warms, held = start_states(engine, loss, beta, [None, *range(K)], fit_intercept=fit_intercept,
-                               config=config, extra=counts)
+    bound = make_curvature(config.curvature, loss).bound
+    held = engine.stats_many(loss, [Request(beta[:, None], beta, bound, fold=k, held_out=True)
+                                    for k in range(K)], fit_intercept)
     fold_rows = np.array([st.n for st in held])
     fold_weights = np.array([st.weight for st in held])
     _check_folds(fold_rows, fold_weights, engine.n_samples, K)
-    return alphas, warms, fold_rows, fold_weights
+    paths = [_total(held)] + [_total([held[j] for j in range(K) if j != k]) for k in range(K)]
+    return alphas, warm_starts(loss, beta, paths, engine.n_features, config), fold_rows, fold_weights
+
+
+def _total(parts: list[BlockStats]) -> BlockStats:
+    """The statistics of the union of disjoint row sets (the monoid's sum, in order)."""
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
 
 
 def _check_folds(fold_rows, fold_weights, n_samples, K) -> None:

@@ -309,8 +309,8 @@ class DaskEngine(_Engine):
         # the zarr arrays read, and the data as read from them (not persisted): after the first
         # pass of a distributed fit the client reads one block itself and compares its hash with
         # the workers' (see _compare_sampled). Every chunk of theirs is there (a listing, no read)
-        check_chunks_stored(X=X, y=y, sample_weight=s)
-        self._zarr = _zarr_behind(X, y, s)
+        check_chunks_stored(X=X, y=y, sample_weight=s, folds=folds)
+        self._zarr = _zarr_behind(X, y, s, folds)
         self._source = (X, y, s, folds)
         persist = _plan_memory(X, y, s, persist)
         # persisted at the first pass, not here (see _persist_pending): every check of the solver

@@ -118,7 +118,7 @@ __all__ = [
     "on_rows",
     "run_lockstep",
     "start_state",
-    "start_states",
+    "warm_starts",
     "objective",
     "objective_change",
     "optimality",
@@ -371,25 +371,22 @@ def start_state(engine: Engine, loss: Loss, beta: np.ndarray, *, fit_intercept: 
     every fit from ``beta`` can start from (no first pass of its own). Under fixed curvature the
     system is formed with the loss's bound and its Gram is kept as the fixed Gram that every α of a
     path shares; otherwise it is the E-step's at β."""
-    return start_states(engine, loss, beta, [None], fit_intercept=fit_intercept, config=config)[0][0]
-
-
-def start_states(engine: Engine, loss: Loss, beta: np.ndarray, folds: list, *,
-                 fit_intercept: bool = True, config: SolverConfig = SolverConfig(),
-                 extra: list[Request] = ()) -> tuple[list[WarmStart], list[BlockStats]]:
-    """:func:`start_state` for several row selections in one pass: the WarmStart at ``beta`` of
-    the fits over the rows of each entry of ``folds`` (None: all rows; k: the training rows of
-    fold k; see :class:`~smem_dask.blockstats.Request`), and the statistics of the ``extra``
-    requests served by the same pass."""
     beta = np.asarray(beta, dtype=np.float64)
-    curvs = [make_curvature(config.curvature, loss) for _ in folds]
-    requests = [Request(beta[:, None], beta, c.bound, fold=f) for c, f in zip(curvs, folds, strict=True)]
-    stats = engine.stats_many(loss, requests + list(extra), fit_intercept)
+    bound = make_curvature(config.curvature, loss).bound
+    stats = engine.stats_many(loss, [Request(beta[:, None], beta, bound)], fit_intercept)
+    return warm_starts(loss, beta, stats, engine.n_features, config)[0]
+
+
+def warm_starts(loss: Loss, beta: np.ndarray, stats: list[BlockStats], n_features: int,
+                config: SolverConfig) -> list[WarmStart]:
+    """The WarmStart at ``beta`` of each of ``stats`` (a pass's statistics at β with the system of
+    the curvature mode there, e.g. over different rows): each held by a curvature of its own."""
     warms = []
-    for curv, st in zip(curvs, stats, strict=False):
-        curv.hold(st, engine.n_features)
+    for st in stats:
+        curv = make_curvature(config.curvature, loss)
+        curv.hold(st, n_features)
         warms.append(WarmStart(beta, float(st.loss[0]), st.grad[:, 0].copy(), st, beta, curv.warm_gram()))
-    return warms, stats[len(folds):]
+    return warms
 
 
 def on_rows(fit, fold: int | None):
