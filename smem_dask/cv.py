@@ -323,8 +323,9 @@ def _solve_cv(engine, loss, penalty, K, alphas, n_alphas, eps, fit_intercept, co
     if cstore is not None:
         for name, values in cstore.scores(scorings_for(loss)).items():
             scores.values[name][:] = values
-    for j, i in zip(*np.nonzero(done[1:]), strict=True):  # finished, not yet scored
-        if np.isnan(scores.values["loss"][j, i]):
+    for j, i in zip(*np.nonzero(done[1:]), strict=True):  # finished, not yet (fully) scored
+        # the scores are written one by one: a run stopped between two writes leaves some NaN
+        if any(np.isnan(values[j, i]) for values in scores.values.values()):
             scores.add(j, i, fits[j + 1][i])
 
     stopped = None
