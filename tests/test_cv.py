@@ -6,16 +6,18 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+import zarr
 
 from smem_dask import cv as cv_module
 from smem_dask.cv import cv_selection, solve_cv
+from smem_dask.cv_store import read_cv_store
 from smem_dask.data import make_problem
 from smem_dask.engine import DaskEngine, NumpyEngine
 from smem_dask.folds import generated_folds, given_folds
 from smem_dask.losses import get_loss
 from smem_dask.path import solve_path
 from smem_dask.penalties import get_penalty
-from smem_dask.solver import SolverConfig, fit_em
+from smem_dask.solver import STOP_REQUESTED, ConvergenceWarning, SolverConfig, fit_em
 from smem_dask.store import StoreMismatchError
 
 K = 5
@@ -183,3 +185,245 @@ def test_the_chosen_coefficients_are_a_cold_fit_on_all_rows(case):
         want = objective_of(loss, penalty, alpha, cold.coef, cold.intercept, X, y, s)
         assert got == pytest.approx(want, rel=1e-8), (case["name"], index)
         assert result.path.objectives[index] == pytest.approx(want, rel=1e-8)
+
+
+# -- chunkings and schedulers -------------------------------------------------------------------------
+
+def _same_cv(got, want, rtol=1e-10):
+    """Two CVs of the same data and folds: the same grid, scores, selection and coefficients."""
+    np.testing.assert_allclose(got.alphas, want.alphas, rtol=1e-13)
+    assert sorted(got.scores) == sorted(want.scores)
+    for name in want.scores:
+        np.testing.assert_allclose(got.scores[name], want.scores[name], rtol=rtol, atol=0, err_msg=name)
+    np.testing.assert_array_equal(got.fold_rows, want.fold_rows)
+    np.testing.assert_allclose(got.fold_weights, want.fold_weights, rtol=1e-13)
+    assert (got.index_min, got.index_1se) == (want.index_min, want.index_1se)
+    for a, b in zip([got.path, *got.fold_paths], [want.path, *want.fold_paths], strict=True):
+        scale = np.abs(b.coefs).max()
+        np.testing.assert_allclose(a.coefs, b.coefs, rtol=rtol, atol=rtol * scale)
+        np.testing.assert_allclose(a.intercepts, b.intercepts, rtol=rtol, atol=rtol * scale)
+        np.testing.assert_allclose(a.objectives, b.objectives, rtol=rtol)
+
+
+@pytest.fixture(scope="module")
+def lasso_data():
+    X, y = noisy_problem(2000, "classification", seed=4)
+    s = np.random.default_rng(3).uniform(0.5, 2.0, len(y))
+    return X, y, s
+
+
+LASSO = dict(n_alphas=8, eps=1e-2, config=SolverConfig(tol=TIGHT, penalty_solver="exact"))
+
+
+def _cv_numpy(X, y, s, folds):
+    return solve_cv(NumpyEngine(X, y, s, folds=folds), get_loss("logistic"), get_penalty("l1"), K,
+                    **LASSO)
+
+
+def _cv_dask(X, y, s, chunks, seed):
+    folds = generated_folds(len(y), K, seed, row_chunks=chunks)
+    engine = DaskEngine(da.from_array(X, chunks=(chunks, -1)), da.from_array(y, chunks=(chunks,)),
+                        da.from_array(s, chunks=(chunks,)), folds=folds)
+    return solve_cv(engine, get_loss("logistic"), get_penalty("l1"), K, **LASSO)
+
+
+def test_a_cv_on_dask_is_the_same_for_two_chunkings_and_equals_numpy(lasso_data):
+    X, y, s = lasso_data
+    with dask.config.set(scheduler="threads"):
+        even = _cv_dask(X, y, s, (500, 500, 500, 500), seed=5)
+        uneven = _cv_dask(X, y, s, (1, 700, 333, 66, 900), seed=5)
+    _same_cv(uneven, even)
+    reference = _cv_numpy(X, y, s, generated_folds(len(y), K, 5))
+    _same_cv(even, reference)
+    assert even.total_passes == uneven.total_passes == reference.total_passes
+    # the folds are those of the seed (balanced), not those of another seed
+    np.testing.assert_array_equal(even.fold_rows, np.bincount(generated_folds(len(y), K, 5)))
+    other = _cv_numpy(X, y, s, generated_folds(len(y), K, 6))
+    assert np.abs(other.scores["loss"] - reference.scores["loss"]).max() > 1e-4
+
+
+@pytest.mark.distributed
+def test_a_cv_on_a_cluster_with_generated_dask_folds_equals_numpy(cluster_client, lasso_data):
+    X, y, s = lasso_data
+    with dask.config.set(scheduler=cluster_client):
+        on_cluster = _cv_dask(X, y, s, (700, 600, 700), seed=9)
+    _same_cv(on_cluster, _cv_numpy(X, y, s, generated_folds(len(y), K, 9)))
+
+
+# -- passes -------------------------------------------------------------------------------------------
+
+class CountingEngine(NumpyEngine):
+    """A NumpyEngine that counts the passes made of it on its own (one per ``stats_many``)."""
+
+    calls = 0
+
+    def stats_many(self, loss, requests, fit_intercept):
+        self.calls += 1
+        return super().stats_many(loss, requests, fit_intercept)
+
+
+@pytest.fixture(scope="module")
+def pass_data():
+    X, y = make_problem(1500, 8, cond=1e4, seed=7)
+    return X, y, generated_folds(len(y), K, seed=3)
+
+
+@pytest.mark.parametrize("penalty, curvature", [("l2", "adaptive"), ("l1", "adaptive"),
+                                                ("l2", "fixed"), ("l1", "fixed")])
+def test_a_5_fold_40_alpha_cv_costs_about_one_path_and_far_less_than_six(pass_data, penalty, curvature):
+    X, y, folds = pass_data
+    loss, pen = get_loss("logistic"), get_penalty(penalty)
+    config = SolverConfig(curvature=curvature, penalty_solver="exact" if penalty == "l1" else "em")
+    engine = CountingEngine(X, y, folds=folds)
+    result = solve_cv(engine, loss, pen, K, n_alphas=40, config=config)
+    assert result.total_passes == engine.calls == engine.n_passes
+    assert result.path.converged.all() and all(fp.converged.all() for fp in result.fold_paths)
+
+    plain_engine = CountingEngine(X, y)
+    plain = solve_path(plain_engine, loss, pen, n_alphas=40, config=config)
+    assert plain.total_passes == plain_engine.calls
+    np.testing.assert_allclose(result.alphas, plain.alphas, rtol=1e-13)  # the all-rows grid
+    np.testing.assert_allclose(result.path.objectives, plain.objectives, rtol=1e-10)
+    assert result.total_passes <= 1.5 * plain.total_passes, (result.total_passes, plain.total_passes)
+
+    # K + 1 separate paths: all rows, and each fold's training rows
+    separate = plain_engine.calls
+    for k in range(K):
+        train = CountingEngine(X[folds != k], y[folds != k])
+        solve_path(train, loss, pen, n_alphas=40, config=config)
+        separate += train.calls
+    assert 4 * result.total_passes <= separate, (result.total_passes, separate)
+
+
+# -- stores -------------------------------------------------------------------------------------------
+
+RESUME = dict(n_alphas=9, eps=1e-2, batch=3, config=SolverConfig(tol=TIGHT, penalty_solver="exact"))
+
+
+@pytest.fixture(scope="module")
+def resume_data():
+    X, y = noisy_problem(2000, "classification", seed=4)
+    labels = _unequal_labels(len(y), np.random.default_rng(8))
+    return X, y, given_folds(labels, len(y))[0]
+
+
+def _resume_cv(X, y, folds, store=None, callback=None):
+    return solve_cv(NumpyEngine(X, y, folds=folds), get_loss("logistic"), get_penalty("l1"), K,
+                    store=store, callback=callback, **RESUME)
+
+
+def test_an_interrupted_cv_resumes_from_its_store_without_recomputing(resume_data, tmp_path,
+                                                                      monkeypatch):
+    X, y, folds = resume_data
+    full = _resume_cv(X, y, folds)
+    assert full.stopped is None and not full.resumed.any()
+    store = tmp_path / "cv"
+    reported = []
+
+    def stop_at_alpha_3(i, alpha, row):  # the first α of the second batch of 3
+        reported.append(i)
+        if i == 3:
+            STOP_REQUESTED.set()
+
+    try:
+        with pytest.warns(ConvergenceWarning, match=r"the cross-validation stopped early: a stop was "
+                                                    r"requested.*rerun with the same store to resume"):
+            first = _resume_cv(X, y, folds, store, stop_at_alpha_3)
+    finally:
+        STOP_REQUESTED.clear()
+    assert first.stopped == "interrupted" and reported == [0, 1, 2, 3]
+    finished = np.array([first.path.finished, *(fp.finished for fp in first.fold_paths)])
+    assert finished[:, :4].all() and not finished[:, 6:].any()
+    # stopped inside the second batch: some of its later fits had finished, others not
+    assert 0 < finished[:, 4:6].sum() < finished[:, 4:6].size
+    # every finished fold fit was scored; the unfinished ones were not
+    np.testing.assert_array_equal(np.isfinite(first.scores["loss"]), finished[1:])
+    stored = read_cv_store(store)
+    np.testing.assert_array_equal([p["done"] for p in stored["paths"]], finished)
+    # a fit finished in the first run kept its result: the same as the uninterrupted run's
+    for j, (a, b) in enumerate(zip([first.path, *first.fold_paths], [full.path, *full.fold_paths],
+                                   strict=True)):
+        np.testing.assert_allclose(a.coefs[finished[j]], b.coefs[finished[j]], rtol=1e-12, atol=1e-15)
+
+    started = []
+    real = cv_module.em_iterations
+
+    def counted(loss, penalty, alpha, *args, **kwargs):
+        started.append(alpha)
+        return real(loss, penalty, alpha, *args, **kwargs)
+
+    monkeypatch.setattr(cv_module, "em_iterations", counted)
+    again = _resume_cv(X, y, folds, store)
+    np.testing.assert_array_equal(again.resumed, finished)
+    assert len(started) == finished.size - finished.sum()  # only the unfinished fits ran
+    np.testing.assert_array_equal(np.sort(started), np.sort(np.broadcast_to(full.alphas, finished.shape)[~finished]))
+    assert again.stopped is None and again.total_passes < full.total_passes
+    _same_cv(again, full, rtol=1e-12)
+    # a complete store: everything is read back, after one pass that verifies the data
+    started.clear()
+    last = _resume_cv(X, y, folds, store)
+    assert last.resumed.all() and not started and last.total_passes == 1
+    _same_cv(last, again, rtol=0)
+
+
+def test_a_cv_store_of_other_folds_or_other_data_is_refused(resume_data, tmp_path):
+    X, y, folds = resume_data
+    store = tmp_path / "cv"
+    params = dict(n_alphas=3, eps=1e-2, config=SolverConfig(tol=1e-6, penalty_solver="exact"))
+
+    def run(X, y, folds, n_folds=K):
+        return solve_cv(NumpyEngine(X, y, folds=folds), get_loss("logistic"), get_penalty("l1"),
+                        n_folds, store=store, **params)
+
+    run(X, y, folds)
+    before = read_cv_store(store)
+    moved = folds.copy()
+    moved[[0, 1]] = moved[[1, 0]] if moved[0] != moved[1] else (moved[[0, 1]] + 1) % K
+    assert (moved != folds).any()
+    with pytest.raises(StoreMismatchError, match=r"was made from other data \(block checksums differ"):
+        run(X, y, moved)
+    X2 = X.copy()
+    X2[1999, 7] += 1e-9
+    with pytest.raises(StoreMismatchError, match=r"was made from other data \(block checksums differ"):
+        run(X2, y, folds)
+    with pytest.raises(StoreMismatchError, match=r"was made from other data \(chunks: \[2000\] in the "
+                                                 r"store, \[1999\] now; shape: \[2000, 8\] in the store"):
+        run(X[:-1], y[:-1], folds[:-1])
+    with pytest.raises(StoreMismatchError, match=r"made with another number of folds \(5, now 4\)"):
+        run(X, y, folds % 4, n_folds=4)
+    # nothing was changed by the refusals: the store still resumes completely
+    after = read_cv_store(store)
+    for name in ("loss", "misclassification", "fold_weights"):
+        np.testing.assert_array_equal(after[name], before[name])
+    again = run(X, y, folds)
+    assert again.resumed.all() and again.total_passes == 1
+
+
+@pytest.mark.parametrize("lost", [("loss", "misclassification"), ("misclassification",)],
+                         ids=["all-scores", "one-score"])
+def test_a_stored_fit_without_its_score_is_scored_not_refit(resume_data, tmp_path, monkeypatch, lost):
+    """A fit is stored before its scores, and the scores are written one by one: a run killed in
+    between leaves a finished fit with some scores NaN. The rerun scores it from the stored fit."""
+    X, y, folds = resume_data
+    store = tmp_path / "cv"
+    params = dict(n_alphas=4, eps=1e-2, config=SolverConfig(tol=1e-8, penalty_solver="exact"))
+
+    def run():
+        return solve_cv(NumpyEngine(X, y, folds=folds), get_loss("logistic"), get_penalty("l1"), K,
+                        store=store, **params)
+
+    full = run()
+    group = zarr.open_group(store / "scores", mode="r+")
+    for name in lost:
+        group[name][2, 3] = np.nan
+    assert np.isnan(read_cv_store(store)[lost[0]][2, 3])
+    started = []
+    monkeypatch.setattr(cv_module, "em_iterations", lambda *a, **k: started.append(a) or None)
+    again = run()
+    assert again.resumed.all() and not started
+    assert again.total_passes == 2  # the verification pass, and one pass scoring the fit
+    # (rescored in a pass of its own rather than beside other fits' requests: rounding apart)
+    for name in full.scores:
+        np.testing.assert_allclose(again.scores[name], full.scores[name], rtol=1e-13, atol=0)
+        np.testing.assert_array_equal(read_cv_store(store)[name], again.scores[name])
+    assert (again.index_min, again.index_1se) == (full.index_min, full.index_1se)
