@@ -427,3 +427,109 @@ def test_a_stored_fit_without_its_score_is_scored_not_refit(resume_data, tmp_pat
         np.testing.assert_allclose(again.scores[name], full.scores[name], rtol=1e-13, atol=0)
         np.testing.assert_array_equal(read_cv_store(store)[name], again.scores[name])
     assert (again.index_min, again.index_1se) == (full.index_min, full.index_1se)
+
+
+# -- a non-smooth loss --------------------------------------------------------------------------------
+
+def test_hinge_cv_held_out_scores_equal_certified_cold_fits():
+    """The hinge loss is certified by its duality gap. Without an intercept the ridge objective is
+    strongly convex, so its minimizer is unique and a gap ≤ 1e-10 pins the held-out loss down (with
+    an intercept, the intercept can slide along a flat piece of the objective between two certified
+    fits, and so can their held-out losses)."""
+    X, y = noisy_problem(2000, "classification", seed=4)
+    labels = _unequal_labels(len(y), np.random.default_rng(2))
+    ids = given_folds(labels, len(y))[0]
+    loss, penalty = get_loss("hinge"), get_penalty("l2")
+    config = SolverConfig(tol=TIGHT)
+    result = solve_cv(NumpyEngine(X, y, folds=ids), loss, penalty, K, n_alphas=5, eps=1e-5,
+                      fit_intercept=False, config=config)
+    assert sorted(result.scores) == ["loss", "misclassification"]
+    for fits in result.fits:
+        for fit in fits:
+            assert fit.converged and fit.duality_gap <= TIGHT * max(1.0, abs(fit.objective))
+    for k, label in enumerate(np.unique(labels)):
+        train, test = labels != label, labels == label
+        for i in (1, 3, 4):
+            cold = fit_em(NumpyEngine(X[train], y[train]), loss, penalty, result.alphas[i],
+                          fit_intercept=False, config=config)
+            assert cold.converged and cold.intercept == 0.0
+            want = held_out_scores(loss, cold.coef, 0.0, X[test], y[test], np.ones(test.sum()))
+            assert result.scores["loss"][k, i] == pytest.approx(want["loss"], rel=1e-6)
+            assert result.scores["misclassification"][k, i] == pytest.approx(want["misclassification"],
+                                                                             rel=1e-6)
+    # the α are told apart: the held-out loss moves by far more than the tolerance along the path
+    assert np.ptp(result.scores["loss"], axis=1).min() > 1e-2
+
+
+# -- bad input ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small():
+    X, y = noisy_problem(600, "classification", seed=4)
+    return X, y, generated_folds(len(y), K, seed=0)
+
+
+def _cv(X, y, folds, s=None, loss="logistic", n_folds=K, **kwargs):
+    engine = NumpyEngine(X, y, s, folds=folds)
+    return solve_cv(engine, get_loss(loss), get_penalty(kwargs.pop("penalty", "l2")), n_folds,
+                    n_alphas=3, **kwargs), engine
+
+
+def test_fold_ids_outside_0_to_k_minus_1_are_refused(small):
+    X, y, folds = small
+    six = folds.copy()
+    six[:7] = 5  # a 5-fold CV given ids 0 … 5
+    with pytest.raises(ValueError, match=r"^7 rows have a fold id outside 0 … 4$"):
+        _cv(X, y, six)
+    negative = folds.copy()
+    negative[10] = -1
+    with pytest.raises(ValueError, match=r"^1 row has a fold id outside 0 … 4$"):
+        _cv(X, y, negative)
+    with pytest.raises(ValueError, match=r"rows have a fold id outside 0 … 2$"):
+        _cv(X, y, folds, n_folds=3)  # ids 0 … 4, but 3 folds asked
+
+
+def test_a_fold_without_positive_weight_is_refused(small):
+    X, y, folds = small
+    s = np.ones(len(y))
+    s[folds == 2] = 0.0
+    with pytest.raises(ValueError, match=r"^fold 2 holds out no rows with positive sample weight$"):
+        _cv(X, y, folds, s)
+    s[folds == 4] = 0.0
+    with pytest.raises(ValueError, match=r"^folds 2, 4 hold out no rows with positive sample weight$"):
+        _cv(X, y, folds, s)
+    # a fold with no rows at all: ids 0 … 3 for 5 folds
+    with pytest.raises(ValueError, match=r"^fold 4 holds out no rows with positive sample weight$"):
+        _cv(X, y, folds % 4)
+
+
+@pytest.mark.parametrize("loss, scoring, allowed", [
+    ("squared", "misclassification", "loss, squared_error, absolute_error"),
+    ("logistic", "squared_error", "loss, misclassification"),
+    ("logistic", "accuracy", "loss, misclassification"),
+])
+def test_a_scoring_that_does_not_apply_to_the_loss_is_refused_before_any_pass(loss, scoring, allowed):
+    X, y = noisy_problem(600, "regression" if loss == "squared" else "classification", seed=4)
+    engine = NumpyEngine(X, y, folds=generated_folds(len(y), K))
+    with pytest.raises(ValueError, match=rf"^scoring '{scoring}' does not apply to the {loss} loss; "
+                                         rf"choose one of {allowed}$"):
+        solve_cv(engine, get_loss(loss), get_penalty("l2"), K, scoring=scoring)
+    assert engine.n_passes == 0
+
+
+def test_other_bad_cv_arguments_are_refused_before_any_pass(small):
+    X, y, folds = small
+    loss, l2 = get_loss("logistic"), get_penalty("l2")
+    with pytest.raises(ValueError, match=r"the engine has no fold ids: make it with folds="):
+        solve_cv(NumpyEngine(X, y), loss, l2, K)
+    engine = NumpyEngine(X, y, folds=folds)
+    for n_folds in (1, 0):
+        with pytest.raises(ValueError, match=rf"n_folds must be ≥ 2, got {n_folds}"):
+            solve_cv(engine, loss, l2, n_folds)
+    with pytest.raises(ValueError, match=r"cross-validation of the non-convex penalty 'scad' is not "):
+        solve_cv(engine, loss, get_penalty("scad"), K)
+    with pytest.raises(ValueError, match=r"alphas must be a non-empty sequence of finite numbers ≥ 0"):
+        solve_cv(engine, loss, l2, K, alphas=[1.0, -1.0])
+    with pytest.raises(ValueError, match=r"batch must be a positive integer or 'auto'"):
+        solve_cv(engine, loss, l2, K, batch=0)
+    assert engine.n_passes == 0
