@@ -356,7 +356,8 @@ def test_an_interrupted_cv_resumes_from_its_store_without_recomputing(resume_dat
     again = _resume_cv(X, y, folds, store)
     np.testing.assert_array_equal(again.resumed, finished)
     assert len(started) == finished.size - finished.sum()  # only the unfinished fits ran
-    np.testing.assert_array_equal(np.sort(started), np.sort(np.broadcast_to(full.alphas, finished.shape)[~finished]))
+    unfinished_alphas = np.broadcast_to(full.alphas, finished.shape)[~finished]
+    np.testing.assert_array_equal(np.sort(started), np.sort(unfinished_alphas))
     assert again.stopped is None and again.total_passes < full.total_passes
     _same_cv(again, full, rtol=1e-12)
     # a complete store: everything is read back, after one pass that verifies the data
