@@ -281,12 +281,14 @@ def _total(parts: list[BlockStats]) -> BlockStats:
 
 def _check_folds(fold_rows, fold_weights, n_samples, K) -> None:
     """Every row in one of the K folds, every fold and every training set with weight."""
-    if fold_rows.sum() != n_samples:
-        raise ValueError(f"{int(n_samples - fold_rows.sum())} rows have a fold id outside 0 … {K - 1}")
+    outside = int(n_samples - fold_rows.sum())
+    if outside:
+        raise ValueError(f"{outside} row{' has' if outside == 1 else 's have'} a fold id outside "
+                         f"0 … {K - 1}")
     empty = np.flatnonzero(fold_weights <= 0)
     if empty.size:
         raise ValueError(f"fold{'s' if empty.size > 1 else ''} {', '.join(map(str, empty))} "
-                         "hold out no rows with positive sample weight")
+                         f"hold{'' if empty.size > 1 else 's'} out no rows with positive sample weight")
     if np.any(fold_weights.sum() - fold_weights <= 0):
         raise ValueError("a training set has no rows with positive sample weight")
 
@@ -339,8 +341,9 @@ def _solve_cv(engine, loss, penalty, K, alphas, n_alphas, eps, fit_intercept, co
     if cstore is not None:
         for name, values in cstore.scores(scorings_for(loss)).items():
             scores.values[name][:] = values
-    for j, i in zip(*np.nonzero(done[1:]), strict=True):  # finished, not yet scored
-        if np.isnan(scores.values["loss"][j, i]):
+    for j, i in zip(*np.nonzero(done[1:]), strict=True):  # finished, not yet (fully) scored
+        # the scores are written one by one: a run stopped between two writes leaves some NaN
+        if any(np.isnan(values[j, i]) for values in scores.values.values()):
             scores.add(j, i, fits[j + 1][i])
 
     stopped = None
