@@ -57,7 +57,7 @@ def test_generated_folds_depend_on_the_seed():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: generated_folds(4, 5), r"cv=5 folds need at least 5 rows, got 4"),
+    (lambda: generated_folds(4, 5), r"cv=5 folds need at least 5 samples, got n_samples = 4"),
     (lambda: generated_folds(100, 1), r"must be an integer ≥ 2, got 1"),
     (lambda: generated_folds(100, True), r"must be an integer ≥ 2, got True"),
     (lambda: generated_folds(100, 5.0), r"must be an integer ≥ 2, got 5.0"),
