@@ -280,7 +280,8 @@ def _total(parts: list[BlockStats]) -> BlockStats:
 
 
 def _check_folds(fold_rows, fold_weights, n_samples, K) -> None:
-    """Every row in one of the K folds, every fold and every training set with weight."""
+    """Every row in one of the K folds and every fold with weight (so, with K ≥ 2, every training
+    set too)."""
     outside = int(n_samples - fold_rows.sum())
     if outside:
         raise ValueError(f"{outside} row{' has' if outside == 1 else 's have'} a fold id outside "
@@ -289,8 +290,6 @@ def _check_folds(fold_rows, fold_weights, n_samples, K) -> None:
     if empty.size:
         raise ValueError(f"fold{'s' if empty.size > 1 else ''} {', '.join(map(str, empty))} "
                          f"hold{'' if empty.size > 1 else 's'} out no rows with positive sample weight")
-    if np.any(fold_weights.sum() - fold_weights <= 0):
-        raise ValueError("a training set has no rows with positive sample weight")
 
 
 def _solve_cv(engine, loss, penalty, K, alphas, n_alphas, eps, fit_intercept, config, batch, scoring,

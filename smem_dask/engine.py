@@ -304,6 +304,8 @@ class DaskEngine(_Engine):
             elif tuple(folds.shape) != (X.shape[0],):
                 raise ValueError(f"folds has shape {tuple(folds.shape)}; expected ({X.shape[0]},), "
                                  "one fold id per row of X")
+            elif folds.dtype.kind not in "biu":
+                raise ValueError(f"fold ids must be integers, got dtype {folds.dtype}")
             folds = _rechunk_like(folds, row_chunks, dtype=np.int64)
         self.folds = folds
         # the zarr arrays read, and the data as read from them (not persisted): after the first
@@ -459,8 +461,7 @@ def _fold_ids(folds, n_rows: int) -> np.ndarray | None:
     if f.shape != (n_rows,):
         raise ValueError(f"folds has shape {f.shape}; expected ({n_rows},), one fold id per row of X")
     if not (np.issubdtype(f.dtype, np.integer) or np.issubdtype(f.dtype, np.bool_)):
-        if not (np.issubdtype(f.dtype, np.floating) and np.all(np.isfinite(f)) and np.all(f == np.round(f))):
-            raise ValueError(f"fold ids must be integers, got dtype {f.dtype}")
+        raise ValueError(f"fold ids must be integers, got dtype {f.dtype}")
     return f.astype(np.int64)
 
 
