@@ -24,10 +24,9 @@ from .estimators import SMEMClassifier, SMEMRegressor, _SMEMBase
 from .folds import check_n_folds, folds_of_splits, generated_folds, given_folds
 from .losses import get_loss
 from .path import lockstep_size
+from .settings import SELECTIONS
 
 __all__ = ["SMEMClassifierCV", "SMEMRegressorCV", "fit_cv"]
-
-SELECTIONS = ("min", "1se")
 
 _CV_DOC = """
     Cross-validation parameters
