@@ -1,9 +1,10 @@
-"""The ``smem-dask`` command: ``demo``, ``make-data``, ``fit``, ``path``. Thin: parse, call, print.
+"""The ``smem-dask`` command: ``demo``, ``make-data``, ``fit``, ``path``, ``cv``. Thin: parse, call,
+print.
 
 Errors are one line on stderr (``smem-dask: error: …``) with exit code 2, never a traceback.
-SIGINT or SIGTERM during ``fit`` or ``path`` stops the fit after its current iteration, writes what
-exists to ``--out`` (marked not converged) and exits 130 or 143 (128 + the signal); a second signal
-aborts at once.
+SIGINT or SIGTERM during ``fit``, ``path`` or ``cv`` stops the fit after its current iteration,
+writes what exists to ``--out`` (marked not converged) and exits 130 or 143 (128 + the signal); a
+second signal aborts at once.
 
 Light to import: the parser and the checks of the output paths need neither dask, zarr nor
 scikit-learn, so those (the estimators, the data, the cluster) are imported by the commands, after
@@ -29,12 +30,14 @@ from .cli_parser import build_parser, parse_params
 _EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, TimeoutError, KeyError, MemoryError)
 
 
-def _estimator(loss: str, **params):
-    from .estimators import SMEMClassifier, SMEMRegressor
+def _estimator(loss: str, cross_validated: bool = False, **params):
     from .losses import LOSSES
 
-    cls = SMEMClassifier if LOSSES[loss].is_classifier else SMEMRegressor
-    return cls(loss=loss, **params)
+    if cross_validated:
+        from .cv_estimators import SMEMClassifierCV as Classifier, SMEMRegressorCV as Regressor
+    else:
+        from .estimators import SMEMClassifier as Classifier, SMEMRegressor as Regressor
+    return (Classifier if LOSSES[loss].is_classifier else Regressor)(loss=loss, **params)
 
 
 def _solver_params(args) -> dict:
@@ -45,14 +48,15 @@ def _solver_params(args) -> dict:
     return params
 
 
-def _model_estimator(args):
-    """The estimator of ``fit`` and ``path`` from the model, solver and cluster options."""
-    return _estimator(args.loss, penalty=args.penalty, persist=args.persist,
+def _model_estimator(args, cross_validated: bool = False, **params):
+    """The estimator of ``fit``, ``path`` and ``cv`` (``cross_validated``: SMEM…CV, with its
+    ``params``) from the model, solver and cluster options."""
+    return _estimator(args.loss, cross_validated, penalty=args.penalty, persist=args.persist,
                       loss_params=parse_params(args.loss_param, "loss"),
                       penalty_params=parse_params(args.penalty_param, "penalty"),
                       penalty_solver=args.penalty_solver, curvature=args.curvature,
-                      verbose=0 if args.quiet or args.command == "path" else 1,
-                      **_solver_params(args))
+                      verbose=1 if args.command == "fit" and not args.quiet else 0,
+                      **_solver_params(args), **params)
 
 
 def _max_time(text: str | None) -> float | None:
@@ -69,7 +73,7 @@ def _max_time(text: str | None) -> float | None:
     return value
 
 
-#: the stop signals received during this ``fit`` or ``path`` (see :func:`_stop_on_signals`)
+#: the stop signals received during this ``fit``, ``path`` or ``cv`` (see :func:`_stop_on_signals`)
 _RECEIVED: list[int] = []
 
 
@@ -206,15 +210,20 @@ def _fit(args) -> int:
     return 0
 
 
-def _path(args) -> int:
-    if args.plot:
-        try:
-            import matplotlib
+def _pyplot():
+    """matplotlib's pyplot drawing to files (Agg), or the one-line error saying how to install it."""
+    try:
+        import matplotlib
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            raise ValueError("--plot needs matplotlib: pip install 'smem_dask[plot]'") from None
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError("--plot needs matplotlib: pip install 'smem_dask[plot]'") from None
+    return plt
+
+
+def _path(args) -> int:
+    plt = _pyplot() if args.plot else None
     from .cli_cluster import scheduler
     from .data import open_store
 
@@ -272,6 +281,182 @@ def _path(args) -> int:
     return 0
 
 
+#: what ``cv`` calls each held-out score (its lines, its summary and its plot's y label)
+_SCORE_NAMES = {"misclassification": "misclassification rate", "squared_error": "mean squared error",
+                "absolute_error": "mean absolute error"}
+
+
+def _score_name(scoring: str, loss_name: str) -> str:
+    return f"{loss_name} loss" if scoring == "loss" else _SCORE_NAMES[scoring]
+
+
+def _fold_ids(data: str, name: str, n_rows: int):
+    """``--fold-ids NAME``: the integer array NAME of the data store, one fold label per row of X
+    (read lazily; a file or another store is not accepted: the labels live beside X and y)."""
+    import zarr
+
+    hint = ("--fold-ids takes the name of an integer array inside DATA.zarr, one label per row of X "
+            "(write it there, e.g. zarr.open_group(DATA, mode='a').create_array(NAME, data=labels))")
+    try:
+        node = zarr.open_group(data if "://" in data else os.path.abspath(data), mode="r")[name]
+    except KeyError:
+        node = None
+    if not isinstance(node, zarr.Array):
+        if node is None and (os.path.exists(name) or name.endswith((".npy", ".zarr"))):
+            raise ValueError(f"--fold-ids {name}: a file or store of its own is not read; {hint}")
+        what = "a group, not an array" if node is not None else "no such array"
+        raise ValueError(f"--fold-ids {name}: the data store {data} has {what}; {hint}")
+    if node.ndim != 1 or node.shape[0] != n_rows:
+        raise ValueError(f"--fold-ids {name} has shape {tuple(node.shape)}; expected ({n_rows},), one "
+                         "fold label per row of X")
+    if not (np.issubdtype(node.dtype, np.integer) or np.issubdtype(node.dtype, np.bool_)):
+        raise ValueError(f"--fold-ids {name} holds {node.dtype} values; fold labels must be integers")
+    return node
+
+
+def _cv(args) -> int:
+    if args.fold_ids is not None and args.seed is not None:
+        raise ValueError("--seed draws generated folds; it does not apply with --fold-ids")
+    plt = _pyplot() if args.plot else None
+    from .cli_cluster import scheduler
+    from .cv import scorings_for
+    from .data import open_store
+    from .losses import get_loss
+
+    loss = get_loss(args.loss, **parse_params(args.loss_param, "loss"))
+    if args.scoring not in scorings_for(loss):
+        raise ValueError(f"--scoring {args.scoring} does not apply to the {loss.name} loss; choose "
+                         f"one of {', '.join(scorings_for(loss))}")
+    X, y = open_store(args.data)
+    folds = None if args.fold_ids is None else _fold_ids(args.data, args.fold_ids, X.shape[0])
+    est = _model_estimator(args, cross_validated=True, cv=args.folds or 5, random_state=args.seed or 0,
+                           n_alphas=args.n_alphas, eps=args.eps, scoring=args.scoring,
+                           selection=args.selection, batch=args.batch)
+    score = _score_name(args.scoring, loss.name)
+    n_alphas, p = args.n_alphas, X.shape[1]
+
+    def progress(i, alpha, row):
+        print(f"alpha {i + 1:3d}/{n_alphas}  {alpha:.4e}  held-out {score} "
+              f"{row[f'{args.scoring}_mean']:.6f} ± {row[f'{args.scoring}_se']:.2e}  "
+              f"nonzero {row['nonzero']:4d}/{p}", flush=True)
+
+    with _stop_on_signals(), scheduler(args):  # signals count from the start (connecting included)
+        t0 = time.perf_counter()
+        try:
+            est.fit(X, y, folds=folds, store=args.store, callback=None if args.quiet else progress)
+        except ValueError as exc:
+            # stopped before any α was finished by every path: there is nothing to select
+            if "no alpha has a held-out score" not in str(exc) or not (_RECEIVED or args.max_time):
+                raise
+            before = "before any alpha was finished by every fold; nothing to select"
+            if _RECEIVED:
+                signum = _RECEIVED[0]
+                how = ("interrupted" if signum == signal.SIGINT
+                       else f"stopped by {signal.Signals(signum).name}")
+                print(f"smem-dask: {how} {before}, nothing written"
+                      + ("; rerun with the same --store to resume" if args.store else ""),
+                      file=sys.stderr)
+                return 128 + signum
+            raise ValueError(f"--max-time {args.max_time}: the cross-validation stopped {before} "
+                             "(allow more time" + (", or rerun with the same --store to resume)"
+                                                   if args.store else ")")) from None
+        seconds = time.perf_counter() - t0
+    result = est.cv_result_
+    path, K, n = result.path, result.n_folds, len(result.alphas)
+    # an α is done when every path finished it (and its folds are scored)
+    done = np.isfinite(result.cv_mean) & path.finished
+    n_resumed, n_fits = int(result.resumed.sum()), result.resumed.size
+    among = f"; chosen among the {int(done.sum())} alphas every fold finished" if result.stopped else ""
+    print(f"done: {K}-fold cross-validation of {n} alphas from {result.alphas[0]:.4e} to "
+          f"{result.alphas[-1]:.4e}, {result.total_passes} data passes, {seconds:.1f} s"
+          f"{f', {n_resumed} of {n_fits} fits read from the store' if n_resumed else ''}{among}")
+    for rule, i in (("min", result.index_min), ("1se", result.index_1se)):
+        print(f"      alpha_{rule} {result.alphas[i]:.4e}  held-out {score} {result.cv_mean[i]:.6f} ± "
+              f"{result.cv_se[i]:.2e}  nonzero {int(result.n_nonzero[i])}/{p}"
+              f"{f'  (chosen: --selection {rule})' if rule == args.selection else ''}")
+    if args.out:
+        def finite(values):
+            return [float(v) if np.isfinite(v) else None for v in values]
+
+        out = {
+            "loss": repr(est.loss_), "penalty": args.penalty,
+            "penalty_params": parse_params(args.penalty_param, "penalty"),
+            "scoring": args.scoring, "selection": args.selection, "n_folds": K,
+            "folds": ({"fold_ids": args.fold_ids,
+                       "labels": np.asarray(est.fold_labels_).tolist()} if folds is not None
+                      else {"generated": K, "seed": args.seed or 0}),
+            "fold_rows": [int(r) for r in result.fold_rows],
+            "alphas": result.alphas.tolist(), "cv_mean": finite(result.cv_mean),
+            "cv_se": finite(result.cv_se), "cv_scores": [finite(row) for row in result.cv_scores],
+            "n_nonzero": [int(c) if f else None for c, f in zip(result.n_nonzero, path.finished,
+                                                                  strict=True)],
+            "finished": done.tolist(),
+            "alpha_min": result.alpha_min, "alpha_1se": result.alpha_1se, "alpha": est.alpha_,
+            "coef": est.coef_.tolist(), "intercept": float(est.intercept_),
+            "total_passes": result.total_passes, "stopped": result.stopped}
+        if hasattr(est, "classes_"):
+            out["classes"] = np.asarray(est.classes_).tolist()
+        _write_json(args.out, out)
+        print(f"wrote {args.out}")
+    if args.plot:
+        _cv_plot(plt, result, f"{loss.name} + {args.penalty}", score, args.selection, args.plot)
+        print(f"wrote {args.plot}")
+    if result.stopped == "interrupted":
+        n_done = int(done.sum())
+        return _stopped_by_signal(f"{n_done} of {n} alphas", args.out,
+                                  f"{n - n_done} not finished by every fold" + (
+                                      "; rerun with the same --store to resume" if args.store else ""))
+    return 0
+
+
+def _cv_plot(plt, result, model: str, score: str, selection: str, target: str) -> None:
+    """cv.glmnet's figure: the mean held-out score (red dots) ± one standard error (grey bars)
+    against log α, dashed lines at α_min and α_1se, the all-rows fit's nonzero coefficients along
+    the top. α decreases to the right, as the path is fitted (glmnet's log λ axis, mirrored)."""
+    from matplotlib.transforms import blended_transform_factory, offset_copy
+
+    alphas, mean, se = result.alphas, result.cv_mean, result.cv_se
+    ok = np.isfinite(mean) & np.isfinite(se) & result.path.finished
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    ax.errorbar(alphas[ok], mean[ok], yerr=se[ok], fmt="o", color="red", ms=5, ecolor="0.6",
+                elinewidth=1.0, capsize=2.5, capthick=1.0,
+                label=f"mean over {result.n_folds} folds ± 1 standard error")
+    ax.set_xscale("log")
+    margin = (alphas.max() / alphas.min()) ** 0.03 if alphas.size > 1 else 2.0
+    ax.set_xlim(alphas.max() * margin, alphas.min() / margin)  # decreasing α to the right
+    # the dashed lines, labelled along their length (just left of them) at the top of the plot
+    # (right of them when they are near the left edge)
+    along = blended_transform_factory(ax.transData, ax.transAxes)
+    left, right = np.log(ax.get_xlim())
+    for name, i in (("min", result.index_min), ("1se", result.index_1se)):
+        chosen = " (chosen)" if name == selection else ""
+        ax.axvline(alphas[i], color="0.2", ls="--", lw=1.0, zorder=0)
+        near_left = (np.log(alphas[i]) - left) / (right - left) < 0.06
+        ax.text(alphas[i], 0.97, rf"$\alpha_{{\mathrm{{{name}}}}}$ = {alphas[i]:.3g}{chosen}",
+                transform=offset_copy(along, fig, x=3.0 if near_left else -2.5, units="points"),
+                rotation=90, ha="left" if near_left else "right", va="top", fontsize=9, color="0.2")
+    ax.set_xlabel("α (log scale, decreasing to the right)")
+    ax.set_ylabel(f"held-out {score}")
+    ax.legend(loc="best", fontsize=8.5, frameon=False)
+    # the number of nonzero coefficients of the all-rows fit at (about a dozen) α, along the top
+    top = ax.twiny()
+    top.set_xscale("log")
+    top.set_xlim(ax.get_xlim())
+    shown = np.flatnonzero(result.path.finished)
+    shown = shown[np.unique(np.linspace(0, shown.size - 1, min(shown.size, 12)).round().astype(int))]
+    top.set_xticks(alphas[shown], [str(int(v)) for v in result.n_nonzero[shown]], fontsize=8.5)
+    top.minorticks_off()
+    top.set_xlabel("nonzero coefficients", fontsize=9)
+    n_resumed = int(result.resumed.sum())
+    resumed = f" ({n_resumed} fits from the store)" if n_resumed else ""
+    stopped = "" if result.stopped is None else f", stopped early ({result.stopped})"
+    ax.set_title(f"{model}: {result.n_folds}-fold cross-validation, {len(alphas)} α, "
+                 f"{result.total_passes} data passes{resumed}{stopped}", fontsize=10.5)
+    fig.tight_layout()
+    fig.savefig(target, dpi=120)
+    plt.close(fig)
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     # the solver as far as it is imported (not at all before a command imports it: then no fit ran)
     solver = sys.modules.get(f"{__package__}.solver")
@@ -282,9 +467,9 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def _check_outputs(args) -> None:
-    """Result files (``--out`` of fit and path, ``--plot``) can be written, checked before any data
+    """Result files (``--out`` of fit, path and cv, ``--plot``) can be written, checked before any data
     pass: a missing or read-only directory is an error now, not after the whole fit."""
-    if args.command not in ("fit", "path"):
+    if args.command not in ("fit", "path", "cv"):
         return
     for option in ("out", "plot"):
         target = getattr(args, option, None)
@@ -304,12 +489,13 @@ def _check_outputs(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _RECEIVED.clear()
-    handler = {"demo": _demo, "make-data": _make_data, "fit": _fit, "path": _path}[args.command]
+    handler = {"demo": _demo, "make-data": _make_data, "fit": _fit, "path": _path,
+               "cv": _cv}[args.command]
     previous = warnings.showwarning
     warnings.showwarning = _one_line_warning
     try:
         _check_outputs(args)
-        if args.command in ("fit", "path"):
+        if args.command in ("fit", "path", "cv"):
             _max_time(args.max_time)  # checked before any data pass
         return handler(args)
     except _EXPECTED_ERRORS as exc:

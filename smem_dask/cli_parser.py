@@ -6,7 +6,7 @@ import argparse
 
 from .losses import LOSSES
 from .penalties import PENALTIES
-from .settings import ACCELERATIONS, CURVATURES, PENALTY_SOLVERS
+from .settings import ACCELERATIONS, CURVATURES, PENALTY_SOLVERS, SCORINGS, SELECTIONS
 
 __all__ = ["build_parser", "parse_params"]
 
@@ -20,6 +20,20 @@ def _positive_int(text: str) -> int:
 
 def _batch(text: str):
     return text if text == "auto" else _positive_int(text)
+
+
+def _n_folds(text: str) -> int:
+    value = _positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 2, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**63), got {text}")
+    return value
 
 
 def _solver_options(p, alpha=True):
@@ -116,16 +130,20 @@ def _add_fit(sub) -> None:
     fit.add_argument("--quiet", action="store_true", help="no per-iteration lines")
 
 
+def _grid_options(p):
+    p.add_argument("--n-alphas", type=_positive_int, default=40, help="number of α (default 40)")
+    p.add_argument("--eps", type=float, default=1e-3, help="smallest α / α_max (default 1e-3)")
+    p.add_argument("--batch", type=_batch, default="auto", metavar="N|auto",
+                   help="α solved in lockstep per data pass (default auto: as many as fit)")
+
+
 def _add_path(sub) -> None:
     """``smem-dask path``: a regularization path of a zarr store's X and y."""
     path = sub.add_parser("path", help="fit a regularization path (α_max down to α_max·eps)")
     _model_options(path)
     _solver_options(path, alpha=False)
     _cluster_options(path)
-    path.add_argument("--n-alphas", type=_positive_int, default=40, help="number of α (default 40)")
-    path.add_argument("--eps", type=float, default=1e-3, help="smallest α / α_max (default 1e-3)")
-    path.add_argument("--batch", type=_batch, default="auto", metavar="N|auto",
-                      help="α solved in lockstep per data pass (default auto: as many as fit)")
+    _grid_options(path)
     path.add_argument("--store", metavar="PATH",
                       help="zarr directory keeping shared statistics and finished α; rerun with "
                            "the same store to resume an interrupted path")
@@ -136,6 +154,45 @@ def _add_path(sub) -> None:
     path.add_argument("--quiet", action="store_true", help="no per-α lines")
 
 
+def _add_cv(sub) -> None:
+    """``smem-dask cv``: a K-fold cross-validated regularization path of a zarr store's X and y."""
+    cv = sub.add_parser(
+        "cv", help="choose α by K-fold cross-validation: K training paths and the all-rows path "
+                   "in the same data passes",
+        description="K-fold cross-validated regularization path: the K training paths and the "
+                    "all-rows path run in the same data passes; α is chosen by the mean held-out "
+                    "score (--selection min) or glmnet's one-standard-error rule (1se), and the "
+                    "coefficients are the all-rows fit's at that α.")
+    _model_options(cv)
+    _solver_options(cv, alpha=False)
+    _cluster_options(cv)
+    folds = cv.add_mutually_exclusive_group()
+    folds.add_argument("--folds", type=_n_folds, default=None, metavar="K",
+                       help="number of folds generated from each row's index and --seed "
+                            "(default 5)")
+    folds.add_argument("--fold-ids", metavar="NAME",
+                       help="the name of an integer array in DATA.zarr, one label per row of X "
+                            "(e.g. a group or time block); each distinct label is a fold")
+    cv.add_argument("--seed", type=_seed, default=None,
+                    help="seed of the generated folds (default 0; not with --fold-ids)")
+    _grid_options(cv)
+    cv.add_argument("--scoring", choices=SCORINGS, default="loss",
+                    help="the held-out score choosing α: the loss (default), misclassification "
+                         "(classifiers), squared_error or absolute_error (regressors)")
+    cv.add_argument("--selection", choices=SELECTIONS, default="min",
+                    help="min: the α of least mean held-out score (default); 1se: the largest α "
+                         "within one standard error of it")
+    cv.add_argument("--store", metavar="PATH",
+                    help="directory keeping every finished fit and held-out score; rerun with the "
+                         "same store to resume an interrupted cross-validation")
+    cv.add_argument("--plot", metavar="PNG",
+                    help="draw the mean held-out score ± 1 standard error against log α, "
+                         "cv.glmnet-style (needs matplotlib: pip install 'smem_dask[plot]')")
+    cv.add_argument("--out", metavar="JSON",
+                    help="write the scores, the chosen α and its coefficients here")
+    cv.add_argument("--quiet", action="store_true", help="no per-α lines")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand and its options."""
     parser = argparse.ArgumentParser(
@@ -143,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Regularized linear models on larger-than-memory data by Scale Mixture EM on Dask.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_make_data, _add_fit, _add_path):
+    for add in (_add_demo, _add_make_data, _add_fit, _add_path, _add_cv):
         add(sub)
     return parser
 

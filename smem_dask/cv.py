@@ -39,6 +39,7 @@ from .path import (
     path_result,
 )
 from .penalties import Penalty
+from .settings import SCORINGS  # the held-out scores; which apply depends on the loss
 from .solver import (
     ConvergenceWarning,
     FitResult,
@@ -53,8 +54,6 @@ from .curvature import make_curvature
 
 __all__ = ["CVResult", "SCORINGS", "cv_selection", "scorings_for", "solve_cv"]
 
-#: the held-out scores a cross-validation computes; which apply depends on the loss
-SCORINGS = ("loss", "misclassification", "squared_error", "absolute_error")
 _METRIC_OF = {"misclassification": "misclassified", "squared_error": "squared_error",
               "absolute_error": "absolute_error"}
 

@@ -24,10 +24,9 @@ from .estimators import SMEMClassifier, SMEMRegressor, _SMEMBase
 from .folds import check_n_folds, folds_of_splits, generated_folds, given_folds
 from .losses import get_loss
 from .path import lockstep_size
+from .settings import SELECTIONS
 
 __all__ = ["SMEMClassifierCV", "SMEMRegressorCV", "fit_cv"]
-
-SELECTIONS = ("min", "1se")
 
 _CV_DOC = """
     Cross-validation parameters
@@ -75,7 +74,7 @@ class _CVMixin:
             raise ValueError(f"scoring {self.scoring!r} does not apply to the {loss.name} loss; choose "
                              f"one of {', '.join(scorings_for(loss))}")
 
-    def fit(self, X, y, sample_weight=None, folds=None, store=None):
+    def fit(self, X, y, sample_weight=None, folds=None, store=None, callback=None):
         """Cross-validate the path and keep the all-rows fit at the selected α. Returns self.
 
         Parameters
@@ -86,6 +85,12 @@ class _CVMixin:
         store : None or a directory — keeps every path and held-out score as it finishes, so that
             a cross-validation stopped (``max_time``, an interrupt, a crash) resumes where it was
             (see :mod:`smem_dask.cv_store`); refused if made from other data, folds or settings
+        callback : None or ``callback(i, alpha, row)`` — called when α i (0 = the largest) is
+            finished by every path and scored by every fold (in the order that happens, not always
+            α's); ``row`` holds "alpha", "nonzero" and "objective" of the all-rows fit and the
+            held-out f"{scoring}_mean", f"{scoring}_se", "loss_mean", "loss_se" (see
+            :func:`smem_dask.cv.solve_cv`). α read whole from ``store`` are not reported. With
+            ``verbose``, the estimator's own line is printed first
         """
         self._check_cv_params(get_loss(self.loss, **(self.loss_params or {})))
         labels = [None]
@@ -112,7 +117,8 @@ class _CVMixin:
         loss, penalty, config, eng = self._prepare(X, y, sample_weight, n_systems=lockstep,
                                                    folds=fold_ids)
         K = self.cv if labels[0] is None else len(labels[0])
-        callback = _printer(self.scoring) if self.verbose else None
+        callbacks = [c for c in (_printer(self.scoring) if self.verbose else None, callback) if c]
+        callback = None if not callbacks else callbacks[0] if len(callbacks) == 1 else _both(*callbacks)
         result = solve_cv(eng, loss, penalty, K, alphas=self.alphas, n_alphas=self.n_alphas,
                           eps=self.eps, fit_intercept=bool(self.fit_intercept), config=config,
                           batch=self.batch, scoring=self.scoring, store=store, callback=callback,
@@ -146,6 +152,14 @@ class _CVMixin:
 
 def _is_int(v) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _both(first, second):
+    def call(i, alpha, row):
+        first(i, alpha, row)
+        second(i, alpha, row)
+
+    return call
 
 
 def _printer(scoring: str, file=None):
@@ -210,10 +224,11 @@ class SMEMRegressorCV(_CVMixin, SMEMRegressor):
 
 
 def fit_cv(X, y, loss="logistic", penalty="l2", *, sample_weight=None, folds=None, cv=5, store=None,
-           **params) -> CVResult:
+           callback=None, **params) -> CVResult:
     """A K-fold cross-validated path of ``loss`` + α·``penalty`` (see :class:`SMEMClassifierCV`;
-    ``params`` are its parameters). Returns the :class:`~smem_dask.cv.CVResult`."""
+    ``params`` are its parameters; ``folds``, ``store`` and ``callback`` as its ``fit``). Returns
+    the :class:`~smem_dask.cv.CVResult`."""
     loss_obj = get_loss(loss, **(params.get("loss_params") or {}))
     cls = SMEMClassifierCV if loss_obj.is_classifier else SMEMRegressorCV
     est = cls(loss=loss, penalty=penalty, cv=cv, **params)
-    return est.fit(X, y, sample_weight, folds=folds, store=store).cv_result_
+    return est.fit(X, y, sample_weight, folds=folds, store=store, callback=callback).cv_result_

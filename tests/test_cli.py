@@ -3,6 +3,7 @@
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import warnings
@@ -183,14 +184,218 @@ def test_path_prints_one_line_per_alpha_writes_json_and_plot_and_resumes(tmp_pat
                           "made with other settings")
 
 
-def test_path_plot_without_matplotlib_fails_before_any_work(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("command", ["path", "cv"])
+def test_path_plot_without_matplotlib_fails_before_any_work(tmp_path, monkeypatch, capsys, command):
     from smem_dask import cli
 
     data = tmp_path / "d.zarr"
     write_zarr(data, 500, 3, seed=1, chunk_rows=500)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    code = cli.main(["path", str(data), "--store", str(tmp_path / "s.zarr"), "--plot",
+    code = cli.main([command, str(data), "--store", str(tmp_path / "s.zarr"), "--plot",
                      str(tmp_path / "p.png")])
     assert code == 2
     assert "--plot needs matplotlib: pip install 'smem_dask[plot]'" in capsys.readouterr().err
     assert not (tmp_path / "s.zarr").exists() and not (tmp_path / "p.png").exists()
+
+
+def refused_in_process(argv, capsys, match):
+    """``main(argv)`` in this process (no interpreter start): exit code 2, one clear line."""
+    from smem_dask import cli
+
+    capsys.readouterr()
+    code = cli.main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("smem-dask: error: "), err
+    assert re.search(match, lines[0]), lines[0]
+
+
+def _cv_reference(store, folds=None, **params):
+    """The cross-validation of the data store fitted in Python (the command line's engine: zarr)."""
+    from smem_dask import SMEMClassifierCV
+
+    X, y = open_store(store)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return SMEMClassifierCV(**params).fit(X, y, folds=folds)
+
+
+@pytest.fixture(scope="module")
+def cv_data(tmp_path_factory):
+    """A small classification store made by make-data, as a user would."""
+    store = tmp_path_factory.mktemp("cv") / "d.zarr"
+    proc = run("make-data", store, "--n", 3000, "--p", 6, "--cond", 1e3, "--seed", 5,
+               "--chunk-rows", 1000)
+    assert proc.returncode == 0, proc.stderr
+    return store
+
+
+def test_cv_prints_each_alpha_and_selects_as_the_estimator(cv_data, tmp_path):
+    out, png = tmp_path / "cv.json", tmp_path / "cv.png"
+    proc = run("cv", cv_data, "--penalty", "l1", "--folds", 3, "--seed", 4, "--n-alphas", 8,
+               "--selection", "1se", "--out", out, "--plot", png)
+    assert proc.returncode == 0, proc.stderr
+    ref = _cv_reference(cv_data, penalty="l1", cv=3, random_state=4, n_alphas=8, selection="1se")
+    result = json.loads(out.read_text())
+    # the selection is the estimator's, exactly
+    assert result["alpha_min"] == ref.alpha_min_ and result["alpha_1se"] == ref.alpha_1se_
+    assert result["alpha"] == ref.alpha_ == ref.alpha_1se_
+    assert result["alphas"] == ref.alphas_.tolist()
+    np.testing.assert_allclose(result["cv_mean"], ref.cv_mean_, rtol=1e-12)
+    np.testing.assert_allclose(result["cv_se"], ref.cv_std_, rtol=1e-12)
+    np.testing.assert_allclose(result["cv_scores"], ref.cv_scores_, rtol=1e-12)
+    np.testing.assert_allclose(result["coef"], ref.coef_, rtol=1e-12, atol=1e-15)
+    assert result["intercept"] == pytest.approx(ref.intercept_, rel=1e-12)
+    assert result["n_nonzero"] == ref.cv_result_.n_nonzero.tolist()
+    assert result["n_folds"] == 3 and result["folds"] == {"generated": 3, "seed": 4}
+    assert sum(result["fold_rows"]) == 3000 and result["finished"] == [True] * 8
+    assert result["total_passes"] == ref.n_passes_ and result["stopped"] is None
+    assert result["scoring"] == "loss" and result["selection"] == "1se"
+    # one line per α (in the order they finish), its mean ± se and nonzeros as fitted
+    lines = re.findall(r"^alpha +(\d+)/8 +(\S+) +held-out logistic loss (\S+) ± (\S+) +nonzero +(\d+)/6$",
+                       proc.stdout, flags=re.M)
+    assert sorted(int(i) for i, *_ in lines) == list(range(1, 9))
+    for i, alpha, mean, se, nonzero in lines:
+        k = int(i) - 1
+        assert float(alpha) == pytest.approx(ref.alphas_[k], rel=1e-4)
+        assert float(mean) == pytest.approx(ref.cv_mean_[k], abs=1e-6)
+        assert float(se) == pytest.approx(ref.cv_std_[k], rel=1e-2)
+        assert int(nonzero) == ref.cv_result_.n_nonzero[k]
+    summary = proc.stdout[proc.stdout.index("done:"):]
+    assert f"3-fold cross-validation of 8 alphas" in summary
+    assert f"{ref.n_passes_} data passes" in summary and "read from the store" not in summary
+    assert f"alpha_min {ref.alpha_min_:.4e}" in summary
+    assert f"alpha_1se {ref.alpha_1se_:.4e}" in summary and "(chosen: --selection 1se)" in summary
+    import matplotlib.image
+
+    image = matplotlib.image.imread(png)
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300
+
+
+def test_cv_fold_ids_name_an_integer_array_of_the_data_store(cv_data, tmp_path, capsys):
+    data = tmp_path / "d.zarr"
+    shutil.copytree(cv_data, data)
+    group = zarr.open_group(data, mode="a")
+    labels = np.repeat([3, 8, 20], 1000)[np.random.default_rng(0).permutation(3000)]
+    group.create_array("blocks", data=labels, chunks=(700,))  # chunked unlike X
+    group.create_array("short", data=labels[:-1])
+    group.create_array("floats", data=labels.astype(np.float64))
+    group.create_group("sub")
+    out = tmp_path / "f.json"
+    proc = run("cv", data, "--penalty", "l1", "--fold-ids", "blocks", "--n-alphas", 6, "--quiet",
+               "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    ref = _cv_reference(data, group["blocks"], penalty="l1", n_alphas=6)
+    result = json.loads(out.read_text())
+    assert result["alpha_min"] == ref.alpha_min_ and result["alpha_1se"] == ref.alpha_1se_
+    np.testing.assert_allclose(result["cv_mean"], ref.cv_mean_, rtol=1e-12)
+    assert result["n_folds"] == 3 and result["fold_rows"] == [1000, 1000, 1000]
+    assert result["folds"] == {"fold_ids": "blocks", "labels": [3, 8, 20]}
+    assert "3-fold cross-validation of 6 alphas" in proc.stdout
+    # refused, one line each, before any data pass (the first as a user sees it, the others in
+    # this process, which runs the same main())
+    assert_one_line_error(run("cv", data, "--fold-ids", "short"),
+                          r"--fold-ids short has shape \(2999,\); expected \(3000,\), one fold label "
+                          "per row of X")
+    refused_in_process(["cv", data, "--fold-ids", "floats"], capsys,
+                       "--fold-ids floats holds float64 values; fold labels must be integers")
+    refused_in_process(["cv", data, "--fold-ids", "nope"], capsys,
+                       "--fold-ids nope: the data store .* has no such array; --fold-ids takes the "
+                       "name of an integer array inside DATA.zarr")
+    refused_in_process(["cv", data, "--fold-ids", "sub"], capsys, "has a group, not an array")
+    np.save(tmp_path / "labels.npy", labels)
+    refused_in_process(["cv", data, "--fold-ids", tmp_path / "labels.npy"], capsys,
+                       "a file or store of its own is not read; --fold-ids takes the name of an "
+                       "integer array inside DATA.zarr")
+    refused_in_process(["cv", data, "--fold-ids", "blocks", "--seed", 1], capsys,
+                       "--seed draws generated folds; it does not apply with --fold-ids")
+
+
+def test_cv_errors_are_one_line_before_any_pass(cv_data, tmp_path, capsys):
+    refused_in_process(["cv", cv_data, "--scoring", "squared_error"], capsys,
+                       "--scoring squared_error does not apply to the logistic loss; choose one of "
+                       "loss, misclassification")
+    # refused before the heavy imports, as fit and path are (a fresh interpreter shows it)
+    probe = subprocess.run([sys.executable, "-c", f"""
+import runpy, sys
+sys.argv = ["smem-dask", "cv", {str(cv_data)!r}, "--plot", {str(tmp_path / "no" / "cv.png")!r}]
+try:
+    runpy.run_module("smem_dask", run_name="__main__")
+except SystemExit as exc:
+    print(exc.code, sorted(m for m in ("dask.array", "sklearn", "zarr", "distributed") if m in sys.modules))
+"""], capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip() == "2 []", probe.stdout + probe.stderr
+    assert re.match(r"smem-dask: error: --plot .*: the directory .* does not exist$", probe.stderr.strip())
+    refused_in_process(["cv", cv_data, "--penalty", "scad"], capsys,
+                       "cross-validation of the non-convex penalty 'scad' is not supported")
+    with pytest.raises(SystemExit) as exc:  # argparse's own usage error
+        from smem_dask import cli
+
+        cli.main(["cv", str(cv_data), "--folds", "1"])
+    assert exc.value.code == 2 and "--folds: must be an integer ≥ 2, got 1" in capsys.readouterr().err
+    # a time limit that ends the cross-validation before any α: nothing to select, said so (after
+    # the warning that the cross-validation stopped early)
+    proc = run("cv", cv_data, "--max-time", "1e-9", "--out", tmp_path / "t.json")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "smem-dask: error: --max-time 1e-9: the cross-validation stopped before any alpha was "
+        "finished by every fold; nothing to select (allow more time)")
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_cv_sigint_writes_what_is_finished_and_the_store_resumes(tmp_path):
+    from test_interrupt import interrupted
+
+    data, store, out = tmp_path / "d.zarr", tmp_path / "cv.zarr", tmp_path / "i.json"
+    write_zarr(data, 10000, 8, seed=7, chunk_rows=2500)
+    # one α at a time: the signal comes long before the 20th
+    args = ["cv", data, "--penalty", "l1", "--folds", 3, "--n-alphas", 20, "--batch", 1,
+            "--store", store]
+    code, stdout, stderr = interrupted([*args, "--out", out], r"^alpha +2/20 ", signal.SIGINT)
+    assert code == 130, stderr
+    result = json.loads(out.read_text())
+    m = sum(result["finished"])
+    assert 2 <= m < 20 and all(result["finished"][:m]) and not any(result["finished"][m:])
+    assert result["stopped"] == "interrupted" and result["cv_mean"][m:] == [None] * (20 - m)
+    assert stderr.strip().splitlines() == [
+        f"smem-dask: interrupted after {m} of 20 alphas; wrote {out} ({20 - m} not finished by every "
+        "fold; rerun with the same --store to resume)"]
+    assert f"chosen among the {m} alphas every fold finished" in stdout
+    # the rerun reads every finished fit from the store and ends as a run never interrupted
+    proc = run(*args, "--quiet", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    n_read = int(re.search(r"(\d+) of 80 fits read from the store", proc.stdout).group(1))
+    assert 4 * m <= n_read < 80
+    ref = _cv_reference(data, penalty="l1", cv=3, n_alphas=20, batch=1)
+    result = json.loads(out.read_text())
+    assert result["alpha_min"] == ref.alpha_min_ and result["alpha_1se"] == ref.alpha_1se_
+    np.testing.assert_allclose(result["cv_mean"], ref.cv_mean_, rtol=1e-12)
+    np.testing.assert_allclose(result["coef"], ref.coef_, rtol=1e-12, atol=1e-15)
+    assert result["stopped"] is None
+
+
+def test_cv_stopped_before_any_alpha_writes_nothing(cv_data, tmp_path, monkeypatch, capsys):
+    """A signal during the start (which is not cut short) stops every fit at its first iteration:
+    no α is finished by every fold, so there is nothing to select or write."""
+    from smem_dask import cli, cv
+
+    start = cv._start
+
+    def start_then_signal(*args, **kwargs):
+        result = start(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(cv, "_start", start_then_signal)
+    out = tmp_path / "never.json"
+    with warnings.catch_warnings():
+        # shown as the command shows it (a stop's warning is said by the line on the interruption)
+        warnings.simplefilter("always", ConvergenceWarning)
+        code = cli.main(["cv", str(cv_data), "--n-alphas", "4", "--store", str(tmp_path / "s.zarr"),
+                         "--out", str(out)])
+    assert code == 130
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "smem-dask: interrupted before any alpha was finished by every fold; nothing to select, "
+        "nothing written; rerun with the same --store to resume"]
+    assert not out.exists()
