@@ -319,7 +319,7 @@ def _cv(args) -> int:
         raise ValueError("--seed draws generated folds; it does not apply with --fold-ids")
     plt = _pyplot() if args.plot else None
     from .cli_cluster import scheduler
-    from .cv import scorings_for
+    from .cv import NothingToSelectError, scorings_for
     from .data import open_store
     from .losses import get_loss
 
@@ -344,10 +344,8 @@ def _cv(args) -> int:
         t0 = time.perf_counter()
         try:
             est.fit(X, y, folds=folds, store=args.store, callback=None if args.quiet else progress)
-        except ValueError as exc:
+        except NothingToSelectError:
             # stopped before any α was finished by every path: there is nothing to select
-            if "no alpha has a held-out score" not in str(exc) or not (_RECEIVED or args.max_time):
-                raise
             before = "before any alpha was finished by every fold; nothing to select"
             if _RECEIVED:
                 signum = _RECEIVED[0]

@@ -52,7 +52,7 @@ from .solver import (
 )
 from .curvature import make_curvature
 
-__all__ = ["CVResult", "SCORINGS", "cv_selection", "scorings_for", "solve_cv"]
+__all__ = ["CVResult", "NothingToSelectError", "SCORINGS", "cv_selection", "scorings_for", "solve_cv"]
 
 _METRIC_OF = {"misclassification": "misclassified", "squared_error": "squared_error",
               "absolute_error": "absolute_error"}
@@ -120,6 +120,11 @@ class CVResult:
     def n_nonzero(self) -> np.ndarray:
         """Nonzero coefficients of the all-rows path at each α."""
         return np.count_nonzero(np.nan_to_num(self.path.coefs, nan=0.0), axis=1)
+
+
+class NothingToSelectError(ValueError):
+    """A cross-validation stopped (``max_time``, an interrupt) before any α was finished by every
+    fold and the all-rows path: there is no α to select."""
 
 
 def cv_selection(scores: np.ndarray, fold_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -385,6 +390,11 @@ def _solve_cv(engine, loss, penalty, K, alphas, n_alphas, eps, fit_intercept, co
     _warn_unconverged(results, stop, stopped, cstore)
     selectable = scores.values[scoring].copy()
     selectable[:, ~results[0].finished] = np.nan  # no all-rows fit there to keep
+    if stopped is not None and not np.isfinite(selectable).all(axis=0).any():
+        raise NothingToSelectError(
+            f"the cross-validation stopped ({stop.describe(stopped)}) before any alpha was finished "
+            "by every fold and the all-rows path: nothing to select"
+            + ("; rerun with the same store to resume" if cstore is not None else ""))
     mean, se, i_min, i_1se = cv_selection(selectable, fold_weights)
     return CVResult(alphas=alphas, path=results[0], fold_paths=results[1:], scores=scores.values,
                     fold_rows=fold_rows, fold_weights=fold_weights, scoring=scoring, cv_mean=mean,
