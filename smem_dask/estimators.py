@@ -418,7 +418,8 @@ def _printer(nbytes: int, file=None):
 
 
 def fit_path(X, y, loss="logistic", penalty="l2", *, sample_weight=None, alphas=None, n_alphas=40,
-             eps=1e-3, batch="auto", store=None, callback=None, max_time=None, **params):
+             eps=1e-3, batch="auto", store=None, callback=None, max_time=None, cv=None, folds=None,
+             **params):
     """A regularization path of ``loss`` + α·``penalty``: ``n_alphas`` values of α from
     α_max down to α_max·``eps`` (or the given ``alphas``), largest first, warm-started.
 
@@ -427,7 +428,18 @@ def fit_path(X, y, loss="logistic", penalty="l2", *, sample_weight=None, alphas=
     ``n_iter``, ``n_passes``, ``converged`` per α, and ``total_passes``. ``batch``, ``store`` and
     ``callback``: see :meth:`SMEMClassifier.path`. ``max_time``: seconds for the whole path; α not
     reached in time are NaN and not converged (see :class:`~smem_dask.path.PathResult`).
+
+    With ``cv`` (a number of folds, a scikit-learn splitter or (train, test) pairs) or ``folds`` (a
+    fold label per row), the path is cross-validated: this is :func:`smem_dask.fit_cv`, which
+    returns a :class:`~smem_dask.cv.CVResult` (its ``path`` is the all-rows path; ``callback(i,
+    alpha, row)`` gets the held-out scores of α i, see :func:`smem_dask.cv.solve_cv`).
     """
+    if cv is not None or folds is not None:
+        from .cv_estimators import fit_cv
+
+        return fit_cv(X, y, loss, penalty, sample_weight=sample_weight, folds=folds,
+                      cv=5 if cv is None else cv, store=store, callback=callback, alphas=alphas,
+                      n_alphas=n_alphas, eps=eps, batch=batch, max_time=max_time, **params)
     loss_obj = get_loss(loss, **(params.get("loss_params") or {}))
     cls = SMEMClassifier if loss_obj.is_classifier else SMEMRegressor
     return cls(loss=loss, penalty=penalty, max_time=max_time, **params).path(

@@ -1,4 +1,5 @@
-"""The cross-validated estimators' ``fit(callback=…)``: one call per α as every path finishes it."""
+"""The cross-validated estimators' ``fit(callback=…)``: one call per α as every path finishes it; and
+``fit_path(cv=…)``, which is ``fit_cv``."""
 
 import numpy as np
 
@@ -28,3 +29,16 @@ def test_fit_cv_passes_the_callback(regression_problem):
     assert sorted(i for i, _ in seen) == [0, 1, 2, 3]
     for i, mean in seen:
         assert mean == result.cv_mean[i]
+
+
+def test_fit_path_with_cv_is_fit_cv():
+    """fit_path(cv=…) returns the same CVResult as fit_cv (the same folds, grid and selection)."""
+    from smem_dask import fit_path
+    from smem_dask.data import make_problem
+
+    X, y = make_problem(600, 4, cond=10.0, seed=3)
+    a = fit_path(X, y, "logistic", "l1", n_alphas=6, cv=3)
+    b = fit_cv(X, y, "logistic", "l1", n_alphas=6, cv=3)
+    assert a.index_min == b.index_min and a.index_1se == b.index_1se
+    np.testing.assert_array_equal(a.scores["loss"], b.scores["loss"])
+    np.testing.assert_array_equal(a.path.coefs, b.path.coefs)
