@@ -35,6 +35,7 @@ from .path import (
     PathResult,
     alpha_grid,
     alpha_max,
+    checked_alphas,
     lockstep_size,
     path_result,
 )
@@ -215,13 +216,7 @@ def solve_cv(engine, loss: Loss, penalty: Penalty, n_folds: int, *, alphas=None,
     p = engine.n_features
     q = p + int(fit_intercept)
     explicit = lockstep_size(batch, alphas, n_alphas)
-    if alphas is not None:
-        alphas = np.asarray(alphas, dtype=np.float64).ravel()
-        if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas < 0):
-            raise ValueError("alphas must be a non-empty sequence of finite numbers ≥ 0")
-        alphas = np.sort(alphas)[::-1]
-    else:
-        alpha_grid(1.0, n_alphas, eps)  # validate before any pass
+    alphas = checked_alphas(alphas, n_alphas, eps)
     n_grid = n_alphas if alphas is None else alphas.size
     paths = K + 1
     if explicit is not None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import arrays as _arrays
 from .cv import SCORINGS, CVResult, scorings_for, solve_cv
-from .estimators import SMEMClassifier, SMEMRegressor, _SMEMBase
+from .estimators import SMEMClassifier, SMEMRegressor
 from .folds import check_n_folds, folds_of_splits, generated_folds, given_folds
 from .losses import get_loss
 from .path import lockstep_size
@@ -150,6 +150,13 @@ class _CVMixin:
             del self.fold_labels_
 
 
+def _store_params(est, values: dict) -> None:
+    """Set each argument of an ``__init__`` (its ``locals()``) as the attribute of its name."""
+    for name, value in values.items():
+        if name not in ("self", "__class__"):
+            setattr(est, name, value)
+
+
 def _is_int(v) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
@@ -186,16 +193,9 @@ class SMEMClassifierCV(_CVMixin, SMEMClassifier):
                  persist="auto", split_every=8, verbose=0, loss_params=None, penalty_params=None,
                  penalty_solver=None, curvature="adaptive", max_time=None, cv=5, random_state=0,
                  n_alphas=40, eps=1e-3, alphas=None, scoring="loss", selection="min", batch="auto"):
-        _SMEMBase.__init__(
-            self, loss=loss, penalty=penalty, alpha=None, l1_ratio=l1_ratio,
-            fit_intercept=fit_intercept, acceleration=acceleration, tol=tol, max_iter=max_iter,
-            persist=persist, split_every=split_every, verbose=verbose, loss_params=loss_params,
-            penalty_params=penalty_params, penalty_solver=penalty_solver, curvature=curvature,
-            max_time=max_time)
-        del self.alpha  # chosen by the cross-validation: not a parameter here
-        self.class_weight = class_weight
-        self.cv, self.random_state, self.n_alphas, self.eps = cv, random_state, n_alphas, eps
-        self.alphas, self.scoring, self.selection, self.batch = alphas, scoring, selection, batch
+        # every parameter stored as given (scikit-learn reads them back by the signature's names);
+        # no alpha: it is chosen by the cross-validation
+        _store_params(self, locals())
 
 
 class SMEMRegressorCV(_CVMixin, SMEMRegressor):
@@ -212,15 +212,9 @@ class SMEMRegressorCV(_CVMixin, SMEMRegressor):
                  split_every=8, verbose=0, loss_params=None, penalty_params=None,
                  penalty_solver=None, curvature="adaptive", max_time=None, cv=5, random_state=0,
                  n_alphas=40, eps=1e-3, alphas=None, scoring="loss", selection="min", batch="auto"):
-        _SMEMBase.__init__(
-            self, loss=loss, penalty=penalty, alpha=None, l1_ratio=l1_ratio,
-            fit_intercept=fit_intercept, acceleration=acceleration, tol=tol, max_iter=max_iter,
-            persist=persist, split_every=split_every, verbose=verbose, loss_params=loss_params,
-            penalty_params=penalty_params, penalty_solver=penalty_solver, curvature=curvature,
-            max_time=max_time)
-        del self.alpha
-        self.cv, self.random_state, self.n_alphas, self.eps = cv, random_state, n_alphas, eps
-        self.alphas, self.scoring, self.selection, self.batch = alphas, scoring, selection, batch
+        # every parameter stored as given (scikit-learn reads them back by the signature's names);
+        # no alpha: it is chosen by the cross-validation
+        _store_params(self, locals())
 
 
 def fit_cv(X, y, loss="logistic", penalty="l2", *, sample_weight=None, folds=None, cv=5, store=None,

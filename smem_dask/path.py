@@ -30,8 +30,8 @@ from .solver import (
 )
 from .store import PathStore
 
-__all__ = ["PathResult", "alpha_max", "alpha_grid", "lockstep_size", "path_result", "solve_path",
-           "RIDGE_ALPHA_MAX_FACTOR"]
+__all__ = ["PathResult", "alpha_max", "alpha_grid", "checked_alphas", "lockstep_size", "path_result",
+           "solve_path", "RIDGE_ALPHA_MAX_FACTOR"]
 
 
 class PathEngine(Protocol):
@@ -159,13 +159,7 @@ def solve_path(engine: PathEngine, loss: Loss, penalty: Penalty, *, alphas=None,
     q = engine.n_features + int(fit_intercept)
     explicit = lockstep_size(batch, alphas, n_alphas)
     auto_batch = explicit is None
-    if alphas is not None:
-        alphas = np.asarray(alphas, dtype=np.float64).ravel()
-        if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas < 0):
-            raise ValueError("alphas must be a non-empty sequence of finite numbers ≥ 0")
-        alphas = np.sort(alphas)[::-1]
-    else:
-        alpha_grid(1.0, n_alphas, eps)  # validate before any pass
+    alphas = checked_alphas(alphas, n_alphas, eps)
     if auto_batch:  # as many α as the Gram budget holds (all of them under fixed curvature)
         budget = 10**9 if config.fixed_curvature else max(1, LOCKSTEP_GRAM_BUDGET // (8 * q * q))
         batch = int(min(budget, n_alphas if alphas is None else alphas.size))
@@ -198,6 +192,18 @@ def solve_path(engine: PathEngine, loss: Loss, penalty: Penalty, *, alphas=None,
     finally:
         if pstore is not None:
             pstore.close()
+
+
+def checked_alphas(alphas, n_alphas: int, eps: float) -> np.ndarray | None:
+    """The given ``alphas`` as float64, largest first (None stays None: then ``n_alphas`` and
+    ``eps`` are checked, before any pass); anything else is refused."""
+    if alphas is None:
+        alpha_grid(1.0, n_alphas, eps)
+        return None
+    alphas = np.asarray(alphas, dtype=np.float64).ravel()
+    if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas < 0):
+        raise ValueError("alphas must be a non-empty sequence of finite numbers ≥ 0")
+    return np.sort(alphas)[::-1]
 
 
 def lockstep_size(batch, alphas, n_alphas: int) -> int | None:

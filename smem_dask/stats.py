@@ -282,19 +282,8 @@ class _Plan:
         else:
             loss_refs[self.valued], loss_deltas = s @ value, s @ change
             dl *= s[:, None]
-        columns, weights = [], []
-        e = 0
-        for r, start in zip(self.requests, self.offsets[:-1], strict=True):
-            k, skip = r.k, int(r.reference_known)
-            columns.append(dl[:, e : e + k - skip])
-            e += k - skip
-            sw = None
-            if r.system:
-                omega, u = self._e_step(loss, r, y, eta[:, start + 2 * k - 1])
-                sw, su = (omega, u) if s is None else (s * omega, s * u)
-                columns.append(np.column_stack([sw, su]))
-            weights.append(sw)
-        return loss_refs, loss_deltas, np.column_stack(columns), weights
+        columns, weights = self._assemble(loss, y, eta, dl, lambda i: s)
+        return loss_refs, loss_deltas, columns, weights
 
     def selected_columns(self, loss, y, S, eta):
         """:meth:`columns` when requests sum over different rows: ``S`` (rows, selections) holds
@@ -307,19 +296,27 @@ class _Plan:
         loss_refs[self.valued] = np.einsum("ij,ij->j", S[:, self.key_valued], value)
         loss_deltas = np.einsum("ij,ij->j", S[:, self.key_refs], change)
         dl *= S[:, self.key_evals]
+        columns, weights = self._assemble(loss, y, eta, dl, lambda i: S[:, self.keys[i]])
+        return loss_refs, loss_deltas, columns, weights
+
+    def _assemble(self, loss, y, eta, dl, weight_of):
+        """The columns to multiply by Xᵀ (each request's weighted ℓ' columns, then s·ω, s·u of its
+        system) and each system's weights s·ω, with ``weight_of(i)`` request i's row weights (None:
+        all ones)."""
         columns, weights = [], []
         e = 0
-        for r, start, key in zip(self.requests, self.offsets[:-1], self.keys, strict=True):
+        for i, (r, start) in enumerate(zip(self.requests, self.offsets[:-1], strict=True)):
             k, skip = r.k, int(r.reference_known)
             columns.append(dl[:, e : e + k - skip])
             e += k - skip
             sw = None
             if r.system:
                 omega, u = self._e_step(loss, r, y, eta[:, start + 2 * k - 1])
-                sw = S[:, key] * omega
-                columns.append(np.column_stack([sw, S[:, key] * u]))
+                w = weight_of(i)
+                sw, su = (omega, u) if w is None else (w * omega, w * u)
+                columns.append(np.column_stack([sw, su]))
             weights.append(sw)
-        return loss_refs, loss_deltas, np.column_stack(columns), weights
+        return np.column_stack(columns), weights
 
     @staticmethod
     def _e_step(loss, r, y, eta_x):
