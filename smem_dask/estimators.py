@@ -102,6 +102,10 @@ class _SMEMBase(BaseEstimator):
         tags.input_tags.sparse = False
         return tags
 
+    def _curvature(self, loss: Loss) -> str:
+        """The curvature mode of the fit (the cross-validated estimators choose one for None)."""
+        return self.curvature
+
     # -- data ------------------------------------------------------------------------------------
     def _encode_y(self, y, loss: Loss):
         """Validated y as floats for ``loss`` (classifiers also set ``classes_``)."""
@@ -138,7 +142,7 @@ class _SMEMBase(BaseEstimator):
         loss = self._validated_loss()
         penalty = self._validated_penalty()
         config = SolverConfig(self.acceleration, self.tol, self.max_iter,
-                              self.penalty_solver or penalty.default_solver, self.curvature,
+                              self.penalty_solver or penalty.default_solver, self._curvature(loss),
                               max_time=self.max_time)
         config.check(loss, penalty)
         check_flags(self.fit_intercept, self.persist)
