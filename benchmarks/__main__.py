@@ -1,4 +1,5 @@
-"""``python -m benchmarks NAME [options]``: run one benchmark (``path``, ``paper``, ``scale``, ``chunks``)."""
+"""``python -m benchmarks NAME [options]``: run one benchmark (``path``, ``paper``, ``scale``, ``chunks``,
+``cv``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ BENCHMARKS = {
     "scale": "out of core: EM pass versus the limit pass, time to the optimum versus dask-ml, "
              "scikit-learn, glum",
     "chunks": "zarr codec and chunk size: bytes on disk, read pass and EM pass per store",
+    "cv": "cross-validated paths: lockstep CV versus K + 1 separate paths and scikit-learn's "
+          "LogisticRegressionCV, in memory and streamed",
 }
 
 
@@ -36,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import chunks
 
         chunks.main(argv[1:])
+    elif argv[0] == "cv":
+        from . import cv
+
+        cv.main(argv[1:])
     return 0
 
 

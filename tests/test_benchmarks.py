@@ -145,3 +145,51 @@ def test_chunks_benchmark_quick_reports_every_store_and_its_true_size(tmp_path):
     assert found == set(rows)
     assert rows[("2", "none")][9:] == ["1.00", "1.00", "1.00"]  # the reference
     assert (tmp_path / "chunks.png").stat().st_size > 10_000
+
+
+
+def test_cv_benchmark_quick_compares_every_method_on_the_same_folds():
+    """The cv benchmark's --quick run (in memory, and streamed from a zarr store by a LocalCluster
+    of two worker processes): a row per method; our CV takes fewer passes than the K + 1 separate
+    paths, which reach the same held-out losses and coefficients; scikit-learn's newton-cholesky
+    CV scores the same folds as ours and selects our α_min. Without --out it writes into a
+    temporary directory, never over the published results."""
+    published = os.path.join(ROOT, "benchmarks", "results", "cv.md")
+    before = os.path.getmtime(published) if os.path.exists(published) else None
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "cv", "--quick"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    md = re.search(r"wrote (.*cv\.md)", proc.stdout).group(1)
+    assert os.path.dirname(os.path.abspath(md)) != os.path.dirname(published)
+    assert (os.path.getmtime(published) if os.path.exists(published) else None) == before
+    with open(md) as fh:
+        text = fh.read()
+    assert "- command: `python -m benchmarks cv --quick" in text and "- machine: " in text
+    assert "- date: " in text and "load average" in text
+    sections = text.split("\n## ")
+    memory = next(s for s in sections if s.startswith("In memory")).split("\n### ")[0]
+    stream = next(s for s in sections if s.startswith("Streamed")).split("\n### ")[0]
+    rows = {(r[0], r[1]): r for r in _table(memory)}
+    for penalty in ("ridge", "lasso"):
+        ours = rows[(penalty, "our CV, adaptive curvature")]
+        assert ours[4:6] == ["1.00", "1.00"] and "all 120 fits converged" in ours[7]
+        for curvature in ("adaptive", "fixed", "cached"):
+            cv = rows[(penalty, f"our CV, {curvature} curvature")]
+            separate = rows[(penalty, f"6 separate SM-EM paths, {curvature} curvature")]
+            assert int(cv[2]) * 3 < int(separate[2])  # the lockstep CV saves passes
+            assert separate[6] == cv[6]  # the same α selected
+            held_out, coefs = (float(v.split("max diff ")[1].split(";")[0])
+                               for v in separate[7].split("; coefficients"))
+            assert held_out < 1e-6 and coefs < 1e-5 and "NOT" not in separate[7]
+    newton = rows[("ridge", "scikit-learn LogisticRegressionCV (newton-cholesky)")]
+    assert "the same α as our α_min" in newton[7]
+    assert newton[6] == rows[("ridge", "our CV, adaptive curvature")][6]
+    assert float(newton[7].split("held-out loss vs ours: max diff ")[1].split(";")[0]) < 1e-6
+    assert ("lasso", "scikit-learn LogisticRegressionCV (saga)") in rows
+    streamed = {(r[0], r[1]): r for r in _table(stream)}
+    for penalty in ("ridge", "lasso"):
+        cv = streamed[(penalty, "our CV, adaptive curvature")]
+        separate = streamed[(penalty, "6 separate SM-EM paths, adaptive curvature")]
+        assert int(cv[2]) * 3 < int(separate[2]) and float(separate[5]) > 3
+        assert float(separate[8].split("max diff ")[1]) < 1e-5
+    assert os.path.getsize(os.path.join(os.path.dirname(md), "cv.png")) > 10_000
