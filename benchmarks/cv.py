@@ -345,20 +345,7 @@ def report(args, memory: dict, stream: dict, loads: tuple) -> str:
                              f"{_s(s['seconds'])} | — | {s['seconds'] / ref['seconds']:.2f} | "
                              f"{a_sel:.4g} | {note} |")
         lines.append("")
-        lines.append("### Which curvature mode is fastest for our CV (in memory)\n")
-        lines.append("| penalty | " + " | ".join(f"{c} wall s (passes)" for c in
-                                                   memory[next(iter(memory))]["ours"])
-                     + " | fastest | adaptive ÷ fastest (wall) |")
-        lines.append("|---|" + "---|" * (len(memory[next(iter(memory))]["ours"]) + 2))
-        for penalty, res in memory.items():
-            ours = res["ours"]
-            best = min(ours, key=lambda c: ours[c]["seconds"])
-            ratio = (f"{ours['adaptive']['seconds'] / ours[best]['seconds']:.2f}"
-                     if "adaptive" in ours else "—")
-            lines.append(f"| {NAMES.get(penalty, penalty)} | "
-                         + " | ".join(f"{_s(r['seconds'])} ({r['passes']})" for r in ours.values())
-                         + f" | {best} | {ratio} |")
-        lines.append("")
+        lines += _fastest_table("in memory", memory)
 
     if stream:
         mb = args.stream_n * args.p * 8 / 1e6
@@ -390,21 +377,26 @@ def report(args, memory: dict, stream: dict, loads: tuple) -> str:
                              f"{_s(sep['seconds'])} | {sep['passes'] / r['passes']:.2f} | "
                              f"{sep['seconds'] / r['seconds']:.2f} | — | {note} |")
         lines.append("")
-        lines.append("### Which curvature mode is fastest for our CV (streamed)\n")
-        first = stream[next(iter(stream))]["ours"]
-        lines.append("| penalty | " + " | ".join(f"{c} wall s (passes)" for c in first)
-                     + " | fastest | adaptive ÷ fastest (wall) |")
-        lines.append("|---|" + "---|" * (len(first) + 2))
-        for penalty, res in stream.items():
-            ours = res["ours"]
-            best = min(ours, key=lambda c: ours[c]["seconds"])
-            ratio = (f"{ours['adaptive']['seconds'] / ours[best]['seconds']:.2f}"
-                     if "adaptive" in ours else "—")
-            lines.append(f"| {NAMES.get(penalty, penalty)} | "
-                         + " | ".join(f"{_s(r['seconds'])} ({r['passes']})" for r in ours.values())
-                         + f" | {best} | {ratio} |")
-        lines.append("")
+        lines += _fastest_table("streamed", stream)
     return "\n".join(lines) + "\n"
+
+
+def _fastest_table(where: str, results: dict) -> list[str]:
+    """Markdown lines: each curvature mode's wall time (passes) for our CV, and the fastest."""
+    first = results[next(iter(results))]["ours"]
+    lines = [f"### Which curvature mode is fastest for our CV ({where})\n",
+             "| penalty | " + " | ".join(f"{c} wall s (passes)" for c in first)
+             + " | fastest | adaptive ÷ fastest (wall) |",
+             "|---|" + "---|" * (len(first) + 2)]
+    for penalty, res in results.items():
+        ours = res["ours"]
+        best = min(ours, key=lambda c: ours[c]["seconds"])
+        ratio = (f"{ours['adaptive']['seconds'] / ours[best]['seconds']:.2f}"
+                 if "adaptive" in ours else "—")
+        lines.append(f"| {NAMES.get(penalty, penalty)} | "
+                     + " | ".join(f"{_s(r['seconds'])} ({r['passes']})" for r in ours.values())
+                     + f" | {best} | {ratio} |")
+    return lines + [""]
 
 
 def plot(args, memory: dict, stream: dict, out: str) -> None:
