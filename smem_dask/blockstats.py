@@ -36,6 +36,9 @@ class Request:
     curvature : float or None — None: the loss's own E-step. A number b: the fixed-curvature majorizer
         ω = b, u = b·η̃ − ℓ'(η̃) (valid for losses whose ω never exceeds b; see docs/method.md,
         "Curvature modes").
+    hessian : bool — the system is the loss's second-order expansion at ``expand`` instead of its
+        E-step: ω = ℓ''(η̃), u = ω·η̃ − ℓ'(η̃) (losses with ``has_hessian``; the Newton mode). Not a
+        majorizer: its step must be checked by the objective.
     reference_known : bool — point 0 is only the reference of the loss changes (its loss and
         gradient are known to the caller from an earlier pass): they are not computed and come
         back as zeros, so ``loss[j]`` holds the change alone for j ≥ 1.
@@ -69,6 +72,7 @@ class Request:
     coefs: np.ndarray
     expand: np.ndarray | None = None
     curvature: float | None = None
+    hessian: bool = False
     reference_known: bool = False
     dual_point: np.ndarray | None = None
     dual_width: float = 1.0
@@ -87,6 +91,8 @@ class Request:
         for name in ("expand", "dual_point", "dual_lam", "dual_ref"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64).ravel())
+        if self.hessian and self.curvature is not None:
+            raise ValueError("a system is either the fixed bound's (curvature) or the Hessian's, not both")
         if self.fold is not None:
             object.__setattr__(self, "fold", int(self.fold))
         elif self.held_out:

@@ -32,7 +32,8 @@ from .losses import CLAMP_EPS, Loss
 from .stats import HIST_DECADES, BlockStats
 
 __all__ = ["Adaptive", "CLAMP_PROGRESS", "CLAMP_SHRINK", "Cached", "Clamp", "Curvature", "FixedBound",
-           "FixedCurvature", "MODES", "curvature_bound", "initial_clamp", "make_curvature"]
+           "FixedCurvature", "MODES", "NEWTON_STEPS", "Newton", "curvature_bound", "initial_clamp",
+           "make_curvature"]
 
 
 class FixedCurvature:
@@ -106,6 +107,18 @@ class Curvature:
     stale = False
     #: one Gram serves the whole fit and every α of a path (passes after the first carry no Gram)
     one_gram = False
+    #: Nesterov momentum applies (the acceleration setting); Newton steps take none
+    momentum = True
+
+    def system_args(self) -> dict:
+        """How a pass forms this mode's system (the :class:`~smem_dask.blockstats.Request` fields):
+        the E-step's, or the bound's (``curvature=b``), or the Hessian's (``hessian=True``)."""
+        return {"curvature": self.bound}
+
+    def shorter(self, beta: np.ndarray, candidate: np.ndarray) -> list[np.ndarray]:
+        """Points on the way from β to a candidate that is not a plain EM step, evaluated in the
+        same pass: the first of candidate, these, that lowers F is accepted."""
+        return []
 
     def __init__(self, loss: Loss, warm=None):
         #: the Gram held across passes (fixed and cached modes), as a FixedCurvature
@@ -209,8 +222,54 @@ class Cached(Curvature):
         return refreshed
 
 
+#: the fractions of a Newton step evaluated besides the full step in the same pass (the first that
+#: lowers F is taken): a line search that costs no pass of its own
+NEWTON_STEPS = (0.5, 0.25)
+
+
+class Newton(Curvature):
+    """The loss's own Hessian ℓ''(η) at each accepted point: the system of a Newton step, formed in
+    the pass that evaluates the candidate (one Gram per pass, as the E-step's). Not a majorizer, so
+    each step is checked by the objective in the next pass: the pass also evaluates the half and
+    quarter steps, and the first of the full, half and quarter steps that lowers F is taken (with
+    the Hessian of the full step, and the gradient at the point taken). When none does, the fit
+    restarts from β with the E-step system there (one pass): a plain EM step, which cannot raise F.
+    No momentum. Losses with ``has_hessian`` (logistic, Poisson, negative binomial, squared)."""
+
+    stale = True
+    momentum = False
+
+    def __init__(self, loss: Loss, warm=None):
+        super().__init__(loss, warm)
+        if not loss.has_hessian:
+            raise ValueError(
+                f"curvature='newton' needs a loss with a Newton weight ℓ'' (logistic, poisson, negbin, "
+                f"squared); the {loss.name} loss has none — use curvature='adaptive'")
+
+    def system_args(self) -> dict:
+        return {"hessian": True}
+
+    def shorter(self, beta, candidate):
+        return [beta + f * (candidate - beta) for f in NEWTON_STEPS]
+
+    def hold(self, stats: BlockStats, n_features: int) -> None:
+        self.gram = FixedCurvature(stats.gram, stats.weight, n_features, stats.n)
+
+    def resume(self, warm, beta, loss_grad, n_features):
+        system, expand, _ = super().resume(warm, beta, loss_grad, n_features)
+        self.hold(system, n_features)
+        return system, expand, False
+
+    def refreshes(self, it: int) -> bool:
+        return True
+
+    def majorizes_after(self, refreshed: bool) -> bool:
+        return False
+
+
 #: the curvature modes by name (``SolverConfig.curvature``)
-MODES: dict[str, type[Curvature]] = {"adaptive": Adaptive, "fixed": FixedBound, "cached": Cached}
+MODES: dict[str, type[Curvature]] = {"adaptive": Adaptive, "fixed": FixedBound, "cached": Cached,
+                                     "newton": Newton}
 
 
 def make_curvature(name: str, loss: Loss, warm=None) -> Curvature:

@@ -272,8 +272,8 @@ def _start(engine, loss, penalty, K, alphas, n_alphas, eps, fit_intercept, confi
     if alphas is None:
         a_max, start = alpha_max(engine, loss, penalty, fit_intercept=fit_intercept, config=config)
         alphas, beta = alpha_grid(a_max, n_alphas, eps), start.warm.beta
-    bound = make_curvature(config.curvature, loss).bound
-    held = engine.stats_many(loss, [Request(beta[:, None], beta, bound, fold=k, held_out=True)
+    system = make_curvature(config.curvature, loss).system_args()
+    held = engine.stats_many(loss, [Request(beta[:, None], beta, fold=k, held_out=True, **system)
                                     for k in range(K)], fit_intercept)
     fold_rows = np.array([st.n for st in held])
     fold_weights = np.array([st.weight for st in held])

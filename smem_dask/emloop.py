@@ -113,15 +113,19 @@ class EMLoop:
         plain = s.plain()  # candidate = M(β): EM cannot increase F here
         if np.array_equal(candidate, s.beta):
             return (yield from self.unchanged(plain))
-        if self.config.accelerated:
+        if self.config.accelerated and self.curv.momentum:
             t_next = _next_t(s.t)
             momentum = (s.t - 1.0) / t_next
         else:
             t_next, momentum = 1.0, 0.0
         next_expand = candidate if momentum == 0.0 else candidate + momentum * (candidate - s.beta)
-        evaluated = yield from self.evaluate(candidate, next_expand, momentum == 0.0)
-        dF = evaluated[0]
-        if dF > 0:
+        shorter = [] if plain else self.curv.shorter(s.beta, candidate)
+        evaluated = yield from self.evaluate(candidate, next_expand, momentum == 0.0, shorter)
+        if evaluated[0] > 0 and shorter and (found := self.shortened(evaluated, shorter)) is not None:
+            # Newton: the first shorter step that lowers F, with the gradient there
+            evaluated, candidate = found
+            next_expand = candidate
+        if evaluated[0] > 0:
             verdict = yield from self.rise(candidate, plain)
             if verdict is not None:
                 return verdict
@@ -137,7 +141,8 @@ class EMLoop:
         n_passes, majorizes, hist, at_beta = 0, True, None, True
         if curv.needs_first_pass(self.warm):
             # the system there is the E-step's (fixed curvature: b·Σ s x̃x̃ᵀ)
-            first_pass = Request(beta[:, None], beta, curv.bound, histogram=0 if self.nonsmooth else None)
+            first_pass = Request(beta[:, None], beta, histogram=0 if self.nonsmooth else None,
+                                 **curv.system_args())
             stats = yield first_pass
             n_passes += 1
             if not beta.any():  # at β = 0 every loss has moderate weights ω
@@ -176,10 +181,12 @@ class EMLoop:
         return m_step(s.system, s.expand, self.penalty, self.alpha, self.p,
                       exact=self.config.exact_penalty, loss_grad=s.loss_grad if refine else None)
 
-    def evaluate(self, candidate: np.ndarray, next_expand: np.ndarray, expand_at_candidate: bool):
+    def evaluate(self, candidate: np.ndarray, next_expand: np.ndarray, expand_at_candidate: bool,
+                 shorter: list[np.ndarray] = ()):
         """One pass: F(candidate) − F(β) per observation, ∇F(candidate) and the system at
-        ``next_expand``. Returns (ΔF, the pass's stats, the next system, the request, whether the
-        pass refreshed a cached Gram)."""
+        ``next_expand`` (and the loss and gradient at each of ``shorter``, points 2, 3, … of the
+        pass). Returns (ΔF, the loss change, the loss gradient at the candidate, the next system, the
+        pass's stats, the request, whether the pass refreshed a held Gram)."""
         s, curv = self.state, self.curv
         # cached curvature: the pass of accepted iteration 1, 2, 4, 8, … also refreshes the Gram
         # (its E-step at next_expand), as the Gram ages while β moves; rises refresh it too
@@ -192,13 +199,35 @@ class EMLoop:
             next_system = curv.system_from_gradient(next_expand, new_stats.grad[:, -1])
         else:
             # the loss and gradient at β are known from the previous pass: not recomputed
-            request = Request(np.column_stack([s.beta, candidate]), next_expand, reference_known=True,
-                              histogram=self.histogram, clamp=self.clamp.value())
+            request = Request(np.column_stack([s.beta, candidate, *shorter]), next_expand,
+                              reference_known=True, histogram=self.histogram, clamp=self.clamp.value(),
+                              **curv.system_args())
             new_stats = next_system = yield from self._pass(request)
-        dF = objective_change(new_stats, candidate, s.beta, self.penalty, self.alpha, self.p)
-        if not math.isfinite(dF):
-            raise FloatingPointError(f"the objective change at iteration {s.it + 1} is {dF}")
-        return dF, new_stats, next_system, request, refresh
+        dF = self.change(new_stats, candidate, 0)
+        return (dF, float(new_stats.loss_delta[0]), new_stats.grad[:, 1].copy(), next_system, new_stats,
+                request, refresh)
+
+    def change(self, stats, point: np.ndarray, j: int) -> float:
+        """F(point) − F(β), ``point`` being evaluation point j + 1 of the pass ``stats``."""
+        dF = float(stats.loss_delta[j] / stats.weight
+                   + self.alpha * self.penalty.value_difference(point[:self.p], self.state.beta[:self.p]))
+        if not math.isfinite(dF) and j == 0:
+            raise FloatingPointError(f"the objective change at iteration {self.state.it + 1} is {dF}")
+        return dF
+
+    def shortened(self, evaluated, shorter: list[np.ndarray]):
+        """The full step raised F: the first of the ``shorter`` steps (evaluated in the same pass)
+        that lowers it, with the system of the held Gram (formed at the full step) and the gradient
+        there. Returns (the evaluation, the point), or None when none lowers F."""
+        stats = evaluated[4]
+        for j, point in enumerate(shorter, start=1):
+            dF = self.change(stats, point, j)
+            if dF <= 0:
+                self.curv.hold(stats, self.p)
+                grad = stats.grad[:, 1 + j].copy()
+                system = self.curv.system_from_gradient(point, grad)
+                return (dF, float(stats.loss_delta[j]), grad, system, stats, evaluated[5], False), point
+        return None
 
     def rise(self, candidate: np.ndarray, plain: bool):
         """A candidate that raises F. Returns None to accept it all the same (plain Nesterov), True
@@ -245,14 +274,14 @@ class EMLoop:
         yield from self.system_at_beta()
         return False
 
-    def accept(self, candidate, next_expand, at_candidate, t_next, dF, new_stats, next_system, request,
-               refresh) -> IterationRecord:
+    def accept(self, candidate, next_expand, at_candidate, t_next, dF, loss_change, loss_grad, next_system,
+               new_stats, request, refresh) -> IterationRecord:
         """The candidate becomes β; the pass's system is the next M-step's; the momentum moves on."""
         s = self.state
         s.it += 1
         s.n_halvings = 0
         # the pass returned the change of the loss sum from β (point 0), not the sum itself
-        loss_sum, loss_grad = s.loss_sum + float(new_stats.loss_delta[0]), new_stats.grad[:, 1].copy()
+        loss_sum = s.loss_sum + loss_change
         g = self.residual(loss_grad, candidate)
         F_new = s.F + dF
         change = -dF / max(abs(F_new), np.finfo(float).tiny)

@@ -68,6 +68,9 @@ class Loss(abc.ABC):
     #: the E-step quadratic majorizes ℓ only near η0 (no exact scale mixture): the solver halves a
     #: plain EM step that raises the objective instead of stopping
     local_majorizer: ClassVar[bool] = False
+    #: the loss is convex and twice differentiable in η with ℓ'' cheap to compute: :meth:`hessian`
+    #: exists and the Newton curvature mode applies (docs/method.md, "Curvature modes")
+    has_hessian: ClassVar[bool] = False
 
     @abc.abstractmethod
     def value(self, y: np.ndarray, eta: np.ndarray) -> np.ndarray:
@@ -88,6 +91,10 @@ class Loss(abc.ABC):
     def inverse_link(self, eta: np.ndarray) -> np.ndarray:
         """The mean of y given η (for ``predict``/``predict_proba``)."""
         return eta
+
+    def hessian(self, y: np.ndarray, eta: np.ndarray) -> np.ndarray:
+        """Elementwise ∂²ℓ/∂η² ≥ 0 (losses with ``has_hessian``): the Newton weight."""
+        raise NotImplementedError(f"the {self.name} loss has no Newton weight")
 
     def value_difference(self, y: np.ndarray, eta_ref: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """ℓ(y, η_ref + δ) − ℓ(y, η_ref), accurate for small δ (override with a stable formula).
@@ -126,6 +133,7 @@ class Logistic(Loss):
     name: ClassVar[str] = "logistic"
     is_classifier: ClassVar[bool] = True
     omega_bound: ClassVar[float | None] = 0.25
+    has_hessian: ClassVar[bool] = True
 
     def value(self, y, eta):
         return np.logaddexp(0.0, eta) - y * eta
@@ -137,6 +145,9 @@ class Logistic(Loss):
         omega = polya_gamma_mean(eta)
         u = np.broadcast_to(np.asarray(y, dtype=np.float64) - 0.5, np.shape(omega))
         return omega, u
+
+    def hessian(self, y, eta):
+        return np.broadcast_to(sigmoid_slope(eta), np.broadcast_shapes(np.shape(y), np.shape(eta)))
 
     def inverse_link(self, eta):
         return sigmoid(eta)
@@ -158,6 +169,7 @@ class Squared(Loss):
 
     name: ClassVar[str] = "squared"
     omega_bound: ClassVar[float | None] = 1.0
+    has_hessian: ClassVar[bool] = True
 
     def value(self, y, eta):
         return 0.5 * (y - eta) ** 2
@@ -171,6 +183,9 @@ class Squared(Loss):
     def e_step(self, y, eta):
         shape = np.broadcast_shapes(np.shape(y), np.shape(eta))
         return np.ones(shape), np.broadcast_to(np.asarray(y, dtype=np.float64), shape)
+
+    def hessian(self, y, eta):
+        return np.ones(np.broadcast_shapes(np.shape(y), np.shape(eta)))
 
 
 #: floor on the residual in the E-steps of the non-smooth losses (hinge, quantile), relative to 1:
@@ -366,6 +381,7 @@ class NegativeBinomial(Loss):
     h: float = 1.0
     name: ClassVar[str] = "negbin"
     nonnegative_target: ClassVar[bool] = True
+    has_hessian: ClassVar[bool] = True
 
     def __post_init__(self):
         if not float(self.h) > 0:
@@ -384,6 +400,9 @@ class NegativeBinomial(Loss):
         omega = (y + self.h) * polya_gamma_mean(eta)
         u = np.broadcast_to(0.5 * (np.asarray(y, np.float64) - self.h), np.shape(omega))
         return omega, u
+
+    def hessian(self, y, eta):
+        return (y + self.h) * sigmoid_slope(eta)
 
     def inverse_link(self, eta):
         return self.h * np.exp(eta)
@@ -413,6 +432,7 @@ class Poisson(Loss):
     name: ClassVar[str] = "poisson"
     nonnegative_target: ClassVar[bool] = True
     local_majorizer: ClassVar[bool] = True
+    has_hessian: ClassVar[bool] = True
 
     def value(self, y, eta):
         return np.exp(eta) - y * eta
@@ -428,6 +448,9 @@ class Poisson(Loss):
         omega = np.exp(eta + POISSON_REACH)
         return omega, omega * eta - (np.exp(eta) - y)
 
+    def hessian(self, y, eta):
+        return np.broadcast_to(np.exp(eta), np.broadcast_shapes(np.shape(y), np.shape(eta)))
+
     def inverse_link(self, eta):
         return np.exp(eta)
 
@@ -435,6 +458,12 @@ class Poisson(Loss):
 def sigmoid(eta: np.ndarray) -> np.ndarray:
     """σ(η) = (1 + tanh(η/2)) / 2: no overflow for any η."""
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(eta, dtype=np.float64)))
+
+
+def sigmoid_slope(eta: np.ndarray) -> np.ndarray:
+    """σ'(η) = σ(η)·σ(−η) = e^{−|η|} / (1 + e^{−|η|})²: no overflow, no cancellation for any η."""
+    e = np.exp(-np.abs(np.asarray(eta, dtype=np.float64)))
+    return e / (1.0 + e) ** 2
 
 
 def _softplus_difference(eta_ref, delta):

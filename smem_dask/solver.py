@@ -372,8 +372,8 @@ def start_state(engine: Engine, loss: Loss, beta: np.ndarray, *, fit_intercept: 
     system is formed with the loss's bound and its Gram is kept as the fixed Gram that every α of a
     path shares; otherwise it is the E-step's at β."""
     beta = np.asarray(beta, dtype=np.float64)
-    bound = make_curvature(config.curvature, loss).bound
-    stats = engine.stats_many(loss, [Request(beta[:, None], beta, bound)], fit_intercept)
+    system = make_curvature(config.curvature, loss).system_args()
+    stats = engine.stats_many(loss, [Request(beta[:, None], beta, **system)], fit_intercept)
     return warm_starts(loss, beta, stats, engine.n_features, config)[0]
 
 

@@ -320,7 +320,11 @@ class _Plan:
 
     @staticmethod
     def _e_step(loss, r, y, eta_x):
-        """The weights ω and working responses u of request r's system at its expansion point."""
+        """The weights ω and working responses u of request r's system at its expansion point (the
+        E-step's, the fixed bound's, or the Hessian's)."""
+        if r.hessian:
+            h = loss.hessian(y, eta_x)
+            return h, h * eta_x - loss.derivative(y, eta_x)
         if r.curvature is None:
             return loss.e_step(y, eta_x) if r.clamp is None else loss.e_step(y, eta_x, clamp=r.clamp)
         return np.full(eta_x.shape[0], float(r.curvature)), r.curvature * eta_x - loss.derivative(y, eta_x)
