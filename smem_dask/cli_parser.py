@@ -47,7 +47,7 @@ def _solver_options(p, alpha=True):
                         "the result is written, not converged (exit code 0)")
 
 
-def _model_options(p, curvature_default="adaptive"):
+def _model_options(p):
     p.add_argument("data", metavar="DATA.zarr", help="zarr store with arrays X (n × p) and y (n)")
     p.add_argument("--loss", choices=sorted(LOSSES), default="logistic")
     p.add_argument("--penalty", choices=sorted(PENALTIES), default="l2")
@@ -57,13 +57,15 @@ def _model_options(p, curvature_default="adaptive"):
                    help="a parameter of the penalty, e.g. l1_ratio=0.5 or groups=0,0,1,1")
     p.add_argument("--penalty-solver", choices=PENALTY_SOLVERS, default=None,
                    help="how the penalty enters the M-step (default: the penalty's own)")
-    p.add_argument("--curvature", choices=CURVATURES, default=curvature_default,
-                   help="the loss's E-step; the fixed bound ω = ¼ (logistic) / 1 "
-                        "(squared, huber): one Gram, then gradient-only passes; or cached: "
-                        "the E-step Gram reused for gradient-only passes, refreshed at "
-                        "iterations 1, 2, 4, 8, … and when F would rise"
-                        + ("" if curvature_default == "adaptive" else
-                           " (default: fixed for logistic, squared, huber; cached for the others)"))
+    p.add_argument("--curvature", choices=CURVATURES, default="auto",
+                   help="the M-step matrix: newton (the loss's Hessian, each step checked by the "
+                        "objective; logistic, poisson, negbin, squared); the loss's E-step "
+                        "(adaptive); the fixed bound ω = ¼ (logistic) / 1 (squared, huber): one "
+                        "Gram, then gradient-only passes; or cached: the E-step Gram reused for "
+                        "gradient-only passes, refreshed at iterations 1, 2, 4, 8, … and when F "
+                        "would rise. Default auto: newton for logistic, poisson, negbin; fixed for "
+                        "squared; adaptive for the others — on a path or cross-validation fixed for "
+                        "logistic, squared, huber")
 
 
 def _cluster_options(p):
@@ -165,7 +167,7 @@ def _add_cv(sub) -> None:
                     "all-rows path run in the same data passes; α is chosen by the mean held-out "
                     "score (--selection min) or glmnet's one-standard-error rule (1se), and the "
                     "coefficients are the all-rows fit's at that α.")
-    _model_options(cv, curvature_default=None)
+    _model_options(cv)
     _solver_options(cv, alpha=False)
     _cluster_options(cv)
     folds = cv.add_mutually_exclusive_group()

@@ -32,7 +32,7 @@ from .losses import CLAMP_EPS, Loss
 from .stats import HIST_DECADES, BlockStats
 
 __all__ = ["Adaptive", "CLAMP_PROGRESS", "CLAMP_SHRINK", "Cached", "Clamp", "Curvature", "FixedBound",
-           "FixedCurvature", "MODES", "NEWTON_STEPS", "Newton", "curvature_bound", "initial_clamp",
+           "FixedCurvature", "MODES", "AUTO", "auto_curvature", "NEWTON_STEPS", "Newton", "curvature_bound", "initial_clamp",
            "make_curvature"]
 
 
@@ -270,6 +270,39 @@ class Newton(Curvature):
 #: the curvature modes by name (``SolverConfig.curvature``)
 MODES: dict[str, type[Curvature]] = {"adaptive": Adaptive, "fixed": FixedBound, "cached": Cached,
                                      "newton": Newton}
+
+
+#: the name of the mode that picks one of :data:`MODES` from the loss (:func:`auto_curvature`)
+AUTO = "auto"
+
+
+def auto_curvature(loss: Loss, *, path: bool = False, em_penalty: bool = False) -> str:
+    """The mode ``curvature="auto"`` picks (docs/method.md, "Curvature modes"), from the loss and
+    whether many fits share each pass (a path or a cross-validation).
+
+    One fit: ``"newton"`` for losses with a Newton weight that is not constant (logistic, Poisson,
+    negative binomial) — passes to 1e-8 of F* fell from 10–28 to 5–6 on the benchmark problems
+    (``python -m benchmarks scale``, benchmarks/results/scale.md), each pass costing the same one
+    Gram as the E-step's; ``"fixed"`` for the squared loss, whose E-step, bound and Hessian are the
+    same ω = 1 (one Gram for the fit, then gradient-only passes); the E-step (``"adaptive"``) for
+    the rest (huber, student-t, and hinge and quantile with their certificates). Newton only where
+    the penalty enters the M-step exactly (l2, or the ``"exact"`` penalty solver): with the EM
+    weights of a penalty (``em_penalty``: scad, mcp, log, bridge, or ``penalty_solver="em"``) the
+    coefficients on their way to zero converge linearly whatever the loss's curvature, and the
+    E-step's momentum does that faster (scad, α = 3e-3, 3000 × 6 logistic: 67 passes against
+    Newton's 101), so those fits keep the E-step.
+
+    Paths and cross-validations, where each pass serves many fits: ``"fixed"`` for losses with a
+    bound on ω (one Gram for every fit, formed in the start pass; measured by ``python -m benchmarks
+    cv``, benchmarks/results/cv.md: at 5e5 × 50 in memory fixed 35 s / cached 69 s / adaptive 105 s
+    for a ridge CV, 110 / 180 / 275 s lasso); else ``"newton"`` where the loss has a Newton weight,
+    ``"cached"`` otherwise.
+    """
+    if loss.constant_curvature or (path and loss.omega_bound is not None):
+        return "fixed"
+    if loss.has_hessian and not em_penalty:
+        return "newton"
+    return "cached" if path else "adaptive"
 
 
 def make_curvature(name: str, loss: Loss, warm=None) -> Curvature:

@@ -51,7 +51,7 @@ from .solver import (
     run_lockstep,
     warm_starts,
 )
-from .curvature import make_curvature
+from .curvature import auto_curvature, make_curvature
 
 __all__ = ["CVResult", "NothingToSelectError", "SCORINGS", "cv_selection", "default_curvature", "scorings_for",
            "solve_cv"]
@@ -68,14 +68,15 @@ def scorings_for(loss: Loss) -> tuple[str, ...]:
 
 
 def default_curvature(loss: Loss) -> str:
-    """The curvature mode a cross-validation uses unless told otherwise: ``"fixed"`` for losses with
-    a bound on ω (logistic, squared, huber) — one Gram per path, formed in the start pass, and
-    gradient-only passes for all (K + 1)·n_alphas fits — else ``"cached"`` (E-step Grams only at
-    refreshes). Measured on logistic 5-fold, 40-α CVs (``python -m benchmarks cv``,
-    benchmarks/results/cv.md): at 5e5 × 50 in memory fixed 35 s / cached 69 s / adaptive 105 s
-    (ridge) and 110 / 180 / 275 s (lasso), streamed from zarr at 2e5 × 50 34 / 47 / 60 s and
-    94 / 112 / 167 s — the fixed bound takes 1.1–1.15× the passes but forms no Gram per fit."""
-    return "fixed" if loss.omega_bound is not None else "cached"
+    """The curvature mode a cross-validation uses unless told otherwise: what ``curvature="auto"``
+    picks for many fits sharing each pass (:func:`smem_dask.curvature.auto_curvature`): ``"fixed"``
+    for losses with a bound on ω (logistic, squared, huber) — one Gram per path, formed in the start
+    pass, and gradient-only passes for all (K + 1)·n_alphas fits; measured on logistic 5-fold,
+    40-α CVs (``python -m benchmarks cv``, benchmarks/results/cv.md): at 5e5 × 50 in memory fixed
+    35 s / cached 69 s / adaptive 105 s (ridge) and 110 / 180 / 275 s (lasso), streamed from zarr
+    at 2e5 × 50 34 / 47 / 60 s and 94 / 112 / 167 s — the fixed bound takes 1.1–1.15× the passes
+    but forms no Gram per fit."""
+    return auto_curvature(loss, path=True)
 
 
 def _check_scoring(loss: Loss, scoring: str) -> str:
@@ -213,7 +214,7 @@ def solve_cv(engine, loss: Loss, penalty: Penalty, n_folds: int, *, alphas=None,
     ``config.max_time`` and a stop request end the CV like a path (unfinished fits are neither
     stored nor scored; one ``ConvergenceWarning``).
     """
-    config = config or SolverConfig()
+    config = (config or SolverConfig()).resolved(loss, penalty, path=True)
     config.check(loss, penalty)
     if not penalty.convex:
         raise ValueError(f"cross-validation of the non-convex penalty {penalty.name!r} is not "

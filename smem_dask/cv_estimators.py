@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from . import arrays as _arrays
-from .cv import SCORINGS, CVResult, default_curvature, scorings_for, solve_cv
+from .cv import SCORINGS, CVResult, scorings_for, solve_cv
 from .estimators import SMEMClassifier, SMEMRegressor
 from .folds import check_n_folds, folds_of_splits, generated_folds, given_folds
 from .losses import get_loss
@@ -46,9 +46,10 @@ _CV_DOC = """
     selection : "min" (the α with the least mean held-out score) | "1se" (the largest α within one
         standard error of that minimum, glmnet's rule)
     batch : "auto" | int — α run in lockstep (see :func:`smem_dask.cv.solve_cv`)
-    curvature : None | "adaptive" | "fixed" | "cached" — None (the default here): "fixed" for the
-        logistic, squared and huber losses, "cached" for the others, the fastest modes of a
-        cross-validation (:func:`smem_dask.cv.default_curvature`)
+    curvature : "auto" | "newton" | "adaptive" | "fixed" | "cached" — "auto" (the default; None is
+        the same): for the many fits of a cross-validation, "fixed" for the logistic, squared and
+        huber losses, "newton" for poisson and negbin, "cached" for the others
+        (:func:`smem_dask.curvature.auto_curvature`; the pick is ``curvature_``)
 
     Cross-validation attributes
     ---------------------------
@@ -67,7 +68,7 @@ class _CVMixin:
     """What the two cross-validated estimators add to their base: folds, the CV path, selection."""
 
     def _curvature(self, loss) -> str:
-        return default_curvature(loss) if self.curvature is None else self.curvature
+        return "auto" if self.curvature is None else self.curvature
 
     def _check_cv_params(self, loss) -> None:
         if _is_int(self.cv) or isinstance(self.cv, (float, str)) or self.cv is None:
@@ -121,7 +122,8 @@ class _CVMixin:
 
         lockstep = lockstep_size(self.batch, self.alphas, self.n_alphas) or 1
         loss, penalty, config, eng = self._prepare(X, y, sample_weight, n_systems=lockstep,
-                                                   folds=fold_ids)
+                                                   folds=fold_ids, path=True)
+        self.curvature_ = config.curvature
         K = self.cv if labels[0] is None else len(labels[0])
         callbacks = [c for c in (_printer(self.scoring) if self.verbose else None, callback) if c]
         callback = None if not callbacks else callbacks[0] if len(callbacks) == 1 else _both(*callbacks)
@@ -197,7 +199,7 @@ class SMEMClassifierCV(_CVMixin, SMEMClassifier):
     def __init__(self, *, loss="logistic", penalty="l2", l1_ratio=None, class_weight=None,
                  fit_intercept=True, acceleration="nesterov-restart", tol=1e-8, max_iter=1000,
                  persist="auto", split_every=8, verbose=0, loss_params=None, penalty_params=None,
-                 penalty_solver=None, curvature=None, max_time=None, cv=5, random_state=0,
+                 penalty_solver=None, curvature="auto", max_time=None, cv=5, random_state=0,
                  n_alphas=40, eps=1e-3, alphas=None, scoring="loss", selection="min", batch="auto"):
         # every parameter stored as given (scikit-learn reads them back by the signature's names);
         # no alpha: it is chosen by the cross-validation
@@ -216,7 +218,7 @@ class SMEMRegressorCV(_CVMixin, SMEMRegressor):
     def __init__(self, *, loss="squared", penalty="l2", l1_ratio=None, fit_intercept=True,
                  acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist="auto",
                  split_every=8, verbose=0, loss_params=None, penalty_params=None,
-                 penalty_solver=None, curvature=None, max_time=None, cv=5, random_state=0,
+                 penalty_solver=None, curvature="auto", max_time=None, cv=5, random_state=0,
                  n_alphas=40, eps=1e-3, alphas=None, scoring="loss", selection="min", batch="auto"):
         # every parameter stored as given (scikit-learn reads them back by the signature's names);
         # no alpha: it is chosen by the cross-validation

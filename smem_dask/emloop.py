@@ -74,6 +74,7 @@ class EMLoop:
         if beta.shape != (self.q,):
             raise ValueError(f"beta0 must have shape ({self.q},), got {beta.shape}")
         config.check(loss, penalty)
+        config = config.resolved(loss, penalty)
         self.loss, self.penalty, self.alpha, self.config = loss, penalty, alpha, config
         self.fit_intercept, self.callback, self.warm, self.stop = fit_intercept, callback, warm, stop
         self.beta0 = beta
@@ -152,6 +153,7 @@ class EMLoop:
                 hist = DualStats.parse(stats.extra, q, first_pass).hist
                 self.clamp.eps = initial_clamp(hist, stats.n)
             curv.hold(stats, p)
+            majorizes = curv.majorizes_after(True)  # (the Hessian's system is not a majorizer)
         else:
             loss_sum, loss_grad = self.warm.loss_sum, self.warm.loss_grad.copy()
             stats, expand, majorizes = curv.resume(self.warm, beta, loss_grad, p)

@@ -71,6 +71,8 @@ class Loss(abc.ABC):
     #: the loss is convex and twice differentiable in η with ℓ'' cheap to compute: :meth:`hessian`
     #: exists and the Newton curvature mode applies (docs/method.md, "Curvature modes")
     has_hessian: ClassVar[bool] = False
+    #: ω = ℓ'' = 1 whatever η (squared): the E-step, the bound and the Hessian are one Gram
+    constant_curvature: ClassVar[bool] = False
 
     @abc.abstractmethod
     def value(self, y: np.ndarray, eta: np.ndarray) -> np.ndarray:
@@ -170,6 +172,7 @@ class Squared(Loss):
     name: ClassVar[str] = "squared"
     omega_bound: ClassVar[float | None] = 1.0
     has_hessian: ClassVar[bool] = True
+    constant_curvature: ClassVar[bool] = True
 
     def value(self, y, eta):
         return 0.5 * (y - eta) ** 2

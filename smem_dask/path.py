@@ -150,7 +150,7 @@ def solve_path(engine: PathEngine, loss: Loss, penalty: Penalty, *, alphas=None,
     after their current iteration and are neither stored nor passed to ``callback``; later α are
     not computed (see :class:`PathResult`), with one ``ConvergenceWarning``.
     """
-    config = config or SolverConfig()
+    config = (config or SolverConfig()).resolved(loss, penalty, path=True)
     config.check(loss, penalty)  # before the start reads anything or a store is written
     if not penalty.convex:
         raise ValueError(f"paths of the non-convex penalty {penalty.name!r} are not supported "

@@ -10,13 +10,13 @@ dask, zarr or scikit-learn, so that the command line can build its parser withou
 
 from __future__ import annotations
 
-from .curvature import MODES
+from .curvature import AUTO, MODES
 
 __all__ = ["ACCELERATIONS", "CURVATURES", "PENALTY_SOLVERS", "SCORINGS", "SELECTIONS"]
 
 ACCELERATIONS = ("none", "nesterov", "nesterov-restart")
 PENALTY_SOLVERS = ("em", "exact")
-CURVATURES = tuple(MODES)  # ("adaptive", "fixed", "cached")
+CURVATURES = (AUTO, *MODES)  # ("auto", "adaptive", "fixed", "cached", "newton")
 #: the held-out scores a cross-validation computes (which apply depends on the loss:
 #: :func:`smem_dask.cv.scorings_for`)
 SCORINGS = ("loss", "misclassification", "squared_error", "absolute_error")

@@ -81,7 +81,7 @@ from typing import Protocol
 import numpy as np
 
 from .certificate import dual_correction, duality_gap, smoothing_width
-from .curvature import MODES, FixedCurvature, curvature_bound, make_curvature
+from .curvature import AUTO, MODES, FixedCurvature, auto_curvature, curvature_bound, make_curvature
 from .emloop import EMLoop
 from .iterate import (
     ConvergenceWarning,
@@ -145,7 +145,9 @@ class SolverConfig:
     tol: float = 1e-8
     max_iter: int = 1000
     penalty_solver: str = "em"  # "em" (parameter weights) or "exact" (see penalties.py)
-    curvature: str = "adaptive"  # "adaptive" (the E-step), "fixed" (ω = bound), "cached" (stale Gram)
+    # "adaptive" (the E-step), "fixed" (ω = bound), "cached" (stale Gram), "newton" (the Hessian),
+    # "auto" (one of them by the loss: :func:`~smem_dask.curvature.auto_curvature`, see :meth:`resolved`)
+    curvature: str = "adaptive"
     max_time: float | None = None  # seconds of wall time; the fit stops after the iteration past it
 
     def __post_init__(self):
@@ -188,10 +190,21 @@ class SolverConfig:
         """The penalty's own p×p solver in the M-step (``"exact"``); else EM weights (``"em"``)."""
         return self.penalty_solver == "exact"
 
+    def resolved(self, loss: Loss, penalty: Penalty | None = None, *, path: bool = False) -> SolverConfig:
+        """These settings with ``curvature="auto"`` replaced by the mode it picks for ``loss`` and
+        ``penalty`` (``path``: many fits share each pass — a path or a cross-validation); else
+        unchanged."""
+        if self.curvature != AUTO:
+            return self
+        em_penalty = penalty is not None and not (penalty.quadratic or self.exact_penalty)
+        return replace(self, curvature=auto_curvature(loss, path=path, em_penalty=em_penalty))
+
     @property
     def fixed_curvature(self) -> bool:
         """Whether the curvature is the loss's fixed bound: one Gram for the whole fit (or path),
         formed in the first pass, and gradient-only passes after it."""
+        if self.curvature == AUTO:
+            raise RuntimeError("curvature='auto' is resolved for a loss first (SolverConfig.resolved)")
         return MODES[self.curvature].one_gram
 
     def grams_per_pass(self, n_fits: int = 1) -> int:
@@ -206,7 +219,9 @@ class SolverConfig:
             exact = ", ".join(sorted(n for n, c in PENALTIES.items() if c.has_exact))
             raise ValueError(f"penalty {penalty.name!r} has no exact solver (penalties with one: "
                              f"{exact}); use penalty_solver='em'")
-        if self.fixed_curvature:
+        if self.curvature == "newton" and not loss.has_hessian:
+            make_curvature(self.curvature, loss)  # the clear error
+        if self.resolved(loss).fixed_curvature:
             curvature_bound(loss)
 
     def intercept_only(self) -> SolverConfig:
@@ -372,6 +387,7 @@ def start_state(engine: Engine, loss: Loss, beta: np.ndarray, *, fit_intercept: 
     system is formed with the loss's bound and its Gram is kept as the fixed Gram that every α of a
     path shares; otherwise it is the E-step's at β."""
     beta = np.asarray(beta, dtype=np.float64)
+    config = config.resolved(loss)
     system = make_curvature(config.curvature, loss).system_args()
     stats = engine.stats_many(loss, [Request(beta[:, None], beta, **system)], fit_intercept)
     return warm_starts(loss, beta, stats, engine.n_features, config)[0]
@@ -382,6 +398,7 @@ def warm_starts(loss: Loss, beta: np.ndarray, stats: list[BlockStats], n_feature
     """The WarmStart at ``beta`` of each of ``stats`` (a pass's statistics at β with the system of
     the curvature mode there, e.g. over different rows): each held by a curvature of its own."""
     warms = []
+    config = config.resolved(loss)
     for st in stats:
         curv = make_curvature(config.curvature, loss)
         curv.hold(st, n_features)

@@ -6,8 +6,8 @@ Record them again only for a change that is meant to change results, and say why
 
     PYTHONPATH=. python tests/golden_cases.py        # rewrites tests/golden/results.json
 
-Every float is kept as ``float.hex`` (bitwise). Cases cover every loss, the three accelerations, the three
-curvature modes, the exact and EM penalty solvers, convex and non-convex penalties, lockstep and sequential
+Every float is kept as ``float.hex`` (bitwise). Cases cover every loss, the three accelerations, the four
+curvature modes (newton added with issue 17), the exact and EM penalty solvers, convex and non-convex penalties, lockstep and sequential
 paths, the numpy and dask engines (dask on uneven chunks, synchronous scheduler).
 """
 
@@ -102,6 +102,15 @@ def _fit_cases() -> dict[str, dict]:
         cases[f"fit/poisson/steep/acceleration={acc}"] = {"loss": "poisson", "wide": "steep",
                                                           "acceleration": acc}
     cases["fit/negbin/curvature=cached"] = {"loss": "negbin", "curvature": "cached"}
+    # the Newton mode (issue 17): its line search (the steep counts), a proximal Newton step (l1),
+    # a non-convex penalty from its ridge start, no acceleration
+    for loss in ("logistic", "poisson", "negbin", "squared"):
+        cases[f"fit/{loss}/curvature=newton"] = {"loss": loss, "curvature": "newton"}
+    cases["fit/poisson/steep/curvature=newton"] = {"loss": "poisson", "wide": "steep", "curvature": "newton"}
+    cases["fit/logistic/curvature=newton/penalty=l1"] = {"loss": "logistic", "curvature": "newton",
+                                                        "penalty": "l1", "alpha": 3e-3}
+    cases["fit/logistic/curvature=newton/penalty=scad"] = {"loss": "logistic", "curvature": "newton",
+                                                          "penalty": "scad", "alpha": 3e-3}
     cases["fit/student_t/acceleration=nesterov"] = {"loss": "student_t", "acceleration": "nesterov"}
     cases["fit/logistic/max_iter=3"] = {"loss": "logistic", "max_iter": 3}
     cases["fit/hinge/max_iter=5"] = {"loss": "hinge", "max_iter": 5}
@@ -132,6 +141,9 @@ def _path_cases() -> dict[str, dict]:
         "path/logistic/l2/fixed/alphas": {"loss": "logistic", "penalty": "l2", "curvature": "fixed",
                                           "alphas": [3e-2, 3e-3, 3e-4], "batch": 1},
         "path/squared/l1/alphas": {"loss": "squared", "penalty": "l1", "alphas": [1e-1, 1e-2]},
+        "path/poisson/l1/newton": {"loss": "poisson", "penalty": "l1", "curvature": "newton"},
+        "path/logistic/l2/newton/sequential": {"loss": "logistic", "penalty": "l2", "curvature": "newton",
+                                               "batch": 1},
     }
 
 
@@ -145,6 +157,8 @@ def _hex(values) -> list[str]:
 def run_case(name: str) -> dict:
     """The recorded quantities of one case (floats as ``float.hex``)."""
     spec = dict(CASES[name])
+    # recorded when the E-step was the default: the cases name it since the default is "auto"
+    spec.setdefault("curvature", "adaptive")
     lazy = spec.pop("dask", False)
     loss = spec["loss"]
     X, y = _data(_TASK.get(loss, "regression"), spec.pop("wide", False))

@@ -4,7 +4,7 @@ of a pass, what system it gives, what it holds and hands to a warm start."""
 import numpy as np
 import pytest
 
-from smem_dask.curvature import MODES, Adaptive, Cached, FixedBound, FixedCurvature, make_curvature
+from smem_dask.curvature import MODES, Adaptive, Cached, FixedBound, FixedCurvature, Newton, make_curvature
 from smem_dask.losses import Logistic, Poisson, Squared
 from smem_dask.solver import CURVATURES, SolverConfig, WarmStart
 from smem_dask.stats import BlockStats
@@ -27,10 +27,14 @@ def _warm(expand, fixed=None):
 
 
 def test_the_mode_names_are_the_solver_settings():
-    assert CURVATURES == ("adaptive", "fixed", "cached") == tuple(MODES)
-    assert [type(make_curvature(n, Logistic())) for n in CURVATURES] == [Adaptive, FixedBound, Cached]
-    assert [SolverConfig(curvature=n).fixed_curvature for n in CURVATURES] == [False, True, False]
-    assert [SolverConfig(curvature=n).grams_per_pass(5) for n in CURVATURES] == [5, 1, 5]
+    assert CURVATURES == ("auto", "adaptive", "fixed", "cached", "newton") == ("auto", *MODES)
+    assert [type(make_curvature(n, Logistic())) for n in MODES] == [Adaptive, FixedBound, Cached, Newton]
+    assert [SolverConfig(curvature=n).fixed_curvature for n in MODES] == [False, True, False, False]
+    assert [SolverConfig(curvature=n).grams_per_pass(5) for n in MODES] == [5, 1, 5, 5]
+    # "auto" is a choice of one of them, made for a loss before anything asks what the mode does
+    with pytest.raises(RuntimeError, match="resolved for a loss first"):
+        SolverConfig(curvature="auto").fixed_curvature  # noqa: B018
+    assert SolverConfig(curvature="auto").resolved(Logistic()).curvature == "newton"
 
 
 def test_adaptive_forms_the_e_step_system_in_every_pass():

@@ -153,7 +153,7 @@ def test_max_iter_gives_a_convergence_warning(logistic_problem):
     ({"tol": float("nan")}, "tol must be a positive"),
     ({"max_iter": 0}, "max_iter must be a positive integer"),
     ({"max_iter": 2.5}, "max_iter must be a positive integer"),
-    ({"curvature": "flat"}, "unknown curvature 'flat'; choose one of adaptive, fixed"),
+    ({"curvature": "flat"}, "unknown curvature 'flat'; choose one of auto, adaptive, fixed, cached, newton"),
 ])
 def test_bad_solver_settings_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
