@@ -104,6 +104,13 @@ class Request:
         return None if self.fold is None else (self.fold, bool(self.held_out))
 
     @property
+    def overflow_is_rise(self) -> bool:
+        """A Newton candidate's pass (the Hessian's system, point 0 known): a candidate whose loss
+        or gradient overflows float64 is a step that raises F, which the loop handles; every other
+        pass with non-finite sums is an error about the data."""
+        return self.hessian and self.reference_known
+
+    @property
     def k(self) -> int:
         return self.coefs.shape[1]
 

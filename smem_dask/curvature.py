@@ -5,19 +5,23 @@ nothing else about the mode:
 
 * before the first pass — which bound the pass forms its Gram with (``bound``), and whether a warm
   start saves that pass (:meth:`Curvature.needs_first_pass`, :meth:`Curvature.resume`);
-* before each candidate's pass — whether the pass needs the E-step system at the next expansion
-  point or only gradients (:meth:`Curvature.gradient_pass`, :meth:`Curvature.refreshes`), and then
-  the system from a gradient (:meth:`Curvature.system_from_gradient`);
+* before each candidate's pass — whether the pass needs the system at the next expansion point or
+  only gradients (:meth:`Curvature.gradient_pass`, :meth:`Curvature.refreshes`), which system
+  (:meth:`Curvature.system_args`), which shorter steps ride along (:meth:`Curvature.shorter`), whether
+  momentum applies (:attr:`Curvature.momentum`), and then the system from a gradient
+  (:meth:`Curvature.system_from_gradient`);
 * after a pass — which Gram to hold (:meth:`Curvature.hold`) and whether the system it gives is the
   E-step's own majorizer at its point (:meth:`Curvature.majorizes_after`, :attr:`Curvature.stale`);
 * at the end — what a warm start of the next fit keeps (:meth:`Curvature.warm_gram`).
 
 See docs/method.md, "Curvature modes", for what each costs. The modes: :class:`Adaptive` (the
 loss's E-step every pass), :class:`FixedBound` (the bound ω ≤ b: one Gram b·Σ s x̃x̃ᵀ for the whole fit
-or path, gradient-only passes after it) and :class:`Cached` (the E-step Gram of the last refresh reused
-by gradient-only passes, refreshed at iterations 1, 2, 4, 8, … and whenever F would rise). A new mode
-is a subclass here and a name in :data:`MODES` (``CURVATURES`` of :mod:`smem_dask.settings` is made
-from it).
+or path, gradient-only passes after it), :class:`Cached` (the E-step Gram of the last refresh reused
+by gradient-only passes, refreshed at iterations 1, 2, 4, 8, … and whenever F would rise) and
+:class:`Newton` (the loss's Hessian, each step checked by the objective with its half and quarter
+steps in the same pass, an E-step restart when none lowers F). ``"auto"`` picks one of them
+(:func:`auto_curvature`). A new mode is a subclass here and a name in :data:`MODES` (``CURVATURES``
+of :mod:`smem_dask.settings` is made from it).
 
 The E-step weights of hinge and quantile, ω = 1/(2·max(|r|, ε)), are bounded by the clamp ε; its
 continuation (:class:`Clamp`: wide at the start, narrowed as F stalls) is here too.

@@ -188,7 +188,8 @@ class EMLoop:
         """One pass: F(candidate) − F(β) per observation, ∇F(candidate) and the system at
         ``next_expand`` (and the loss and gradient at each of ``shorter``, points 2, 3, … of the
         pass). Returns (ΔF, the loss change, the loss gradient at the candidate, the next system, the
-        pass's stats, the request, whether the pass refreshed a held Gram)."""
+        pass's stats, the request, whether the pass refreshed a held Gram). A step that is not plain
+        (Newton's) and overflows float64 anywhere is a rise: ΔF = +inf."""
         s, curv = self.state, self.curv
         # cached curvature: the pass of accepted iteration 1, 2, 4, 8, … also refreshes the Gram
         # (its E-step at next_expand), as the Gram ages while β moves; rises refresh it too
@@ -205,26 +206,38 @@ class EMLoop:
                               reference_known=True, histogram=self.histogram, clamp=self.clamp.value(),
                               **curv.system_args())
             new_stats = next_system = yield from self._pass(request)
-        dF = self.change(new_stats, candidate, 0)
+        # a Newton pass (the engine let its overflow through): overflow at the candidate is a rise,
+        # which a shorter step, a halving (Poisson's local bound) or a restart answers
+        tolerant = request.overflow_is_rise
+        if tolerant and not (np.isfinite(new_stats.grad[:, 1]).all() and np.isfinite(next_system.gram).all()
+                             and np.isfinite(next_system.rhs).all()):
+            dF = math.inf
+        else:
+            dF = self.change(new_stats, candidate, 0, check=not tolerant)
         return (dF, float(new_stats.loss_delta[0]), new_stats.grad[:, 1].copy(), next_system, new_stats,
                 request, refresh)
 
-    def change(self, stats, point: np.ndarray, j: int) -> float:
-        """F(point) − F(β), ``point`` being evaluation point j + 1 of the pass ``stats``."""
+    def change(self, stats, point: np.ndarray, j: int, check: bool = True) -> float:
+        """F(point) − F(β), ``point`` being evaluation point j + 1 of the pass ``stats``: an error
+        when not finite (``check``), else +inf (a Newton step that overflowed rises)."""
         dF = float(stats.loss_delta[j] / stats.weight
                    + self.alpha * self.penalty.value_difference(point[:self.p], self.state.beta[:self.p]))
-        if not math.isfinite(dF) and j == 0:
+        if math.isfinite(dF):
+            return dF
+        if check:
             raise FloatingPointError(f"the objective change at iteration {self.state.it + 1} is {dF}")
-        return dF
+        return math.inf
 
     def shortened(self, evaluated, shorter: list[np.ndarray]):
         """The full step raised F: the first of the ``shorter`` steps (evaluated in the same pass)
         that lowers it, with the system of the held Gram (formed at the full step) and the gradient
         there. Returns (the evaluation, the point), or None when none lowers F."""
         stats = evaluated[4]
+        if not np.isfinite(stats.gram).all():
+            return None  # the Hessian at the full step overflowed: no system for a shorter one
         for j, point in enumerate(shorter, start=1):
-            dF = self.change(stats, point, j)
-            if dF <= 0:
+            dF = self.change(stats, point, j, check=False)
+            if dF <= 0 and np.isfinite(stats.grad[:, 1 + j]).all():
                 self.curv.hold(stats, self.p)
                 grad = stats.grad[:, 1 + j].copy()
                 system = self.curv.system_from_gradient(point, grad)

@@ -250,3 +250,19 @@ def test_auto_is_what_the_estimators_and_the_paths_use():
 def test_a_request_is_either_the_bound_or_the_hessian():
     with pytest.raises(ValueError, match="either the fixed bound's"):
         Request(np.zeros(3), np.zeros(3), curvature=0.25, hessian=True)
+
+
+def test_a_newton_step_that_overflows_is_a_rise_not_an_error():
+    """Counts near e^9 from β = 0: the first Newton step (and the EM step after it) overflow e^η.
+    Newton's passes treat that as a rise — the step is discarded, then halved — and the fit reaches
+    statsmodels' optimum, monotone; the E-step, whose passes are data errors when they overflow,
+    says so and stops."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 3))
+    y = rng.poisson(np.exp(X @ np.array([0.5, -0.3, 0.2]) + 9.0)).astype(float)
+    est = SMEMRegressor(loss="poisson", alpha=0.0, tol=1e-10).fit(X, y)
+    glm = sm.GLM(y, sm.add_constant(X), family=sm.families.Poisson()).fit(tol=1e-12, maxiter=300)
+    np.testing.assert_allclose(np.r_[est.intercept_, est.coef_], glm.params, rtol=1e-8)
+    assert est.converged_ and est.n_restarts_ >= 1 and monotone(est.history_)
+    with pytest.raises(ValueError, match="a data pass overflowed float64"):
+        SMEMRegressor(loss="poisson", alpha=0.0, curvature="adaptive").fit(X, y)
