@@ -35,9 +35,9 @@ import scipy.linalg
 from .losses import CLAMP_EPS, Loss
 from .stats import HIST_DECADES, BlockStats
 
-__all__ = ["Adaptive", "CLAMP_PROGRESS", "CLAMP_SHRINK", "Cached", "Clamp", "Curvature", "FixedBound",
-           "FixedCurvature", "MODES", "AUTO", "auto_curvature", "NEWTON_STEPS", "Newton", "curvature_bound", "initial_clamp",
-           "make_curvature"]
+__all__ = ["AUTO", "Adaptive", "CLAMP_PROGRESS", "CLAMP_SHRINK", "Cached", "Clamp", "Curvature",
+           "FixedBound", "FixedCurvature", "MODES", "NEWTON_STEPS", "Newton", "auto_curvature",
+           "curvature_bound", "initial_clamp", "make_curvature"]
 
 
 class FixedCurvature:
@@ -226,19 +226,19 @@ class Cached(Curvature):
         return refreshed
 
 
-#: the fractions of a Newton step evaluated besides the full step in the same pass (the first that
-#: lowers F is taken): a line search that costs no pass of its own
+#: the fractions of a Newton step whose loss change the full step's pass also sums (the first that
+#: lowers F is taken when the full step raises it): a line search that reads X no extra time
 NEWTON_STEPS = (0.5, 0.25)
 
 
 class Newton(Curvature):
     """The loss's own Hessian ℓ''(η) at each accepted point: the system of a Newton step, formed in
     the pass that evaluates the candidate (one Gram per pass, as the E-step's). Not a majorizer, so
-    each step is checked by the objective in the next pass: the pass also evaluates the half and
-    quarter steps, and the first of the full, half and quarter steps that lowers F is taken (with
-    the Hessian of the full step, and the gradient at the point taken). When none does, the fit
-    restarts from β with the E-step system there (one pass): a plain EM step, which cannot raise F.
-    No momentum. Losses with ``has_hessian`` (logistic, Poisson, negative binomial, squared)."""
+    each step is checked by the objective in the next pass: the pass also evaluates the loss change
+    of the half and quarter steps, and when the full step raises F the first of them that lowers it
+    is taken (one more pass forms its gradient and Hessian). When none does, the fit restarts from β
+    with the E-step system there (one pass): a plain EM step, which cannot raise F. No momentum.
+    Losses with ``has_hessian`` (logistic, Poisson, negative binomial, squared)."""
 
     stale = True
     momentum = False

@@ -122,10 +122,10 @@ class EMLoop:
         next_expand = candidate if momentum == 0.0 else candidate + momentum * (candidate - s.beta)
         shorter = [] if plain else self.curv.shorter(s.beta, candidate)
         evaluated = yield from self.evaluate(candidate, next_expand, momentum == 0.0, shorter)
-        if evaluated[0] > 0 and shorter and (found := self.shortened(evaluated, shorter)) is not None:
-            # Newton: the first shorter step that lowers F, with the gradient there
-            evaluated, candidate = found
-            next_expand = candidate
+        if evaluated[0] > 0 and shorter and (point := self.shorter_step(evaluated[4], shorter)) is not None:
+            # Newton: the first shorter step that lowers F; one more pass for its gradient and system
+            candidate = next_expand = point
+            evaluated = yield from self.evaluate(candidate, next_expand, True)
         if evaluated[0] > 0:
             verdict = yield from self.rise(candidate, plain)
             if verdict is not None:
@@ -186,7 +186,7 @@ class EMLoop:
     def evaluate(self, candidate: np.ndarray, next_expand: np.ndarray, expand_at_candidate: bool,
                  shorter: list[np.ndarray] = ()):
         """One pass: F(candidate) − F(β) per observation, ∇F(candidate) and the system at
-        ``next_expand`` (and the loss and gradient at each of ``shorter``, points 2, 3, … of the
+        ``next_expand`` (and the loss change alone at each of ``shorter``, points 2, 3, … of the
         pass). Returns (ΔF, the loss change, the loss gradient at the candidate, the next system, the
         pass's stats, the request, whether the pass refreshed a held Gram). A step that is not plain
         (Newton's) and overflows float64 anywhere is a rise: ΔF = +inf."""
@@ -203,8 +203,8 @@ class EMLoop:
         else:
             # the loss and gradient at β are known from the previous pass: not recomputed
             request = Request(np.column_stack([s.beta, candidate, *shorter]), next_expand,
-                              reference_known=True, histogram=self.histogram, clamp=self.clamp.value(),
-                              **curv.system_args())
+                              reference_known=True, values_only=len(shorter), histogram=self.histogram,
+                              clamp=self.clamp.value(), **curv.system_args())
             new_stats = next_system = yield from self._pass(request)
         # a Newton pass (the engine let its overflow through): overflow at the candidate is a rise,
         # which a shorter step, a halving (Poisson's local bound) or a restart answers
@@ -228,20 +228,12 @@ class EMLoop:
             raise FloatingPointError(f"the objective change at iteration {self.state.it + 1} is {dF}")
         return math.inf
 
-    def shortened(self, evaluated, shorter: list[np.ndarray]):
-        """The full step raised F: the first of the ``shorter`` steps (evaluated in the same pass)
-        that lowers it, with the system of the held Gram (formed at the full step) and the gradient
-        there. Returns (the evaluation, the point), or None when none lowers F."""
-        stats = evaluated[4]
-        if not np.isfinite(stats.gram).all():
-            return None  # the Hessian at the full step overflowed: no system for a shorter one
+    def shorter_step(self, stats, shorter: list[np.ndarray]) -> np.ndarray | None:
+        """The full step raised F: the first of the ``shorter`` steps (points 2, 3, … of the same
+        pass, their loss changes only) that lowers it, or None."""
         for j, point in enumerate(shorter, start=1):
-            dF = self.change(stats, point, j, check=False)
-            if dF <= 0 and np.isfinite(stats.grad[:, 1 + j]).all():
-                self.curv.hold(stats, self.p)
-                grad = stats.grad[:, 1 + j].copy()
-                system = self.curv.system_from_gradient(point, grad)
-                return (dF, float(stats.loss_delta[j]), grad, system, stats, evaluated[5], False), point
+            if self.change(stats, point, j, check=False) <= 0:
+                return point
         return None
 
     def rise(self, candidate: np.ndarray, plain: bool):
