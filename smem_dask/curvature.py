@@ -113,6 +113,9 @@ class Curvature:
     one_gram = False
     #: Nesterov momentum applies (the acceleration setting); Newton steps take none
     momentum = True
+    #: the system at an accepted β is the loss's own second-order model there, whose next step's
+    #: promised decrease estimates F − F* (the stopping test may use it)
+    predicts = False
 
     def system_args(self) -> dict:
         """How a pass forms this mode's system (the :class:`~smem_dask.blockstats.Request` fields):
@@ -242,6 +245,7 @@ class Newton(Curvature):
 
     stale = True
     momentum = False
+    predicts = True
 
     def __init__(self, loss: Loss, warm=None):
         super().__init__(loss, warm)

@@ -83,7 +83,7 @@ def test_default_logistic_reaches_1e8_in_six_passes_monotone(p):
     np.testing.assert_allclose(np.r_[est.coef_, est.intercept_], np.r_[ref.coef_.ravel(), ref.intercept_],
                                rtol=1e-6, atol=1e-8)
     assert passes_to(est.history_, F_star) <= 6
-    assert est.n_passes_ <= 7  # the last pass sees the change fall below tol
+    assert est.n_passes_ <= 6  # the whole fit: its stopping test needs no pass beyond them
     assert monotone(est.history_)
     adaptive = SMEMClassifier(alpha=alpha, curvature="adaptive").fit(X, y)
     assert passes_to(adaptive.history_, F_star) >= 9  # what the E-step needs on the same data
