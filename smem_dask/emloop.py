@@ -122,10 +122,10 @@ class EMLoop:
         next_expand = candidate if momentum == 0.0 else candidate + momentum * (candidate - s.beta)
         shorter = [] if plain else self.curv.shorter(s.beta, candidate)
         evaluated = yield from self.evaluate(candidate, next_expand, momentum == 0.0, shorter)
-        if evaluated[0] > 0 and shorter and (found := self.shortened(evaluated, shorter)) is not None:
-            # Newton: the first shorter step that lowers F, with the gradient there
-            evaluated, candidate = found
-            next_expand = candidate
+        if evaluated[0] > 0 and shorter and (point := self.shorter_step(evaluated[4], shorter)) is not None:
+            # Newton: the first shorter step that lowers F; one more pass for its gradient and system
+            candidate = next_expand = point
+            evaluated = yield from self.evaluate(candidate, next_expand, True)
         if evaluated[0] > 0:
             verdict = yield from self.rise(candidate, plain)
             if verdict is not None:
@@ -172,6 +172,9 @@ class EMLoop:
         if s.halved is not None:
             candidate, s.halved = s.halved, None
             return candidate
+        if s.proposed is not None:  # solved already for the stopping test (predicted_decrease)
+            candidate, s.proposed = s.proposed, None
+            return candidate
         # from β, where the loss gradient is known and the majorizer tangent (smooth losses), the
         # step is solved for as a correction to β: iterative refinement (see m_step)
         refine = self.loss.smooth and s.from_beta()
@@ -186,9 +189,10 @@ class EMLoop:
     def evaluate(self, candidate: np.ndarray, next_expand: np.ndarray, expand_at_candidate: bool,
                  shorter: list[np.ndarray] = ()):
         """One pass: F(candidate) − F(β) per observation, ∇F(candidate) and the system at
-        ``next_expand`` (and the loss and gradient at each of ``shorter``, points 2, 3, … of the
+        ``next_expand`` (and the loss change alone at each of ``shorter``, points 2, 3, … of the
         pass). Returns (ΔF, the loss change, the loss gradient at the candidate, the next system, the
-        pass's stats, the request, whether the pass refreshed a held Gram)."""
+        pass's stats, the request, whether the pass refreshed a held Gram). A step that is not plain
+        (Newton's) and overflows float64 anywhere is a rise: ΔF = +inf."""
         s, curv = self.state, self.curv
         # cached curvature: the pass of accepted iteration 1, 2, 4, 8, … also refreshes the Gram
         # (its E-step at next_expand), as the Gram ages while β moves; rises refresh it too
@@ -202,33 +206,37 @@ class EMLoop:
         else:
             # the loss and gradient at β are known from the previous pass: not recomputed
             request = Request(np.column_stack([s.beta, candidate, *shorter]), next_expand,
-                              reference_known=True, histogram=self.histogram, clamp=self.clamp.value(),
-                              **curv.system_args())
+                              reference_known=True, values_only=len(shorter), histogram=self.histogram,
+                              clamp=self.clamp.value(), **curv.system_args())
             new_stats = next_system = yield from self._pass(request)
-        dF = self.change(new_stats, candidate, 0)
+        # a Newton pass (the engine let its overflow through): overflow at the candidate is a rise,
+        # which a shorter step, a halving (Poisson's local bound) or a restart answers
+        tolerant = request.overflow_is_rise
+        if tolerant and not (np.isfinite(new_stats.grad[:, 1]).all() and np.isfinite(next_system.gram).all()
+                             and np.isfinite(next_system.rhs).all()):
+            dF = math.inf
+        else:
+            dF = self.change(new_stats, candidate, 0, check=not tolerant)
         return (dF, float(new_stats.loss_delta[0]), new_stats.grad[:, 1].copy(), next_system, new_stats,
                 request, refresh)
 
-    def change(self, stats, point: np.ndarray, j: int) -> float:
-        """F(point) − F(β), ``point`` being evaluation point j + 1 of the pass ``stats``."""
+    def change(self, stats, point: np.ndarray, j: int, check: bool = True) -> float:
+        """F(point) − F(β), ``point`` being evaluation point j + 1 of the pass ``stats``: an error
+        when not finite (``check``), else +inf (a Newton step that overflowed rises)."""
         dF = float(stats.loss_delta[j] / stats.weight
                    + self.alpha * self.penalty.value_difference(point[:self.p], self.state.beta[:self.p]))
-        if not math.isfinite(dF) and j == 0:
+        if math.isfinite(dF):
+            return dF
+        if check:
             raise FloatingPointError(f"the objective change at iteration {self.state.it + 1} is {dF}")
-        return dF
+        return math.inf
 
-    def shortened(self, evaluated, shorter: list[np.ndarray]):
-        """The full step raised F: the first of the ``shorter`` steps (evaluated in the same pass)
-        that lowers it, with the system of the held Gram (formed at the full step) and the gradient
-        there. Returns (the evaluation, the point), or None when none lowers F."""
-        stats = evaluated[4]
+    def shorter_step(self, stats, shorter: list[np.ndarray]) -> np.ndarray | None:
+        """The full step raised F: the first of the ``shorter`` steps (points 2, 3, … of the same
+        pass, their loss changes only) that lowers it, or None."""
         for j, point in enumerate(shorter, start=1):
-            dF = self.change(stats, point, j)
-            if dF <= 0:
-                self.curv.hold(stats, self.p)
-                grad = stats.grad[:, 1 + j].copy()
-                system = self.curv.system_from_gradient(point, grad)
-                return (dF, float(stats.loss_delta[j]), grad, system, stats, evaluated[5], False), point
+            if self.change(stats, point, j, check=False) <= 0:
+                return point
         return None
 
     def rise(self, candidate: np.ndarray, plain: bool):
@@ -304,7 +312,8 @@ class EMLoop:
     def after_accept(self, rec: IterationRecord):
         """Whether the fit ends after an accepted iterate: converged (smooth losses), no certificate
         possible, certified, or stopped early."""
-        small = abs(rec.change) <= self.config.tol and self.residual_ok(rec)
+        small = self.residual_ok(rec) and (abs(rec.change) <= self.config.tol
+                                           or self.predicted_decrease() <= self.config.tol * abs(rec.objective))
         if small and not self.nonsmooth:
             self.converged = True
             return True
@@ -322,12 +331,25 @@ class EMLoop:
             return True  # no certificate attempt after the loop either: a stop is for now
         return False
 
+    def predicted_decrease(self) -> float:
+        """Newton's model of F − F* at β: the decrease its next step promises, −[∇ᵀd + ½dᵀHd]/W −
+        α(P(β + d) − P(β)) with the Hessian system at β (+inf in the other modes, whose quadratics
+        overstate the curvature). With the gradient test passed, a promise below tol·|F| ends the fit
+        one pass before the change of F would show it; the step is kept for the next iteration."""
+        s = self.state
+        if not (self.curv.predicts and s.from_beta() and not s.majorizes):
+            return math.inf
+        s.proposed = self.propose()
+        d = s.proposed - s.beta
+        model = float(s.loss_grad @ d + 0.5 * d @ (s.system.gram @ d)) / self.W
+        return -(model + self.alpha * self.penalty.value_difference(s.proposed[:self.p], s.beta[:self.p]))
+
     def system_at_beta(self):
         """Make the next step the plain one from β: the E-step system at β (one pass; none under
         fixed curvature, where the gradient at β is known; cached curvature caches its Gram) and
         the momentum reset."""
         s, curv = self.state, self.curv
-        s.majorizes = True
+        s.majorizes, s.proposed = True, None
         if curv.systems_from_gradient:
             system = curv.system_from_gradient(s.beta, s.loss_grad)
         else:
