@@ -1,33 +1,63 @@
 """Out-of-core speed: our EM pass against the limit pass, and time to the optimum against every peer.
 
     python -m benchmarks scale [--sizes 1e5x100,2e6x100,...] [--workers 2 --memory-limit 2GiB]
-                               [--data DIR] [--quick]
+                               [--data DIR] [--counts-n 1e6] [--quick] [--out DIR]
 
-Writes ``benchmarks/results/scale.md`` (tables, command, machine, date) and ``scale.png`` (time
-versus n, log-log, one panel per p). For each size, in one run on one zarr store (synthetic logistic
-problem, cond(XᵀX) = 1e6, uncompressed, row chunks of ``--chunk-mb`` MB) and one local cluster of
-``--workers`` single-threaded worker processes with ``--memory-limit`` each:
+Writes ``benchmarks/results/scale.md`` (tables, command, machine, date, the load average at the start
+and end) and ``scale.png`` (time versus n, log-log, one panel per p); ``--quick`` (small sizes, one
+repeat, fast peers only, counts at n = 5e4; a minute or two) writes into a temporary directory unless
+``--out`` is given, never over the published results. For each size, in one run on one zarr store
+(synthetic logistic problem, cond(XᵀX) = 1e6, uncompressed, row chunks of ``--chunk-mb`` MB) and
+one local cluster of ``--workers`` single-threaded worker processes with ``--memory-limit`` each:
 
 1. **Passes** (median of ``--repeats``, interleaved): *read* — stream X from the store, nothing
    else; *limit* — stream X and form XᵀWX with BLAS on each block (weights w from y; √w·X on
    cache-sized tiles and ``dsyrk``, the cheapest weighted Gram we know), nothing else; *syrk* — the
-   same without weights (XᵀX); *EM pass* — our steady-state pass (the loss change and gradient at
-   a new point, E-step and Gram at the next expansion point), streamed from the same store.
+   same without weights (XᵀX); *EM pass* — the steady-state pass ``curvature="auto"`` runs for
+   logistic, the Newton pass of ``EMLoop.evaluate``: one request with four evaluation points (β
+   the reference, the candidate, and the half and quarter steps towards it as ``values_only``
+   points: loss changes, no gradients) and the Hessian's system (``hessian=True``, the ℓ''(η) Gram)
+   at the candidate; *E-step pass* — the adaptive E-step's pass
+   (the loss change and gradient at a new point, E-step and Gram at the next expansion point), the
+   EM pass of results before issue 17. All streamed from the same store.
 2. **Time to the optimum**: wall time until F is within 1e-8 (relative) of F*, the smallest F any
    method reached, every F evaluated by one evaluator. The problem is unregularized (α = 0, intercept
    fitted) so that every package minimizes the same F: dask-ml's solvers put their L2 penalty on the
    intercept too, and its ``newton`` ignores the penalty. SM-EM runs on the Dask engine as users
    get it (``persist="auto"``: persisted when the data take at most half of the workers' memory,
-   streamed otherwise) — each acceleration mode with the adaptive E-step, plus the cached- and
-   fixed-curvature modes — and on the in-memory numpy engine where the data fit. Its time is read
-   off its own iteration record (the first iterate within 1e-8), plus the engine set-up. Peers
-   report no such record: each is run with a ladder of tolerances and its time is that of the
-   fastest run that ended within 1e-8 (or "not reached", with its best gap). dask-ml (lbfgs, newton,
-   admm) gets the same dask array (persisted when ours was); scikit-learn (newton-cholesky, lbfgs)
-   and glum run in memory, only where the data fit in ``--in-memory-limit``.
-3. **Peak memory**: the resident set of this client process and of each worker process, sampled
+   streamed otherwise; ``--persist`` overrides): first the new default, ``SolverConfig(curvature=
+   "auto", tol=1e-10, max_iter=150)`` with the default acceleration (``fit_em`` resolves "auto":
+   newton for logistic) three ways — *SM-EM auto (dask, from zarr)* (``persist="auto"``), *SM-EM
+   auto (dask, streamed)* (``persist=False``) and *SM-EM auto (numpy)* (the in-memory engine, where
+   the data fit); then ``curvature="newton"`` on the Dask engine, each acceleration mode with the
+   adaptive E-step, the cached- and fixed-curvature modes, and the nesterov-restart modes on the
+   numpy engine. Its time is read off its own iteration record (the first iterate within 1e-8),
+   plus the engine set-up (the persist, done in the first pass, is inside the record's time).
+   *Plain Newton on our engine* is a baseline loop in this file, not a library mode: at each β one
+   pass ``engine.stats_many(Logistic(), [Request(β, β, hessian=True)], True)`` gives F(β), ∇ and
+   the Hessian G there, then β ← β − G⁻¹∇ (full steps, no line search, α = 0, one pass per
+   iteration; "not reached" when it diverges). *Bytes read ÷ bytes of X* counts one read of X per
+   pass (from the workers' memory when persisted, from the store otherwise) plus one for the
+   persist (store → workers) when persisted; the numpy engine's load is not counted (nor timed).
+   Peers report no such record: each is run with a ladder of tolerances and its time is that of
+   the fastest run that ended within 1e-8 (or "not reached", with its best gap). dask-ml (lbfgs,
+   newton, admm) gets the same dask array (persisted when ours was); scikit-learn (newton-cholesky,
+   lbfgs) and glum run in memory, only where the data fit in ``--in-memory-limit``.
+3. **Done when** (issue 17), a table at the top of the results, per size: passes to 1e-8 of
+   *SM-EM auto (dask, from zarr)* (target ≤ 6); its seconds to 1e-8 ÷ scikit-learn newton-cholesky's
+   (targets ≤ 0.5 at 2e6 × 100, ≤ 1.0 at 2e6 × 10) and ÷ glum's (≤ 1); the EM (Newton) pass ÷ the
+   limit pass (≤ 1.3); whether auto's objective history is monotone (every F ≤ the one before).
+4. **Peak memory**: the resident set of this client process and of each worker process, sampled
    every 50 ms; a fresh cluster per size, so the peaks are that size's. The client holds the data in
    memory for the in-memory methods where they run.
+5. **Poisson and negative binomial** (once per run, before the sizes; ``--counts-n 0`` skips it):
+   in memory on the numpy engine, n = ``--counts-n`` (1e6), p = ``--counts-p`` (20), α = 0: X the
+   same synthetic design, counts drawn (seeded) from a known η = Xβ + b with sd(Xβ) = 0.5, b = 0.5
+   — Poisson(e^η), and negative binomial with h = 2 (mean h·e^η). Passes to 1e-8 of F* of
+   ``curvature="adaptive"`` (the E-step, before) and ``"auto"`` (newton, after), against
+   statsmodels' IRLS ``sm.GLM(...).fit(tol=1e-10)``: its iterations (``fit_history['iteration']``)
+   and wall time. The negative binomial loss with h is statsmodels' log-link
+   ``NegativeBinomial(alpha=1/h)`` GLM with offset log h (as in tests/test_oracles.py).
 """
 
 from __future__ import annotations
@@ -121,10 +151,11 @@ def em_pass(X, y, kind: str = "newton"):
     """A function running one steady-state pass of SM-EM, streamed from X and y (not persisted).
 
     ``kind="newton"``: the pass ``curvature="auto"`` runs for logistic (the Newton mode, see
-    ``EMLoop.evaluate``): the loss changes and gradients at the candidate and at the half and
-    quarter steps towards it from β (four evaluation points, β the reference), and the Hessian's
-    system (ℓ''(η) Gram) at the candidate. ``kind="e-step"``: the adaptive E-step's pass (the loss
-    change and gradient at a new point, E-step and Gram at the next, extrapolated, expansion point).
+    ``EMLoop.evaluate``): four evaluation points — β the reference, the candidate (loss change and
+    gradient), the half and quarter steps towards it from β (``values_only``: loss changes only) —
+    and the Hessian's system (ℓ''(η) Gram) at the candidate. ``kind="e-step"``: the adaptive
+    E-step's pass (the loss change and gradient at a new point, E-step and Gram at the next,
+    extrapolated, expansion point).
     """
     from smem_dask.curvature import NEWTON_STEPS
     from smem_dask.engine import DaskEngine
@@ -138,7 +169,8 @@ def em_pass(X, y, kind: str = "newton"):
     step = beta + 1e-3 * rng.standard_normal(q)
     if kind == "newton":
         points = [beta, step] + [beta + f * (step - beta) for f in NEWTON_STEPS]
-        request = [Request(np.column_stack(points), step, reference_known=True, hessian=True)]
+        request = [Request(np.column_stack(points), step, reference_known=True, hessian=True,
+                           values_only=len(NEWTON_STEPS))]
     else:
         request = [Request(np.column_stack([beta, step]), step + 0.3 * (step - beta),
                            reference_known=True)]
@@ -735,9 +767,10 @@ def report(rows, args, counts=None, loads=None) -> str:
     if rows:
         lines += done_when(rows)
     lines.append("\n## Passes (median seconds of one pass over X, streamed from the store)\n")
-    lines.append("*EM pass*: the pass `curvature=\"auto\"` runs for logistic — the Newton pass (loss "
-                 "changes and gradients at the candidate, half and quarter steps, the Hessian's Gram at "
-                 "the candidate). *E-step pass*: the adaptive E-step's pass (loss change and gradient "
+    lines.append("*EM pass*: the pass `curvature=\"auto\"` runs for logistic — the Newton pass (the "
+                 "loss change and gradient at the candidate, the loss changes alone at the half and "
+                 "quarter steps, the Hessian's Gram at the candidate). *E-step pass*: the adaptive "
+                 "E-step's pass (loss change and gradient "
                  "at one point, the E-step Gram at the next), the EM pass of earlier results.\n")
     lines.append("| n | p | GB | read | syrk XᵀX | limit XᵀWX | EM pass | EM / limit | EM / syrk | "
                  "E-step pass | E-step / limit |")
