@@ -198,7 +198,8 @@ def _fit(args) -> int:
             "penalty_params": parse_params(args.penalty_param, "penalty"),
             "coef": est.coef_.tolist(), "intercept": est.intercept_,
             "n_iter": est.n_iter_, "n_passes": est.n_passes_, "objective": est.objective_,
-            "curvature": est.curvature_, "converged": bool(est.converged_), "objective_history": est.objective_history_,
+            "curvature": est.curvature_, "converged": bool(est.converged_),
+            "objective_history": est.objective_history_,
             "duality_gap": float(est.duality_gap_) if np.isfinite(est.duality_gap_) else None,
             "stopped": est.stopped_,
         }
