@@ -18,8 +18,8 @@ See docs/method.md, "Curvature modes", for what each costs. The modes: :class:`A
 loss's E-step every pass), :class:`FixedBound` (the bound ω ≤ b: one Gram b·Σ s x̃x̃ᵀ for the whole fit
 or path, gradient-only passes after it), :class:`Cached` (the E-step Gram of the last refresh reused
 by gradient-only passes, refreshed at iterations 1, 2, 4, 8, … and whenever F would rise) and
-:class:`Newton` (the loss's Hessian, each step checked by the objective with its half and quarter
-steps in the same pass, an E-step restart when none lowers F). ``"auto"`` picks one of them
+:class:`Newton` (the loss's Hessian, each step checked by the objective in its pass, then its
+half and quarter steps, an E-step restart when none lowers F). ``"auto"`` picks one of them
 (:func:`auto_curvature`). A new mode is a subclass here and a name in :data:`MODES` (``CURVATURES``
 of :mod:`smem_dask.settings` is made from it).
 
