@@ -56,8 +56,6 @@ class Request:
         each 10**k of :data:`HIST_DECADES` (losses with a ``dual_box``).
     clamp : float or None — the E-step's floor on |t − η| at ``expand`` for the non-smooth losses
         (``Loss.e_step(..., clamp=)``, ≥ :data:`~smem_dask.losses.CLAMP_EPS`); None: CLAMP_EPS.
-    values_only : int — the last ``values_only`` points are evaluated for their loss change only (no
-        gradient: their columns of ``grad`` stay zero), e.g. the shorter Newton steps a pass checks.
     fold : int or None — the rows this request sums over (cross-validation, see docs/method.md
         "Cross-validation"): None, every row; an integer k, the rows whose fold id is not k (the
         training rows of fold k) — or, with ``held_out``, the rows whose fold id is k. Every sum
@@ -76,7 +74,6 @@ class Request:
     curvature: float | None = None
     hessian: bool = False
     reference_known: bool = False
-    values_only: int = 0
     dual_point: np.ndarray | None = None
     dual_width: float = 1.0
     dual_lam: np.ndarray | None = None
@@ -94,9 +91,6 @@ class Request:
         for name in ("expand", "dual_point", "dual_lam", "dual_ref"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64).ravel())
-        if not 0 <= int(self.values_only) <= self.coefs.shape[1] - 1:
-            raise ValueError(f"values_only must be between 0 and k - 1 = {self.coefs.shape[1] - 1}, got "
-                             f"{self.values_only!r}")
         if self.hessian and self.curvature is not None:
             raise ValueError("a system is either the fixed bound's (curvature) or the Hessian's, not both")
         if self.fold is not None:
@@ -120,10 +114,6 @@ class Request:
     def k(self) -> int:
         return self.coefs.shape[1]
 
-    @property
-    def n_gradients(self) -> int:
-        """Points whose gradient the pass computes (not a known point 0, not the values-only ones)."""
-        return self.k - int(self.reference_known) - self.values_only
 
     @property
     def system(self) -> bool:

@@ -120,12 +120,13 @@ class EMLoop:
         else:
             t_next, momentum = 1.0, 0.0
         next_expand = candidate if momentum == 0.0 else candidate + momentum * (candidate - s.beta)
-        shorter = [] if plain else self.curv.shorter(s.beta, candidate)
-        evaluated = yield from self.evaluate(candidate, next_expand, momentum == 0.0, shorter)
-        if evaluated[0] > 0 and shorter and (point := self.shorter_step(evaluated[4], shorter)) is not None:
-            # Newton: the first shorter step that lowers F; one more pass for its gradient and system
-            candidate = next_expand = point
-            evaluated = yield from self.evaluate(candidate, next_expand, True)
+        evaluated = yield from self.evaluate(candidate, next_expand, momentum == 0.0)
+        if evaluated[0] > 0 and not plain and (shorter := self.curv.shorter(s.beta, candidate)):
+            # Newton: the full step raised F; one pass tries the shorter steps
+            found = yield from self.line_search(shorter)
+            if found is not None:
+                evaluated, candidate = found
+                next_expand = candidate
         if evaluated[0] > 0:
             verdict = yield from self.rise(candidate, plain)
             if verdict is not None:
@@ -186,13 +187,11 @@ class EMLoop:
         return m_step(s.system, s.expand, self.penalty, self.alpha, self.p,
                       exact=self.config.exact_penalty, loss_grad=s.loss_grad if refine else None)
 
-    def evaluate(self, candidate: np.ndarray, next_expand: np.ndarray, expand_at_candidate: bool,
-                 shorter: list[np.ndarray] = ()):
+    def evaluate(self, candidate: np.ndarray, next_expand: np.ndarray, expand_at_candidate: bool):
         """One pass: F(candidate) − F(β) per observation, ∇F(candidate) and the system at
-        ``next_expand`` (and the loss change alone at each of ``shorter``, points 2, 3, … of the
-        pass). Returns (ΔF, the loss change, the loss gradient at the candidate, the next system, the
-        pass's stats, the request, whether the pass refreshed a held Gram). A step that is not plain
-        (Newton's) and overflows float64 anywhere is a rise: ΔF = +inf."""
+        ``next_expand``. Returns (ΔF, the loss change, the loss gradient at the candidate, the next
+        system, the pass's stats, the request, whether the pass refreshed a held Gram). In Newton's
+        passes a candidate that overflows float64 anywhere is a rise: ΔF = +inf."""
         s, curv = self.state, self.curv
         # cached curvature: the pass of accepted iteration 1, 2, 4, 8, … also refreshes the Gram
         # (its E-step at next_expand), as the Gram ages while β moves; rises refresh it too
@@ -205,9 +204,8 @@ class EMLoop:
             next_system = curv.system_from_gradient(next_expand, new_stats.grad[:, -1])
         else:
             # the loss and gradient at β are known from the previous pass: not recomputed
-            request = Request(np.column_stack([s.beta, candidate, *shorter]), next_expand,
-                              reference_known=True, values_only=len(shorter), histogram=self.histogram,
-                              clamp=self.clamp.value(), **curv.system_args())
+            request = Request(np.column_stack([s.beta, candidate]), next_expand, reference_known=True,
+                              histogram=self.histogram, clamp=self.clamp.value(), **curv.system_args())
             new_stats = next_system = yield from self._pass(request)
         # a Newton pass (the engine let its overflow through): overflow at the candidate is a rise,
         # which a shorter step, a halving (Poisson's local bound) or a restart answers
@@ -231,12 +229,26 @@ class EMLoop:
             raise FloatingPointError(f"the objective change at iteration {self.state.it + 1} is {dF}")
         return math.inf
 
-    def shorter_step(self, stats, shorter: list[np.ndarray]) -> np.ndarray | None:
-        """The full step raised F: the first of the ``shorter`` steps (points 2, 3, … of the same
-        pass, their loss changes only) that lowers it, or None."""
-        for j, point in enumerate(shorter, start=1):
-            if self.change(stats, point, j, check=False) <= 0:
-                return point
+    def line_search(self, shorter: list[np.ndarray]):
+        """The full Newton step raised F: one pass at the ``shorter`` steps (their loss changes and
+        gradients, the Hessian's system at the first). The first that lowers F is taken, with that
+        system (the first) or the same Gram and its own gradient (the others). Returns (the
+        evaluation, as :meth:`evaluate`'s, the point), or None when none lowers F."""
+        s, curv = self.state, self.curv
+        request = Request(np.column_stack([s.beta, *shorter]), shorter[0], reference_known=True,
+                          **curv.system_args())
+        stats = yield from self._pass(request)
+        if not (np.isfinite(stats.gram).all() and np.isfinite(stats.rhs).all()):
+            return None  # the Hessian at the first shorter step overflowed: no system
+        for j, point in enumerate(shorter):
+            dF, grad = self.change(stats, point, j, check=False), stats.grad[:, 1 + j].copy()
+            if dF <= 0 and np.isfinite(grad).all():
+                if j == 0:
+                    system = stats
+                else:
+                    curv.hold(stats, self.p)
+                    system = curv.system_from_gradient(point, grad)
+                return (dF, float(stats.loss_delta[j]), grad, system, stats, request, False), point
         return None
 
     def rise(self, candidate: np.ndarray, plain: bool):
@@ -312,8 +324,9 @@ class EMLoop:
     def after_accept(self, rec: IterationRecord):
         """Whether the fit ends after an accepted iterate: converged (smooth losses), no certificate
         possible, certified, or stopped early."""
-        small = self.residual_ok(rec) and (abs(rec.change) <= self.config.tol
-                                           or self.predicted_decrease() <= self.config.tol * abs(rec.objective))
+        tol = self.config.tol
+        small = self.residual_ok(rec) and (abs(rec.change) <= tol
+                                           or self.predicted_decrease() <= tol * abs(rec.objective))
         if small and not self.nonsmooth:
             self.converged = True
             return True

@@ -139,7 +139,9 @@ class Engine(Protocol):
 
 @dataclass(frozen=True)
 class SolverConfig:
-    """Settings of the EM loop (validated on construction)."""
+    """Settings of the EM loop (validated on construction). The curvature defaults to the E-step
+    here, the solver layer's plain behaviour; the estimators, :func:`smem_dask.fit_path` and the
+    command line default to ``"auto"``."""
 
     acceleration: str = "nesterov-restart"
     tol: float = 1e-8

@@ -164,12 +164,11 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
         delta = loss_deltas[d : d + k - 1]
         d += k - 1
         grad = np.zeros((q, k))
-        # column 0 stays zero when point 0 is known, and so do those of values-only points
-        j, m = int(r.reference_known), r.n_gradients
-        grad[:p, j : j + m] = xt_cols[:, c : c + m]
+        j = int(r.reference_known)  # column 0 stays zero when point 0 is known
+        grad[:p, j:] = xt_cols[:, c : c + k - j]
         if fit_intercept:
-            grad[p, j : j + m] = col_sums[c : c + m]
-        c += m
+            grad[p, j:] = col_sums[c : c + k - j]
+        c += k - j
         gram = np.zeros((q, q))
         rhs = np.zeros(q)
         if r.system:
@@ -252,11 +251,14 @@ class _Plan:
         # the loss at point 0 and the derivative at every point, except where point 0 is known
         self.valued = [i for i, r in enumerate(requests) if not r.reference_known]
         self.starts = np.asarray([starts[i] for i in self.valued], dtype=int)
-        self.evals = np.concatenate([np.arange(a + int(r.reference_known), a + r.k - r.values_only)
-                                     for r, a in pairs])
+        self.evals = np.concatenate([np.arange(a + int(r.reference_known), a + r.k) for r, a in pairs])
         self.refs = np.concatenate([np.full(r.k - 1, a) for r, a in pairs])
         self.steps = np.concatenate([np.arange(a + r.k, a + 2 * r.k - 1) for r, a in pairs])
         self.n_columns = self.evals.size + 2 * sum(r.system for r in requests)
+        # one request: every loss change is from its point 0, whose column the loss's elementwise
+        # formulas then broadcast — the work on the reference once per row, not once per step (a
+        # contiguous copy, as numpy's SIMD and strided loops of tanh, exp… differ in the last bit)
+        self.ref_cols = self.refs[:1] if self.refs.size and (self.refs == self.refs[0]).all() else self.refs
         self.certified = [i for i, r in enumerate(requests) if r.extra_size(1) - r.metrics_size]
         self.measured = [i for i, r in enumerate(requests) if r.metrics]
         # requests that sum over a fold's rows: the pass then weighs each request's rows itself
@@ -267,7 +269,7 @@ class _Plan:
             self.key_valued = np.asarray([self.keys[i] for i in self.valued], dtype=int)
             self.key_refs = np.concatenate([np.full(r.k - 1, key) for r, key in zip(requests, self.keys,
                                                                                      strict=True)])
-            self.key_evals = np.concatenate([np.full(r.n_gradients, key)
+            self.key_evals = np.concatenate([np.full(r.k - int(r.reference_known), key)
                                              for r, key in zip(requests, self.keys, strict=True)])
 
     def columns(self, loss, y, s, eta):
@@ -276,7 +278,7 @@ class _Plan:
         system) and each system's weights s·ω."""
         yc = y[:, None]
         value = loss.value(yc, eta[:, self.starts])
-        change = loss.value_difference(yc, eta[:, self.refs], eta[:, self.steps])
+        change = loss.value_difference(yc, eta[:, self.ref_cols], eta[:, self.steps])
         dl = loss.derivative(yc, eta[:, self.evals])
         loss_refs = np.zeros(len(self.requests))
         if s is None:
@@ -292,7 +294,7 @@ class _Plan:
         each selection's weights, request i's in column ``keys[i]``."""
         yc = y[:, None]
         value = loss.value(yc, eta[:, self.starts])
-        change = loss.value_difference(yc, eta[:, self.refs], eta[:, self.steps])
+        change = loss.value_difference(yc, eta[:, self.ref_cols], eta[:, self.steps])
         dl = loss.derivative(yc, eta[:, self.evals])
         loss_refs = np.zeros(len(self.requests))
         loss_refs[self.valued] = np.einsum("ij,ij->j", S[:, self.key_valued], value)
@@ -308,9 +310,9 @@ class _Plan:
         columns, weights = [], []
         e = 0
         for i, (r, start) in enumerate(zip(self.requests, self.offsets[:-1], strict=True)):
-            k, m = r.k, r.n_gradients
-            columns.append(dl[:, e : e + m])
-            e += m
+            k, skip = r.k, int(r.reference_known)
+            columns.append(dl[:, e : e + k - skip])
+            e += k - skip
             sw = None
             if r.system:
                 omega, u = self._e_step(loss, r, y, eta[:, start + 2 * k - 1])

@@ -124,19 +124,20 @@ def _steep_counts():
     return X, rng.poisson(np.exp(X @ np.array([1.0, -0.5, 0.3, 0.8]))).astype(float)
 
 
-def test_a_rising_newton_step_is_shortened_in_the_same_pass(monkeypatch):
-    """On steep counts the full Newton step raises F; the half or quarter step, whose loss change the
-    same pass summed, is taken instead — and the fit still reaches statsmodels' optimum, monotone."""
+def test_a_rising_newton_step_is_shortened(monkeypatch):
+    """On steep counts the full Newton step raises F; one more pass tries the half and quarter
+    steps, one of which is taken — and the fit still reaches statsmodels' optimum, monotone."""
     X, y = _steep_counts()
     taken = []
-    original = EMLoop.shorter_step
+    original = EMLoop.line_search
 
-    def spy(self, stats, shorter):
-        found = original(self, stats, shorter)
+    def spy(self, shorter):
+        assert [s.shape for s in shorter] == [(5,)] * len(NEWTON_STEPS)
+        found = yield from original(self, shorter)
         taken.append(found is not None)
         return found
 
-    monkeypatch.setattr(EMLoop, "shorter_step", spy)
+    monkeypatch.setattr(EMLoop, "line_search", spy)
     est = SMEMRegressor(loss="poisson", alpha=0.0, tol=1e-10, curvature="newton").fit(X, y)
     glm = sm.GLM(y, sm.add_constant(X), family=sm.families.Poisson()).fit(tol=1e-13, maxiter=100)
     assert any(taken)
@@ -156,9 +157,9 @@ def test_when_no_shorter_step_lowers_F_the_fit_restarts_with_an_em_step(monkeypa
     assert monotone(est.history_)
 
 
-def test_the_line_search_costs_no_pass_of_its_own():
-    """Each Newton iteration is one pass: the half and quarter steps ride on the candidate's pass
-    (as points 2 and 3 of its request, loss changes only) and the system is the Hessian's."""
+def test_a_newton_iteration_is_one_pass_when_its_step_lowers_F():
+    """Each Newton iteration is one pass, as an E-step iteration: the candidate and its Hessian's
+    system (the shorter steps are tried only after a rise)."""
     X, y = make_problem(2000, 5, cond=1e3, seed=2)
     seen = []
 
@@ -173,7 +174,7 @@ def test_the_line_search_costs_no_pass_of_its_own():
     assert fit.converged and fit.n_restarts == 0
     assert len(seen) == fit.n_passes == fit.n_iter + 1
     assert all(r.hessian and r.curvature is None for r in seen)
-    assert [(r.k, r.values_only) for r in seen[1:]] == [(2 + len(NEWTON_STEPS), len(NEWTON_STEPS))] * fit.n_iter
+    assert [r.k for r in seen[1:]] == [2] * fit.n_iter
 
 
 @pytest.mark.parametrize("penalty, params", [("l1", {}), ("elasticnet", {"l1_ratio": 0.5}),
@@ -266,27 +267,6 @@ def test_a_newton_step_that_overflows_is_a_rise_not_an_error():
     assert est.converged_ and est.n_restarts_ >= 1 and monotone(est.history_)
     with pytest.raises(ValueError, match="a data pass overflowed float64"):
         SMEMRegressor(loss="poisson", alpha=0.0, curvature="adaptive").fit(X, y)
-
-
-def test_values_only_points_sum_their_loss_change_and_no_gradient():
-    """``Request(values_only=m)``: the last m points' loss changes equal those of a request that
-    computes everything; their gradient columns are zero; the other statistics are bitwise equal."""
-    from smem_dask.stats import block_stats_many
-
-    X, y = make_problem(3000, 7, cond=1e3, seed=8)
-    rng = np.random.default_rng(0)
-    pts = rng.normal(size=(8, 4)) * 0.3
-    loss = get_loss("logistic")
-    full = block_stats_many(X, y, None, loss, [Request(pts, pts[:, 1], reference_known=True, hessian=True)], True)[0]
-    part = block_stats_many(X, y, None, loss, [Request(pts, pts[:, 1], reference_known=True, hessian=True,
-                                                       values_only=2)], True)[0]
-    np.testing.assert_array_equal(part.loss_delta, full.loss_delta)
-    np.testing.assert_array_equal(part.grad[:, :2], full.grad[:, :2])
-    assert not part.grad[:, 2:].any() and full.grad[:, 2:].all()
-    np.testing.assert_array_equal(part.gram, full.gram)
-    np.testing.assert_array_equal(part.rhs, full.rhs)
-    with pytest.raises(ValueError, match="values_only must be between 0 and k - 1"):
-        Request(pts, values_only=4)
 
 
 def test_a_poisson_cross_validation_picks_newton_and_agrees_with_the_cached_one():
