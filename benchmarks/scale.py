@@ -14,10 +14,9 @@ one local cluster of ``--workers`` single-threaded worker processes with ``--mem
    else; *limit* — stream X and form XᵀWX with BLAS on each block (weights w from y; √w·X on
    cache-sized tiles and ``dsyrk``, the cheapest weighted Gram we know), nothing else; *syrk* — the
    same without weights (XᵀX); *EM pass* — the steady-state pass ``curvature="auto"`` runs for
-   logistic, the Newton pass of ``EMLoop.evaluate``: one request with four evaluation points (β
-   the reference, the candidate, and the half and quarter steps towards it as ``values_only``
-   points: loss changes, no gradients) and the Hessian's system (``hessian=True``, the ℓ''(η) Gram)
-   at the candidate; *E-step pass* — the adaptive E-step's pass
+   logistic, the Newton pass of ``EMLoop.evaluate``: one request with two evaluation points (β
+   the reference, the candidate) and the Hessian's system (``hessian=True``, the ℓ''(η) Gram) at
+   the candidate; *E-step pass* — the adaptive E-step's pass
    (the loss change and gradient at a new point, E-step and Gram at the next expansion point), the
    EM pass of results before issue 17. All streamed from the same store.
 2. **Time to the optimum**: wall time until F is within 1e-8 (relative) of F*, the smallest F any
@@ -151,13 +150,12 @@ def em_pass(X, y, kind: str = "newton"):
     """A function running one steady-state pass of SM-EM, streamed from X and y (not persisted).
 
     ``kind="newton"``: the pass ``curvature="auto"`` runs for logistic (the Newton mode, see
-    ``EMLoop.evaluate``): four evaluation points — β the reference, the candidate (loss change and
-    gradient), the half and quarter steps towards it from β (``values_only``: loss changes only) —
-    and the Hessian's system (ℓ''(η) Gram) at the candidate. ``kind="e-step"``: the adaptive
+    ``EMLoop.evaluate``): β the reference, the candidate (loss change and gradient) and the
+    Hessian's system (ℓ''(η) Gram) at the candidate (the half and quarter steps are tried in a pass
+    of their own, only after a rise). ``kind="e-step"``: the adaptive
     E-step's pass (the loss change and gradient at a new point, E-step and Gram at the next,
     extrapolated, expansion point).
     """
-    from smem_dask.curvature import NEWTON_STEPS
     from smem_dask.engine import DaskEngine
     from smem_dask.losses import Logistic
     from smem_dask.stats import Request
@@ -168,9 +166,7 @@ def em_pass(X, y, kind: str = "newton"):
     beta = 0.01 * rng.standard_normal(q)
     step = beta + 1e-3 * rng.standard_normal(q)
     if kind == "newton":
-        points = [beta, step] + [beta + f * (step - beta) for f in NEWTON_STEPS]
-        request = [Request(np.column_stack(points), step, reference_known=True, hessian=True,
-                           values_only=len(NEWTON_STEPS))]
+        request = [Request(np.column_stack([beta, step]), step, reference_known=True, hessian=True)]
     else:
         request = [Request(np.column_stack([beta, step]), step + 0.3 * (step - beta),
                            reference_known=True)]
@@ -768,8 +764,8 @@ def report(rows, args, counts=None, loads=None) -> str:
         lines += done_when(rows)
     lines.append("\n## Passes (median seconds of one pass over X, streamed from the store)\n")
     lines.append("*EM pass*: the pass `curvature=\"auto\"` runs for logistic — the Newton pass (the "
-                 "loss change and gradient at the candidate, the loss changes alone at the half and "
-                 "quarter steps, the Hessian's Gram at the candidate). *E-step pass*: the adaptive "
+                 "loss change and gradient at the candidate, the Hessian's Gram there; the half and "
+                 "quarter steps get a pass of their own, only after a rise). *E-step pass*: the adaptive "
                  "E-step's pass (loss change and gradient "
                  "at one point, the E-step Gram at the next), the EM pass of earlier results.\n")
     lines.append("| n | p | GB | read | syrk XᵀX | limit XᵀWX | EM pass | EM / limit | EM / syrk | "
