@@ -826,16 +826,47 @@ def report(rows, args, counts=None, loads=None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _bar_color(name: str) -> str:
+    if name.startswith("SM-EM auto"):
+        return "tab:red"
+    if name.startswith("SM-EM"):
+        return "tab:orange" if "(numpy)" in name else "tab:blue"
+    return "tab:purple" if name.startswith("plain Newton") else "tab:gray"
+
+
 def plot(rows, path):
+    """One panel per p: seconds versus n (log-log) when the run has several n at that p; with one n,
+    a bar per method (seconds to 1e-8, log scale; red auto, blue SM-EM on dask, orange SM-EM in
+    memory, purple plain Newton, grey the peers) with one pass (limit, EM) as vertical lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     ps = sorted({r["p"] for r in rows})
-    fig, axes = plt.subplots(1, len(ps), figsize=(5 * len(ps), 4), squeeze=False)
+    single = all(len({r["n"] for r in rows if r["p"] == p}) == 1 for p in ps)
+    fig, axes = plt.subplots(1, len(ps), figsize=((6.5 if single else 5) * len(ps), 6 if single else 4),
+                             squeeze=False)
     for ax, p in zip(axes[0], ps, strict=True):
         rs = sorted((r for r in rows if r["p"] == p), key=lambda r: r["n"])
+        if len(rs) == 1:
+            r = rs[0]
+            got = sorted(((k, m["seconds"]) for k, m in r["methods"].items() if m["seconds"] is not None),
+                         key=lambda km: -km[1])
+            y = np.arange(len(got))
+            ax.barh(y, [s for _, s in got], color=[_bar_color(k) for k, _ in got])
+            ax.set_yticks(y, [f"{k} ({r['methods'][k]['passes'] or '—'})" for k, _ in got], fontsize=7)
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.axvline(r["passes"]["limit"], color="k", ls="--", lw=1, label="limit pass")
+            ax.axvline(r["passes"]["EM pass"], color="k", ls="-", lw=1, label="EM (Newton) pass")
+            ax.set_title(f"n = {r['n']:.0e}, p = {p}: seconds to 1e-8 of F* (passes / iterations)",
+                         fontsize=9)
+            ax.set_xlabel("seconds")
+            ax.grid(True, axis="x", which="both", alpha=0.3)
+            ax.legend(fontsize=7, loc="lower right")
+            continue
         n = [r["n"] for r in rs]
         ax.loglog(n, [r["passes"]["limit"] for r in rs], "k--", label="limit pass")
         ax.loglog(n, [r["passes"]["EM pass"] for r in rs], "k-", label="EM pass")
@@ -848,7 +879,7 @@ def plot(rows, path):
         ax.set_title(f"p = {p}: seconds (passes: one pass; methods: to 1e-8)")
         ax.set_xlabel("n (rows)")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0][0].legend(fontsize=6)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
