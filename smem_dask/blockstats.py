@@ -270,7 +270,9 @@ def pack_many(stats: list[BlockStats], requests: list[Request]) -> np.ndarray:
 
 
 def unpack_many(vec: np.ndarray, q: int, requests: list[Request]) -> list[BlockStats]:
-    vec = np.asarray(vec, dtype=np.float64).ravel()
+    # aligned: a buffer received from a worker may not be, and LAPACK wrappers (scipy.linalg.solve)
+    # refuse unaligned views of it
+    vec = np.require(np.asarray(vec, dtype=np.float64).ravel(), requirements=["A", "C"])
     sizes = [request_size(q, r) for r in requests]
     if vec.size != sum(sizes):
         raise ValueError(f"packed statistics have {vec.size} values, expected {sum(sizes)}")

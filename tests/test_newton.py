@@ -285,3 +285,21 @@ def test_a_poisson_cross_validation_picks_newton_and_agrees_with_the_cached_one(
     assert auto.alpha_ == pytest.approx(cached.alpha_, rel=1e-9)
     np.testing.assert_allclose(auto.coef_, cached.coef_, atol=1e-7)
     assert 2 * auto.n_passes_ < cached.n_passes_
+
+
+def test_statistics_unpacked_from_an_unaligned_buffer_are_aligned():
+    """A pass's packed statistics may arrive from a worker in an unaligned buffer (seen in the scale
+    benchmark); the unpacked Gram must still be usable by LAPACK, e.g. scipy.linalg.solve."""
+    import scipy.linalg
+
+    from smem_dask.blockstats import pack_many, unpack_many
+    from smem_dask.stats import block_stats_many
+
+    X, y = make_problem(200, 3, seed=1)
+    requests = [Request(np.zeros(4), np.zeros(4), hessian=True)]
+    packed = pack_many(block_stats_many(X, y, None, get_loss("logistic"), requests, True), requests)
+    buf = np.empty(packed.nbytes + 1, dtype=np.uint8)[1:].view(np.float64)
+    buf[:] = packed
+    assert not buf.flags.aligned
+    st = unpack_many(buf, 4, requests)[0]
+    np.testing.assert_allclose(st.gram @ scipy.linalg.solve(st.gram, st.rhs), st.rhs, rtol=1e-12)
