@@ -320,8 +320,9 @@ def require_workers(client) -> None:
         raise _no_workers(client.scheduler.address, grace, 0) from None
 
 
-def _memory_advice(engine, client) -> str:
-    """The block size and the workers' memory limit, for messages about workers out of memory."""
+def _memory_advice(engine, client, seen: tuple[float, ...] = ()) -> str:
+    """The block size and the workers' memory limit, for messages about workers out of memory
+    (``seen``: limits read earlier, for when no worker is left to ask)."""
     parts = []
     if engine is not None:
         parts.append(f"{_describe_block(engine.X, engine.y, engine.sample_weight)} and a data "
@@ -330,6 +331,7 @@ def _memory_advice(engine, client) -> str:
         limits = [w["limit"] for w in _workers(client) if w["limit"]]
     except Exception:  # noqa: BLE001 - only for the message; the cluster may be gone
         limits = []
+    limits = limits or list(seen)
     if limits:
         parts.append(f"the workers' memory limit is {_size(min(limits))}")
     return "; ".join(parts + ["use smaller chunks (chunk_rows) or workers with more memory"])
@@ -360,7 +362,7 @@ def _compute_watched(*args, engine=None) -> tuple:
     lazy = [i for i, a in enumerate(args) if dask.is_dask_collection(a)]
     grace = no_worker_timeout()
     futures = client.compute([args[i] for i in lazy])
-    idle_since, had = None, 0
+    idle_since, had, seen = None, 0, ()
     try:
         while True:
             try:
@@ -383,6 +385,7 @@ def _compute_watched(*args, engine=None) -> tuple:
             except OSError:
                 raise _scheduler_lost(address, "it does not answer") from None
             had = max(had, len(workers))
+            seen = tuple(w["limit"] for w in workers if w["limit"]) or seen
             if any(w["status"] == "running" for w in workers):
                 idle_since = None
                 continue
@@ -393,7 +396,7 @@ def _compute_watched(*args, engine=None) -> tuple:
                 who = "the dask worker has" if len(workers) == 1 else f"all {len(workers)} dask workers have"
                 raise WorkerMemoryError(
                     f"{who} been paused at their memory limit for {grace:g} s: "
-                    f"{_memory_advice(engine, client)}")
+                    f"{_memory_advice(engine, client, seen)}")
             raise _no_workers(address, grace, had)
         try:
             results = client.gather(futures)
@@ -401,7 +404,7 @@ def _compute_watched(*args, engine=None) -> tuple:
             what = "a block of a data pass" if engine is not None else "one task"
             raise WorkerMemoryError(
                 f"dask workers died {exc.allowed_failures + 1} times running {what} (KilledWorker), "
-                f"most likely out of memory: {_memory_advice(engine, client)}") from None
+                f"most likely out of memory: {_memory_advice(engine, client, seen)}") from None
     finally:
         if client.status == "running" and not all(f.done() for f in futures):
             with contextlib.suppress(Exception):

@@ -230,10 +230,11 @@ def test_workers_out_of_memory_during_a_pass_end_in_words(big_blocks, monkeypatc
     with cluster, client, dask.config.set(scheduler=client):
         t0 = time.monotonic()
         # (the block is named when the pass is what pauses; a worker this small may already pause
-        # while the labels are read, and then only the limit is named)
+        # or die while the labels are read, and then only the limit is named — remembered from
+        # before the workers died)
         with pytest.raises(WorkerMemoryError, match=(
-                r"(been paused at their memory limit for 20 s|died \d times running a block of a data pass "
-                r"\(KilledWorker\), most likely out of memory): (a block of 100,000 rows \(X: 50 "
+                r"(been paused at their memory limit for 20 s|died \d times running (a block of a data "
+                r"pass|one task) \(KilledWorker\), most likely out of memory): (a block of 100,000 rows \(X: 50 "
                 r"float64 columns, with y\) takes 38\.9 MiB .*)?the workers' memory limit is 180\.0 MiB"
                 r".*; use smaller chunks")):
             SMEMClassifier(persist=False).fit(*open_store(big_blocks))
