@@ -235,7 +235,8 @@ def test_workers_out_of_memory_during_a_pass_end_in_words(big_blocks, monkeypatc
         with pytest.raises(WorkerMemoryError, match=(
                 r"(been paused at their memory limit for 20 s|died \d times running (a block of a data "
                 r"pass|one task) \(KilledWorker\), most likely out of memory): (a block of 100,000 rows "
-                r"\(X: 50 float64 columns, with y\) takes 38\.9 MiB .*)?the workers' memory limit is 180\.0 MiB"
+                r"\(X: 50 float64 columns, with y\) takes 38\.9 MiB .*)?"
+                r"the workers' memory limit is 180\.0 MiB"
                 r".*; use smaller chunks")):
             SMEMClassifier(persist=False).fit(*open_store(big_blocks))
         assert time.monotonic() - t0 < BOUND
