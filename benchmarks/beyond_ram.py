@@ -3,7 +3,7 @@ pass against the disk's own read rate of the same files.
 
     python -m benchmarks beyond_ram [--gb 30] [--dtypes float64,float32] [--p 100] [--chunk-mb 80]
                                     [--workers 2 --memory-limit 4GiB] [--data DIR] [--keep]
-                                    [--quick] [--out DIR]
+                                    [--py-spy SECONDS] [--deadline HH:MM] [--quick] [--out DIR]
 
 Writes ``benchmarks/results/beyond_ram.md`` (tables, command, machine, date; rewritten after each
 dtype, so a long run leaves partial results) and ``beyond_ram.png`` (each pass's GB/s against the
@@ -34,11 +34,16 @@ written, unless ``--keep``):
 5. **Where a pass's time goes**: on one worker, one block of the store read from the page cache
    (zarr's decoding and CRC32C, no disk) and the pass kernel on it with the fit's last requests
    (the Gram by ``dsyrk``), best of 3; times the blocks per worker, the pass the CPU alone would
-   take.
+   take. Each pass's block tasks (read + kernel, fused) from dask's task stream: their mean seconds
+   and how busy they kept the workers. With ``--py-spy SECONDS`` (py-spy installed), one worker is
+   sampled from the fit's second pass on: the seconds of its task thread waiting for zarr, in the
+   kernel's Gram and the rest of it, idle, and of zarr's threads reading files, checking CRC32C and
+   copying chunks.
 6. **Memory**: each worker's resident set sampled every 50 ms (scale.py's sampler) from the start
    of the cluster, against its limit; this client process's too.
 
-``--quick`` runs the same steps on a ~0.1 GB store (the machinery, not the claim: the page cache
+``--deadline HH:MM`` (UTC) skips a dtype that would end later, estimated from the one before it
+(and says so in the results). ``--quick`` runs the same steps on a ~0.1 GB store (the machinery, not the claim: the page cache
 could hold it; without ``--out`` the results go to a temporary directory), and checks each streamed
 fit against the same fit in memory (:class:`~smem_dask.engine.NumpyEngine`).
 """
@@ -243,8 +248,9 @@ class TimedEngine:
     measure of how much of the store the page cache holds and by dropping it (``drop``); each
     pass's seconds are recorded. Everything else is the wrapped engine's."""
 
-    def __init__(self, engine, files, nbytes: int, drop: bool = True):
+    def __init__(self, engine, files, nbytes: int, drop: bool = True, before_pass=None):
         self.engine, self.files, self.nbytes, self.drop = engine, files, nbytes, drop
+        self.before_pass = before_pass  # called with the pass's index (0, 1, …), untimed
         self.passes: list[dict] = []
         self.untimed = 0.0
         self.last_requests = None
@@ -258,6 +264,8 @@ class TimedEngine:
         if self.drop:
             drop_pages(self.files)
         after = resident_bytes(self.files) if self.drop else resident
+        if self.before_pass is not None:
+            self.before_pass(len(self.passes))
         t1, wall0 = time.perf_counter(), time.time()
         out = self.engine.stats_many(loss, requests, fit_intercept)
         seconds = time.perf_counter() - t1
@@ -268,6 +276,60 @@ class TimedEngine:
                             "resident_before": resident, "resident_at_start": after,
                             "grams": sum(1 for r in requests if r.system)})
         return out
+
+
+# ---------------------------------------------------------------------------------------------
+# py-spy on one worker
+
+PY_SPY_RATE = 50  # samples per second
+
+
+def start_py_spy(pid: int, seconds: float, out: str):
+    """``py-spy record`` of process ``pid`` for ``seconds`` (every thread, idle ones too, raw
+    collapsed stacks into ``out``), in the background; None when py-spy is not installed."""
+    import subprocess
+
+    exe = shutil.which("py-spy")
+    if exe is None:
+        return None
+    return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(int(seconds)),
+                             "--rate", str(PY_SPY_RATE), "--idle", "--threads", "--nonblocking",
+                             "--format", "raw", "--output", out],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+#: where a worker's samples go: (thread kind, what it does), the first rule whose frame matches
+_TASK_RULES = (("add_weighted_gram", "kernel: Gram (dsyrk)"),
+               ("_block_stats_many", "kernel: the rest (predictors, loss, gradients)"),
+               ("_pass_kernel", "kernel: the rest (predictors, loss, gradients)"),
+               ("_read_zarr", "waiting for zarr to read the block"),
+               ("threadpoolexecutor.py", "idle between tasks"))
+_ZARR_RULES = (("read_bytes", "reading the chunk file"),
+               ("Crc32c", "CRC32C"),
+               ("NDBuffer.__setitem__", "copying the chunk into the block"),
+               ("read_batch", "zarr's codec pipeline, other"))
+
+
+def py_spy_summary(path: str) -> dict:
+    """Seconds of the worker's task thread and of zarr's threads by activity, from raw py-spy
+    output (``--threads``)."""
+    out: dict[str, float] = {}
+    with open(path) as fh:
+        for line in fh:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            frames = stack.split(";")
+            thread = frames[0].partition(": ")[2]
+            if "Dask-Default-Threads" in thread:
+                kind, rules = "task thread", _TASK_RULES
+            elif thread.startswith(("zarr_io", "asyncio_")):
+                kind, rules = "zarr's threads", _ZARR_RULES
+            else:
+                continue
+            what = next((label for key, label in rules if any(key in f for f in frames)),
+                        "other" if kind == "task thread" else None)
+            if what is not None:
+                out[f"{kind}: {what}"] = out.get(f"{kind}: {what}", 0.0) + int(count) / PY_SPY_RATE
+    return out
 
 
 def _profile_block(path: str, block: int, requests, fit_intercept: bool, repeats: int = 3) -> dict:
@@ -306,7 +368,17 @@ def fit_store(path, files, nbytes, client, args, log) -> dict:
     X, y = as_array(zx, "X"), as_array(zy, "y")
     config = SolverConfig(curvature="auto")
     loss, penalty = Logistic(), L2()
-    engine = TimedEngine(DaskEngine(X, y, persist=False), files, nbytes, drop=not args.no_drop)
+    spy = {}
+
+    def before_pass(i):  # py-spy on one worker from the second pass on
+        if i == 1 and args.py_spy > 0:
+            pid = client.run(os.getpid)[sorted(client.scheduler_info(n_workers=-1)["workers"])[0]]
+            spy["out"] = os.path.join(args.data, f"py-spy-{os.getpid()}.txt")
+            spy["proc"] = start_py_spy(pid, args.py_spy, spy["out"])
+            spy["from"] = time.perf_counter()
+
+    engine = TimedEngine(DaskEngine(X, y, persist=False), files, nbytes, drop=not args.no_drop,
+                         before_pass=before_pass)
     from distributed import get_task_stream
 
     records = []
@@ -322,10 +394,16 @@ def fit_store(path, files, nbytes, client, args, log) -> dict:
         wall = time.perf_counter() - t0
     tasks = [(t["key"], t["worker"], ss["start"], ss["stop"]) for t in stream.data
              for ss in t.get("startstops", ()) if ss.get("action") == "compute"]
+    profile = None
+    if spy.get("proc") is not None:
+        spy["proc"].wait()
+        if os.path.exists(spy["out"]):
+            profile = {"seconds": args.py_spy, "summary": py_spy_summary(spy["out"]),
+                       "raw": spy["out"]}
     return {"fit": fit, "engine": engine, "records": records, "wall": wall,
             "fit_seconds": wall - engine.untimed, "curvature": config.resolved(loss, penalty).curvature,
             "warnings": sorted({f"{w.category.__name__}: {str(w.message)[:160]}" for w in caught}),
-            "tasks": tasks, "loss": loss, "penalty": penalty, "config": config}
+            "tasks": tasks, "py_spy": profile, "loss": loss, "penalty": penalty, "config": config}
 
 
 def busy_per_pass(passes, tasks, workers: int) -> None:
@@ -432,6 +510,8 @@ def bench_dtype(dtype: str, args, log) -> dict:
                        fit_seconds=res["fit_seconds"], warnings=res["warnings"],
                        n_restarts=fit.n_restarts)
             busy_per_pass(row["passes"], res["tasks"], args.workers)
+            if res["py_spy"]:
+                row["py_spy"] = res["py_spy"]
             log(f"  fit: {fit.n_passes} passes, converged={fit.converged}, "
                 f"{res['wall']:.0f} s ({res['fit_seconds']:.0f} s without the drops)")
             # where a pass's time goes: one block, warm, on one worker
@@ -487,6 +567,8 @@ def report(rows, args) -> str:
                                              "the fit (not between passes: --no-drop)")
         + "; the disk rate is the faster of 1 reader and "
         f"{args.workers} readers over the same chunk files (X and y), 16 MiB reads\n")
+    for note in getattr(args, "skipped", ()):
+        lines.append(f"- **{note}**\n")
     if args.quick:
         lines.append("- **--quick**: a small store the page cache could hold (it is dropped all the "
                      "same): this checks the machinery, it is not the result\n")
@@ -550,6 +632,17 @@ def report(rows, args) -> str:
                      f"{np.nanmedian([q.get('task_mean', np.nan) for q in r['passes']]):.3f} | {cpu:.1f} | "
                      f"{r['store_bytes'] / disk_rate(r) / 1e9:.1f} | {med:.1f} |")
 
+    spied = [r for r in rows if r.get("py_spy")]
+    if spied:
+        lines.append(f"\n### py-spy: one worker, from the fit's second pass on ({PY_SPY_RATE} samples/s, "
+                     "idle threads included; seconds)\n")
+        keys = sorted({k for r in spied for k in r["py_spy"]["summary"]})
+        lines.append("| where | " + " | ".join(f"{r['dtype']} ({r['py_spy']['seconds']:g} s)"
+                                                for r in spied) + " |")
+        lines.append("|---|" + "---|" * len(spied))
+        for k in keys:
+            lines.append(f"| {k} | " + " | ".join(f"{r['py_spy']['summary'].get(k, 0.0):.1f}"
+                                                  for r in spied) + " |")
     lines.append("\n## The fit and the run\n")
     lines.append("| dtype | rows × p | curvature (auto) | iterations | passes | restarts | converged "
                  "| F | ‖∇F‖∞ | client peak GiB | drop_caches | warnings |")
@@ -602,6 +695,28 @@ def plot(rows, path):
     plt.close(fig)
 
 
+def past_deadline(rows, dtype: str, args) -> str | None:
+    """Why ``dtype`` would end after ``--deadline`` (estimated from the dtype run before it: its
+    write time scaled by the rows, the rest × 1.5), or None."""
+    if not (args.deadline and rows):
+        return None
+    import datetime
+
+    prev = rows[-1]
+    hh, mm = map(int, args.deadline.split(":"))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    deadline = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    n = int(round(args.gb * 1e9 / (np.dtype(dtype).itemsize * args.p)))
+    write_s = prev["timings"]["write (write_zarr + sync)"] or 0.0
+    rest = prev["timings"]["total for this dtype"] - write_s
+    estimate = write_s * n / prev["n"] + 1.5 * rest
+    end = now + datetime.timedelta(seconds=estimate)
+    if end <= deadline:
+        return None
+    return (f"estimated to take {estimate / 60:.0f} min (from the {prev['dtype']} run) and so to end at "
+            f"{end:%H:%M} UTC, after --deadline {args.deadline} UTC")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks beyond_ram",
                                      description=__doc__.splitlines()[0])
@@ -613,6 +728,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alpha", type=float, default=1e-4, help="ridge α (the estimators' default)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-limit", default="4GiB", help="per worker")
+    parser.add_argument("--py-spy", type=float, default=0.0,
+                        help="seconds of py-spy on one worker from the fit's second pass on (0: none)")
     parser.add_argument("--no-drop", action="store_true",
                         help="leave the page cache alone between the fit's passes")
     parser.add_argument("--no-drop-caches", dest="drop_caches", action="store_false",
@@ -623,6 +740,8 @@ def main(argv: list[str] | None = None) -> None:
                                                        ".data"),
                         help="directory of the stores (each deleted after its run)")
     parser.add_argument("--keep", action="store_true", help="keep the stores")
+    parser.add_argument("--deadline", default=None,
+                        help="HH:MM UTC: a dtype estimated to end later is not run (and said so)")
     parser.add_argument("--quick", action="store_true",
                         help="a 0.1 GB store per dtype, 512 MiB workers, 4 MB chunks; checks the "
                              "fits against the in-memory fit: under a minute")
@@ -639,8 +758,13 @@ def main(argv: list[str] | None = None) -> None:
     def log(msg):
         print(f"[{time.strftime('%H:%M:%S', time.gmtime())}] {msg}", flush=True)
 
-    rows = []
+    rows, args.skipped = [], []
     for dtype in args.dtypes.split(","):
+        late = past_deadline(rows, dtype, args)
+        if late:
+            args.skipped.append(f"{dtype} not run: {late}")
+            log(args.skipped[-1])
+            continue
         rows.append(bench_dtype(dtype, args, log))
         text = report(rows, args)
         md = write("beyond_ram.md", text, args.out)
