@@ -43,9 +43,10 @@ written, unless ``--keep``):
    of the cluster, against its limit; this client process's too.
 
 ``--deadline HH:MM`` (UTC) skips a dtype that would end later, estimated from the one before it
-(and says so in the results). ``--quick`` runs the same steps on a ~0.1 GB store (the machinery, not the claim: the page cache
-could hold it; without ``--out`` the results go to a temporary directory), and checks each streamed
-fit against the same fit in memory (:class:`~smem_dask.engine.NumpyEngine`).
+(and says so in the results). ``--quick`` runs the same steps on a ~0.1 GB store (the machinery,
+not the claim: the page cache could hold it; without ``--out`` the results go to a temporary
+directory), and checks each streamed fit against the same fit in memory
+(:class:`~smem_dask.engine.NumpyEngine`).
 """
 
 from __future__ import annotations
