@@ -104,8 +104,16 @@ class Request:
         return None if self.fold is None else (self.fold, bool(self.held_out))
 
     @property
+    def overflow_is_rise(self) -> bool:
+        """A Newton candidate's pass (the Hessian's system, point 0 known): a candidate whose loss
+        or gradient overflows float64 is a step that raises F, which the loop handles; every other
+        pass with non-finite sums is an error about the data."""
+        return self.hessian and self.reference_known
+
+    @property
     def k(self) -> int:
         return self.coefs.shape[1]
+
 
     @property
     def system(self) -> bool:
@@ -262,7 +270,9 @@ def pack_many(stats: list[BlockStats], requests: list[Request]) -> np.ndarray:
 
 
 def unpack_many(vec: np.ndarray, q: int, requests: list[Request]) -> list[BlockStats]:
-    vec = np.asarray(vec, dtype=np.float64).ravel()
+    # aligned: a buffer received from a worker may not be, and LAPACK wrappers (scipy.linalg.solve)
+    # refuse unaligned views of it
+    vec = np.require(np.asarray(vec, dtype=np.float64).ravel(), requirements=["A", "C"])
     sizes = [request_size(q, r) for r in requests]
     if vec.size != sum(sizes):
         raise ValueError(f"packed statistics have {vec.size} values, expected {sum(sizes)}")

@@ -130,7 +130,8 @@ def _write_json(path: str, result: dict) -> None:
 
 
 def _summary(est, seconds: float) -> str:
-    return (f"{est.n_iter_} iterations, {est.n_passes_} data passes ({est.n_restarts_} restarts), "
+    return (f"{est.n_iter_} iterations ({est.curvature_} curvature), {est.n_passes_} data passes "
+            f"({est.n_restarts_} restarts), "
             f"{seconds:.1f} s, final objective {est.objective_:.12f}, "
             f"{'converged' if est.converged_ else 'NOT converged'}"
             + ("" if np.isnan(est.duality_gap_) else f" (duality gap {est.duality_gap_:.2g})"))
@@ -197,7 +198,8 @@ def _fit(args) -> int:
             "penalty_params": parse_params(args.penalty_param, "penalty"),
             "coef": est.coef_.tolist(), "intercept": est.intercept_,
             "n_iter": est.n_iter_, "n_passes": est.n_passes_, "objective": est.objective_,
-            "converged": bool(est.converged_), "objective_history": est.objective_history_,
+            "curvature": est.curvature_, "converged": bool(est.converged_),
+            "objective_history": est.objective_history_,
             "duality_gap": float(est.duality_gap_) if np.isfinite(est.duality_gap_) else None,
             "stopped": est.stopped_,
         }

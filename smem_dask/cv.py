@@ -53,8 +53,8 @@ from .solver import (
 )
 from .curvature import auto_curvature, make_curvature
 
-__all__ = ["CVResult", "NothingToSelectError", "SCORINGS", "cv_selection", "default_curvature", "scorings_for",
-           "solve_cv"]
+__all__ = ["CVResult", "NothingToSelectError", "SCORINGS", "cv_selection", "default_curvature",
+           "scorings_for", "solve_cv"]
 
 _METRIC_OF = {"misclassification": "misclassified", "squared_error": "squared_error",
               "absolute_error": "absolute_error"}

@@ -120,12 +120,13 @@ class EMLoop:
         else:
             t_next, momentum = 1.0, 0.0
         next_expand = candidate if momentum == 0.0 else candidate + momentum * (candidate - s.beta)
-        shorter = [] if plain else self.curv.shorter(s.beta, candidate)
-        evaluated = yield from self.evaluate(candidate, next_expand, momentum == 0.0, shorter)
-        if evaluated[0] > 0 and shorter and (found := self.shortened(evaluated, shorter)) is not None:
-            # Newton: the first shorter step that lowers F, with the gradient there
-            evaluated, candidate = found
-            next_expand = candidate
+        evaluated = yield from self.evaluate(candidate, next_expand, momentum == 0.0)
+        if evaluated[0] > 0 and not plain and (shorter := self.curv.shorter(s.beta, candidate)):
+            # Newton: the full step raised F; one pass tries the shorter steps
+            found = yield from self.line_search(shorter)
+            if found is not None:
+                evaluated, candidate = found
+                next_expand = candidate
         if evaluated[0] > 0:
             verdict = yield from self.rise(candidate, plain)
             if verdict is not None:
@@ -172,6 +173,9 @@ class EMLoop:
         if s.halved is not None:
             candidate, s.halved = s.halved, None
             return candidate
+        if s.proposed is not None:  # solved already for the stopping test (predicted_decrease)
+            candidate, s.proposed = s.proposed, None
+            return candidate
         # from β, where the loss gradient is known and the majorizer tangent (smooth losses), the
         # step is solved for as a correction to β: iterative refinement (see m_step)
         refine = self.loss.smooth and s.from_beta()
@@ -183,12 +187,11 @@ class EMLoop:
         return m_step(s.system, s.expand, self.penalty, self.alpha, self.p,
                       exact=self.config.exact_penalty, loss_grad=s.loss_grad if refine else None)
 
-    def evaluate(self, candidate: np.ndarray, next_expand: np.ndarray, expand_at_candidate: bool,
-                 shorter: list[np.ndarray] = ()):
+    def evaluate(self, candidate: np.ndarray, next_expand: np.ndarray, expand_at_candidate: bool):
         """One pass: F(candidate) − F(β) per observation, ∇F(candidate) and the system at
-        ``next_expand`` (and the loss and gradient at each of ``shorter``, points 2, 3, … of the
-        pass). Returns (ΔF, the loss change, the loss gradient at the candidate, the next system, the
-        pass's stats, the request, whether the pass refreshed a held Gram)."""
+        ``next_expand``. Returns (ΔF, the loss change, the loss gradient at the candidate, the next
+        system, the pass's stats, the request, whether the pass refreshed a held Gram). In Newton's
+        passes a candidate that overflows float64 anywhere is a rise: ΔF = +inf."""
         s, curv = self.state, self.curv
         # cached curvature: the pass of accepted iteration 1, 2, 4, 8, … also refreshes the Gram
         # (its E-step at next_expand), as the Gram ages while β moves; rises refresh it too
@@ -201,34 +204,51 @@ class EMLoop:
             next_system = curv.system_from_gradient(next_expand, new_stats.grad[:, -1])
         else:
             # the loss and gradient at β are known from the previous pass: not recomputed
-            request = Request(np.column_stack([s.beta, candidate, *shorter]), next_expand,
-                              reference_known=True, histogram=self.histogram, clamp=self.clamp.value(),
-                              **curv.system_args())
+            request = Request(np.column_stack([s.beta, candidate]), next_expand, reference_known=True,
+                              histogram=self.histogram, clamp=self.clamp.value(), **curv.system_args())
             new_stats = next_system = yield from self._pass(request)
-        dF = self.change(new_stats, candidate, 0)
+        # a Newton pass (the engine let its overflow through): overflow at the candidate is a rise,
+        # which a shorter step, a halving (Poisson's local bound) or a restart answers
+        tolerant = request.overflow_is_rise
+        if tolerant and not (np.isfinite(new_stats.grad[:, 1]).all() and np.isfinite(next_system.gram).all()
+                             and np.isfinite(next_system.rhs).all()):
+            dF = math.inf
+        else:
+            dF = self.change(new_stats, candidate, 0, check=not tolerant)
         return (dF, float(new_stats.loss_delta[0]), new_stats.grad[:, 1].copy(), next_system, new_stats,
                 request, refresh)
 
-    def change(self, stats, point: np.ndarray, j: int) -> float:
-        """F(point) − F(β), ``point`` being evaluation point j + 1 of the pass ``stats``."""
+    def change(self, stats, point: np.ndarray, j: int, check: bool = True) -> float:
+        """F(point) − F(β), ``point`` being evaluation point j + 1 of the pass ``stats``: an error
+        when not finite (``check``), else +inf (a Newton step that overflowed rises)."""
         dF = float(stats.loss_delta[j] / stats.weight
                    + self.alpha * self.penalty.value_difference(point[:self.p], self.state.beta[:self.p]))
-        if not math.isfinite(dF) and j == 0:
+        if math.isfinite(dF):
+            return dF
+        if check:
             raise FloatingPointError(f"the objective change at iteration {self.state.it + 1} is {dF}")
-        return dF
+        return math.inf
 
-    def shortened(self, evaluated, shorter: list[np.ndarray]):
-        """The full step raised F: the first of the ``shorter`` steps (evaluated in the same pass)
-        that lowers it, with the system of the held Gram (formed at the full step) and the gradient
-        there. Returns (the evaluation, the point), or None when none lowers F."""
-        stats = evaluated[4]
-        for j, point in enumerate(shorter, start=1):
-            dF = self.change(stats, point, j)
-            if dF <= 0:
-                self.curv.hold(stats, self.p)
-                grad = stats.grad[:, 1 + j].copy()
-                system = self.curv.system_from_gradient(point, grad)
-                return (dF, float(stats.loss_delta[j]), grad, system, stats, evaluated[5], False), point
+    def line_search(self, shorter: list[np.ndarray]):
+        """The full Newton step raised F: one pass at the ``shorter`` steps (their loss changes and
+        gradients, the Hessian's system at the first). The first that lowers F is taken, with that
+        system (the first) or the same Gram and its own gradient (the others). Returns (the
+        evaluation, as :meth:`evaluate`'s, the point), or None when none lowers F."""
+        s, curv = self.state, self.curv
+        request = Request(np.column_stack([s.beta, *shorter]), shorter[0], reference_known=True,
+                          **curv.system_args())
+        stats = yield from self._pass(request)
+        if not (np.isfinite(stats.gram).all() and np.isfinite(stats.rhs).all()):
+            return None  # the Hessian at the first shorter step overflowed: no system
+        for j, point in enumerate(shorter):
+            dF, grad = self.change(stats, point, j, check=False), stats.grad[:, 1 + j].copy()
+            if dF <= 0 and np.isfinite(grad).all():
+                if j == 0:
+                    system = stats
+                else:
+                    curv.hold(stats, self.p)
+                    system = curv.system_from_gradient(point, grad)
+                return (dF, float(stats.loss_delta[j]), grad, system, stats, request, False), point
         return None
 
     def rise(self, candidate: np.ndarray, plain: bool):
@@ -304,7 +324,9 @@ class EMLoop:
     def after_accept(self, rec: IterationRecord):
         """Whether the fit ends after an accepted iterate: converged (smooth losses), no certificate
         possible, certified, or stopped early."""
-        small = abs(rec.change) <= self.config.tol and self.residual_ok(rec)
+        tol = self.config.tol
+        small = self.residual_ok(rec) and (abs(rec.change) <= tol
+                                           or self.predicted_decrease() <= tol * abs(rec.objective))
         if small and not self.nonsmooth:
             self.converged = True
             return True
@@ -322,12 +344,25 @@ class EMLoop:
             return True  # no certificate attempt after the loop either: a stop is for now
         return False
 
+    def predicted_decrease(self) -> float:
+        """Newton's model of F − F* at β: the decrease its next step promises, −[∇ᵀd + ½dᵀHd]/W −
+        α(P(β + d) − P(β)) with the Hessian system at β (+inf in the other modes, whose quadratics
+        overstate the curvature). With the gradient test passed, a promise below tol·|F| ends the fit
+        one pass before the change of F would show it; the step is kept for the next iteration."""
+        s = self.state
+        if not (self.curv.predicts and s.from_beta() and not s.majorizes):
+            return math.inf
+        s.proposed = self.propose()
+        d = s.proposed - s.beta
+        model = float(s.loss_grad @ d + 0.5 * d @ (s.system.gram @ d)) / self.W
+        return -(model + self.alpha * self.penalty.value_difference(s.proposed[:self.p], s.beta[:self.p]))
+
     def system_at_beta(self):
         """Make the next step the plain one from β: the E-step system at β (one pass; none under
         fixed curvature, where the gradient at β is known; cached curvature caches its Gram) and
         the momentum reset."""
         s, curv = self.state, self.curv
-        s.majorizes = True
+        s.majorizes, s.proposed = True, None
         if curv.systems_from_gradient:
             system = curv.system_from_gradient(s.beta, s.loss_grad)
         else:

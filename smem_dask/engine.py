@@ -49,9 +49,11 @@ __all__ = [
 ]
 
 
-def _checked(stats: list[BlockStats], engine) -> list[BlockStats]:
-    """Stop with a message naming the problem when a pass produced non-finite statistics."""
-    if all(st.is_finite() for st in stats):
+def _checked(stats: list[BlockStats], engine, requests: list[Request]) -> list[BlockStats]:
+    """Stop with a message naming the problem when a pass produced non-finite statistics (except
+    where a request says that overflow at its points is its caller's to judge: a Newton step that
+    overshoots is a rise of F)."""
+    if all(r.overflow_is_rise or st.is_finite() for st, r in zip(stats, requests, strict=True)):
         return stats
     n_x, n_y = engine.count_nonfinite()
     if n_x:
@@ -195,7 +197,7 @@ class NumpyEngine(_Engine):
         if checksum:
             self.checksum = _hex(hashes % 2**64)
         self.n_passes += 1
-        return _checked(totals, self)
+        return _checked(totals, self, requests)
 
     @property
     def row_chunks(self) -> tuple[int, ...]:
@@ -406,7 +408,7 @@ class DaskEngine(_Engine):
         if hashed:
             packed = self._take_checksum(packed, full)
         self.n_passes += 1
-        return _checked(unpack_many(packed, q, requests), self)
+        return _checked(unpack_many(packed, q, requests), self, requests)
 
     def _take_checksum(self, packed: np.ndarray, full: bool) -> np.ndarray:
         """Keep the data's checksum (``full``) from the end of a checksummed pass's result, and

@@ -258,9 +258,11 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
         iteration. "auto" (the default) picks by the loss (:func:`smem_dask.curvature.auto_curvature`;
         the pick is ``curvature_``): "newton" for logistic, poisson and negbin, "fixed" for squared,
         "adaptive" for the others; on a path or cross-validation "fixed" for the losses with a
-        bound on ω. "newton": the loss's Hessian ℓ''(η), each step checked by the objective in
-        the next pass (with the half and quarter steps), falling back to an EM step when none lowers
-        F — 5–6 passes to 1e-8 where the E-step takes 10–15; "adaptive": the loss's own E-step at
+        bound on ω, "newton" for poisson and negbin; the E-step where the penalty enters by EM
+        weights (scad, mcp, log, bridge, penalty_solver="em"). "newton": the loss's Hessian
+        ℓ''(η), each step checked by the objective in its pass (then the half and quarter steps),
+        falling back to an EM step when none lowers F — 5–6 passes to 1e-8 where the E-step
+        takes 10–15; "adaptive": the loss's own E-step at
         every pass; "fixed": the bound ω = ¼ (logistic) / 1 (squared, huber): one Gram pass, then
         gradient-only passes; "cached": the E-step Gram reused as the M-step matrix of
         gradient-only passes, refreshed at iterations 1, 2, 4, 8, … and whenever F would rise

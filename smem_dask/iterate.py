@@ -231,6 +231,7 @@ class Iterate:
     origin: np.ndarray | None = None
     hist: np.ndarray | None = None  # the residual histogram |t − η| at β (non-smooth losses)
     halved: np.ndarray | None = None  # a shortened plain step to try next (local majorizers)
+    proposed: np.ndarray | None = None  # the next M-step, solved already at β (Newton's stopping test)
     n_halvings: int = 0  # halvings since the last accepted iterate
     history: list[IterationRecord] = field(default_factory=list)
 
@@ -245,5 +246,6 @@ class Iterate:
     def move(self, beta: np.ndarray, F: float, loss_sum: float, loss_grad: np.ndarray,
              system: BlockStats, expand: np.ndarray, at_beta: bool) -> None:
         """Accept ``beta`` as the iterate, with the system for the next M-step."""
+        self.proposed = None
         self.beta, self.F, self.loss_sum, self.loss_grad = beta, F, loss_sum, loss_grad
         self.system, self.expand, self.at_beta = system, expand, at_beta

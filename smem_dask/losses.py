@@ -475,11 +475,13 @@ def _softplus_difference(eta_ref, delta):
     log1p(expm1(δ)·σ(η)) for |δ| < 1; the (rare, in EM steps) entries with |δ| ≥ 1 are recomputed
     as a difference of two log-sum-exps, which cannot overflow there.
     """
-    eta_ref, delta = np.broadcast_arrays(np.asarray(eta_ref, np.float64), np.asarray(delta, np.float64))
+    eta_ref, delta = np.asarray(eta_ref, np.float64), np.asarray(delta, np.float64)
+    weight = sigmoid(eta_ref)  # before broadcasting: once per distinct η
+    eta_ref, delta = np.broadcast_arrays(eta_ref, delta)
     far = np.abs(delta) >= 1.0
     any_far = bool(far.any())
     out = np.expm1(np.where(far, 0.0, delta) if any_far else delta)
-    out *= sigmoid(eta_ref)
+    out *= weight
     np.log1p(out, out=out)
     if any_far:
         e, d = eta_ref[far], delta[far]

@@ -139,7 +139,9 @@ class Engine(Protocol):
 
 @dataclass(frozen=True)
 class SolverConfig:
-    """Settings of the EM loop (validated on construction)."""
+    """Settings of the EM loop (validated on construction). The curvature defaults to the E-step
+    here, the solver layer's plain behaviour; the estimators, :func:`smem_dask.fit_path` and the
+    command line default to ``"auto"``."""
 
     acceleration: str = "nesterov-restart"
     tol: float = 1e-8
@@ -226,9 +228,12 @@ class SolverConfig:
 
     def intercept_only(self) -> SolverConfig:
         """The settings of the intercept-only fit that starts a path (at an α so large that every
-        coefficient is exactly 0): plain EM with the exact penalty solver, the E-step, no deadline."""
-        return replace(self, penalty_solver="exact", acceleration="none", curvature="adaptive",
-                       max_time=None)
+        coefficient is exactly 0): plain EM with the exact penalty solver, the E-step, no deadline —
+        or Newton for a Newton path, whose α then start from the Hessian's system (Poisson: 5
+        passes instead of 43 on the golden path; the E-step's would be a non-majorizing start for
+        the other modes)."""
+        return replace(self, penalty_solver="exact", acceleration="none",
+                       curvature="newton" if self.curvature == "newton" else "adaptive", max_time=None)
 
     def ridge_start(self) -> SolverConfig:
         """The settings of the ridge fit that starts a non-convex penalty (see :func:`fit_penalized`)."""

@@ -85,7 +85,9 @@ def test_scale_benchmark_quick_streams_from_zarr_and_finds_the_optimum(tmp_path)
     """The scale benchmark's --quick run (two small zarr stores, a LocalCluster of two worker
     processes, SM-EM streamed from the store): every SM-EM mode reaches F within 1e-8 of F*, and
     F* is scikit-learn newton-cholesky's optimum to 1e-8 (the independent oracle); the workers stay
-    under their memory limit; every pass kind was timed."""
+    under their memory limit; every pass kind was timed. The "Done when" table reads the auto fit
+    from the store; the Poisson and negative binomial section shows auto (newton) taking fewer
+    passes than the E-step."""
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "scale", "--quick", "--persist", "stream",
                            "--out", str(tmp_path), "--data", str(tmp_path / "data")],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -104,11 +106,31 @@ def test_scale_benchmark_quick_streams_from_zarr_and_finds_the_optimum(tmp_path)
         assert low - 5e-3 <= float(r[7]) <= high + 5e-3
     methods = _table(next(t for t in tables if t.startswith("Time to the optimum")))
     smem = [r for r in methods if r[2].startswith("SM-EM")]
-    assert len(smem) == 2 * 8  # 5 dask modes + 3 numpy modes per size
+    assert len(smem) == 2 * 12  # 8 dask modes (auto from zarr and streamed, newton, 5 more) + 4 numpy
     for r in smem:
-        assert r[3] != "—" and float(r[6]) <= 1e-12, r  # reached, and F* is its own optimum
+        assert r[3] != "—" and float(r[7]) <= 1e-12, r  # reached, and F* is its own optimum
+        # bytes read ÷ bytes of X: the passes, plus the persist's read when persisted
+        assert int(r[5]) == int(r[4]) + ("persisted" in r[8]), r
+    auto = {r[2]: r for r in smem if r[2].startswith("SM-EM auto")}
+    assert {k for k in auto} == {"SM-EM auto (dask, from zarr)", "SM-EM auto (dask, streamed)",
+                                 "SM-EM auto (numpy)"}
+    assert all(r[8].startswith("newton") for r in auto.values())  # auto is newton for logistic
+    plain = [r for r in methods if r[2] == "plain Newton on our engine (dask)"]
+    assert len(plain) == 2 and all(float(r[7]) <= 1e-12 for r in plain)
     newton = [r for r in methods if r[2] == "scikit-learn newton-cholesky"]
-    assert len(newton) == 2 and all(float(r[6]) <= 1e-8 for r in newton)
+    assert len(newton) == 2 and all(float(r[7]) <= 1e-8 for r in newton)
+    done = _table(next(t for t in tables if t.startswith("Done when")))
+    assert [(r[0], r[1]) for r in done] == [("3e+04", "20"), ("1e+05", "20")]
+    for r, size in zip(done, ("3e+04", "1e+05"), strict=True):
+        mine = next(m for m in smem if m[0] == size and m[2] == "SM-EM auto (dask, from zarr)")
+        assert r[2].split()[0] == mine[4] and int(mine[4]) <= 6  # passes to 1e-8
+        assert r[9] == "yes"  # the auto history never rises
+    counts = _table(next(t for t in tables if t.startswith("Poisson and negative binomial")))
+    rows = {(r[0], r[1]): r for r in counts}
+    for loss in ("poisson", "negbin"):
+        before, after = rows[(loss, "SM-EM adaptive")], rows[(loss, "SM-EM auto (= newton)")]
+        assert int(after[2]) < int(before[2]) and int(after[2]) <= 6
+        assert float(rows[(loss, "statsmodels GLM (IRLS)")][6]) <= 1e-8
     for r in _table(next(t for t in tables if t.startswith("Ratios"))):
         peaks, limit = r[9].split(" (")
         assert max(map(float, peaks.split(", "))) < float(limit.rstrip(")"))

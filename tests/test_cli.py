@@ -50,6 +50,8 @@ def test_make_data_then_fit_writes_the_in_memory_answer(tmp_path):
     assert result["intercept"] == pytest.approx(ref.intercept_, rel=1e-10)
     assert result["classes"] == [0.0, 1.0] and result["converged"]
     assert result["n_iter"] == ref.n_iter_
+    assert result["curvature"] == ref.curvature_ == "newton"  # what the default, "auto", picked
+    assert "(newton curvature)" in proc.stdout
     # one line per iteration (0 … n_iter), then the summary
     assert len(re.findall(r"^iter +\d+", proc.stdout, flags=re.M)) == ref.n_iter_ + 1
     assert "converged" in proc.stdout

@@ -161,14 +161,15 @@ def test_an_automatic_lockstep_batch_shrinks_to_what_the_workers_hold(tmp_path):
     path = tmp_path / "p1000.zarr"
     write_zarr(path, 1500, 1000, chunk_rows=500, cond=10.0, seed=2)
     out = tmp_path / "path.json"
+    # (the E-step: a logistic path's default, the fixed bound, carries one Gram whatever the batch)
     proc = run("path", path, "--n-alphas", 3, "--eps", 0.1, "--workers", 2, "--memory-limit", "400MiB",
-               "--quiet", "--out", out)
+               "--curvature", "adaptive", "--quiet", "--out", out)
     assert proc.returncode == 0, proc.stderr
     X, y = make_problem(1500, 1000, cond=10.0, seed=2)
-    ref = fit_path(X, y, n_alphas=3, eps=0.1)
+    ref = fit_path(X, y, n_alphas=3, eps=0.1, curvature="adaptive")
     np.testing.assert_allclose(json.loads(out.read_text())["coefs"], ref.coefs, rtol=1e-7, atol=1e-10)
     refused(run("path", path, "--n-alphas", 8, "--batch", 8, "--workers", 2, "--memory-limit",
-                "400MiB", "--quiet"),
+                "400MiB", "--curvature", "adaptive", "--quiet"),
             r"1,000 features need 8 1,001 × 1,001 float64 Grams .* use fewer α per pass \(batch\)")
 
 
