@@ -206,29 +206,35 @@ def try_drop_caches() -> str:
 # ---------------------------------------------------------------------------------------------
 # the disk's own read rate
 
-def read_rate(files, streams: int) -> dict:
-    """Read the files (pages dropped first) with ``streams`` readers taking them in order, 16 MiB
-    unbuffered reads each; bytes, seconds, GB/s."""
+def read_rate(files, streams: int, whole: bool = False, keep: bool = False) -> dict:
+    """Read the files (pages dropped first) with ``streams`` readers taking them in order; bytes,
+    seconds, GB/s. Each file by 16 MiB unbuffered reads into one buffer, or (``whole``) in one
+    read into a new buffer, as zarr reads a chunk (``Path.read_bytes``); its pages dropped right
+    after it is read (the same few pages of memory serve every file), or (``keep``) left in the page
+    cache as a pass leaves them (new pages for every file, the page cache filling)."""
     drop_pages(files)
     todo = iter(list(files))
     lock = threading.Lock()
     counts = [0] * streams
 
     def reader(k):
-        buf = bytearray(READ_BYTES)
-        view = memoryview(buf)
+        view = memoryview(bytearray(READ_BYTES))
         while True:
             with lock:
                 f = next(todo, None)
             if f is None:
                 return
             with open(f, "rb", buffering=0) as fh:
-                while True:
-                    got = fh.readinto(view)
-                    if not got:
-                        break
-                    counts[k] += got
-                os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                if whole:
+                    counts[k] += len(fh.read())
+                else:
+                    while True:
+                        got = fh.readinto(view)
+                        if not got:
+                            break
+                        counts[k] += got
+                if not keep:
+                    os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
     t0 = time.perf_counter()
     threads = [threading.Thread(target=reader, args=(k,)) for k in range(streams)]
@@ -238,7 +244,61 @@ def read_rate(files, streams: int) -> dict:
         t.join()
     seconds = time.perf_counter() - t0
     nbytes = sum(counts)
-    return {"streams": streams, "bytes": nbytes, "seconds": seconds, "gbps": nbytes / seconds / 1e9}
+    drop_pages(files)
+    return {"streams": streams, "whole": whole, "keep": keep, "bytes": nbytes, "seconds": seconds,
+            "gbps": nbytes / seconds / 1e9}
+
+
+def describe_read(d) -> str:
+    return (f"{d['streams']} reader{'s' if d['streams'] > 1 else ''}, "
+            + ("whole-file reads" if d["whole"] else "16 MiB reads")
+            + (", pages kept" if d["keep"] else ", pages dropped after each file"))
+
+
+# ---------------------------------------------------------------------------------------------
+# the machine's other load
+
+class OtherLoad:
+    """CPU seconds used on this machine by processes other than ours (``pids`` and this one, with
+    their children) while active: the machine's busy time (``/proc/stat``) less ours."""
+
+    def __init__(self, pids=()):
+        self.pids = list(pids)
+
+    def _ours(self) -> float:
+        import psutil
+
+        total = 0.0
+        procs = [psutil.Process()] + [psutil.Process(p) for p in self.pids]
+        for proc in list(procs):
+            with contextlib.suppress(psutil.Error):
+                procs += proc.children(recursive=True)
+        for proc in {p.pid: p for p in procs}.values():
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total += t.user + t.system
+        return total
+
+    @staticmethod
+    def _busy() -> float:
+        import psutil
+
+        t = psutil.cpu_times()
+        return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
+
+    def __enter__(self):
+        self.t0, self.busy0, self.ours0 = time.perf_counter(), self._busy(), self._ours()
+        self.load0 = os.getloadavg()[0]
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.t0
+        self.other = max(0.0, (self._busy() - self.busy0) - (self._ours() - self.ours0))
+        self.load1 = os.getloadavg()[0]
+
+    def result(self) -> dict:
+        return {"seconds": self.seconds, "other_cpu": self.other,
+                "other_cores": self.other / self.seconds, "load": (self.load0, self.load1)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -471,12 +531,16 @@ def bench_dtype(dtype: str, args, log) -> dict:
         t0 = time.perf_counter()
         drop_pages(files)
         row["resident_after_drop"] = resident_bytes(files)
-        row["disk"] = [read_rate(files, 1)]
-        if args.workers > 1:
-            row["disk"].append(read_rate(files, args.workers))
-        row["timings"]["disk read rate (all readers)"] = time.perf_counter() - t0
-        log("  disk: " + ", ".join(f"{d['streams']} reader(s) {d['gbps']:.3f} GB/s "
-                                  f"({d['seconds']:.1f} s)" for d in row["disk"]))
+        with OtherLoad() as load:
+            row["disk"] = [read_rate(files, 1)]
+            if args.workers > 1:
+                row["disk"].append(read_rate(files, args.workers))
+            row["disk"].append(read_rate(files, args.workers, whole=True))
+            row["disk_kept"] = read_rate(files, args.workers, whole=True, keep=True)
+        row["load_reads"] = load.result()
+        row["timings"]["disk read rates"] = time.perf_counter() - t0
+        for d in row["disk"] + [row["disk_kept"]]:
+            log(f"  disk, {describe_read(d)}: {d['gbps']:.3f} GB/s ({d['seconds']:.1f} s)")
         with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                           memory_limit=args.memory_limit, dashboard_address=None) as cluster, \
                 Client(cluster, set_as_default=False) as client, PeakRSS() as client_rss:
@@ -502,7 +566,9 @@ def bench_dtype(dtype: str, args, log) -> dict:
             log(f"  dask read pass (X only), cold: {read_s:.1f} s, {x_bytes / read_s / 1e9:.3f} GB/s")
             # the fit
             log(f"  fit (workers: {args.workers} × {args.memory_limit}) ...")
-            res = fit_store(path, files, nbytes, client, args, log)
+            with OtherLoad() as load:
+                res = fit_store(path, files, nbytes, client, args, log)
+            row["load_fit"] = load.result()
             fit = res["fit"]
             row["timings"]["fit (passes timed alone; drops and mincore untimed)"] = res["wall"]
             row.update(curvature=res["curvature"], passes=res["engine"].passes,
@@ -514,7 +580,8 @@ def bench_dtype(dtype: str, args, log) -> dict:
             if res["py_spy"]:
                 row["py_spy"] = res["py_spy"]
             log(f"  fit: {fit.n_passes} passes, converged={fit.converged}, "
-                f"{res['wall']:.0f} s ({res['fit_seconds']:.0f} s without the drops)")
+                f"{res['wall']:.0f} s ({res['fit_seconds']:.0f} s without the drops); other "
+                f"processes used {row['load_fit']['other_cores']:.2f} cores meanwhile")
             # where a pass's time goes: one block, warm, on one worker
             t0 = time.perf_counter()
             worker = sorted(client.scheduler_info(n_workers=-1)["workers"])[0]
@@ -566,18 +633,25 @@ def report(rows, args) -> str:
         "- page cache: every file's pages dropped (posix_fadvise DONTNEED) before each disk "
         "measurement, the read pass and " + ("each EM pass" if not args.no_drop else
                                              "the fit (not between passes: --no-drop)")
-        + "; the disk rate is the faster of 1 reader and "
-        f"{args.workers} readers over the same chunk files (X and y), 16 MiB reads\n")
+        + "\n- disk read rate: the same chunk files (X and y, in row order) read in this run, pages "
+        "dropped first: the disk's own rate is the fastest read with the pages of each file dropped "
+        "right after it (1 reader by 16 MiB reads; "
+        f"{args.workers} readers so; {args.workers} readers reading each file whole as zarr does); "
+        f"'page-cache-filling read': {args.workers} readers reading each file whole with its pages "
+        "kept, as a pass leaves them\n"
+        "- other load: CPU used by processes not of this benchmark (the machine's busy time less "
+        "ours), in cores on average\n")
     for note in getattr(args, "skipped", ()):
         lines.append(f"- **{note}**\n")
     if args.quick:
         lines.append("- **--quick**: a small store the page cache could hold (it is dropped all the "
                      "same): this checks the machinery, it is not the result\n")
     lines.append("## Result\n")
-    lines.append("| dtype | store GB (X + y on disk) | store ÷ RAM | disk read GB/s (1 reader; "
-                 f"{args.workers}) | EM pass s (median) | EM pass GB/s (median) | pass ÷ disk "
-                 "(median; worst) | passes | converged | fit wall s | worker peak GiB (limit) |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("| dtype | store GB (X + y on disk) | store ÷ RAM | disk read GB/s | page-cache-filling "
+                 "read GB/s | EM pass s (median) | EM pass GB/s (median) | pass ÷ disk (median; worst) "
+                 "| pass ÷ page-cache-filling read (median) | passes | converged | fit wall s | worker "
+                 "peak GiB (limit) | other load during the fit (cores) |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "passes" not in r:
             continue
@@ -585,12 +659,14 @@ def report(rows, args) -> str:
         rates = np.array([q["gbps"] for q in r["passes"]])
         disk = disk_rate(r)
         peaks = ", ".join(_gib(b) for b in r["worker_peaks"])
+        kept = r["disk_kept"]["gbps"] if r.get("disk_kept") else float("nan")
         lines.append(
             f"| {r['dtype']} | {_gb(r['store_bytes'])} | {r['store_bytes'] / r['ram']:.2f} | "
-            + "; ".join(f"{d['gbps']:.3f}" for d in r["disk"])
-            + f" | {np.median(secs):.1f} | {np.median(rates):.3f} | {np.median(rates) / disk:.2f}; "
-            f"{rates.min() / disk:.2f} | {r['n_passes']} | {'yes' if r['converged'] else 'NO'} | "
-            f"{r['fit_wall']:.0f} | {peaks} ({_gib(r['worker_limit'])}) |")
+            f"{disk:.3f} | {kept:.3f} | {np.median(secs):.1f} | {np.median(rates):.3f} | "
+            f"{np.median(rates) / disk:.2f}; {rates.min() / disk:.2f} | {np.median(rates) / kept:.2f} | "
+            f"{r['n_passes']} | {'yes' if r['converged'] else 'NO'} | "
+            f"{r['fit_wall']:.0f} | {peaks} ({_gib(r['worker_limit'])}) | "
+            f"{r.get('load_fit', {}).get('other_cores', float('nan')):.2f} |")
     lines.append("\nfit wall: `fit_em` from call to return, the drops and page-cache measurements "
                  "before each pass included (they take well under a second); the passes' seconds "
                  "exclude them.\n")
@@ -614,22 +690,30 @@ def report(rows, args) -> str:
                  "the block tasks' summed seconds ÷ (workers × the pass's seconds).")
 
     lines.append("\n## Reads of the same files, and where a pass's time goes\n")
-    lines.append(f"| dtype | blocks | 1 reader GB/s (s) | {args.workers} readers GB/s (s) | dask read "
-                 "pass GB/s (s; X only) | per block, warm: zarr read + CRC32C s | per block: pass "
-                 f"kernel s | per block, cold: mean block task s | CPU-bound pass s ({args.workers} "
-                 "workers) | disk-bound pass s | median EM pass s |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("| dtype | read | GB/s | seconds |")
+    lines.append("|---|---|---|---|")
+    for r in rows:
+        for d in r.get("disk", []) + ([r["disk_kept"]] if r.get("disk_kept") else []):
+            lines.append(f"| {r['dtype']} | {describe_read(d)} | {d['gbps']:.3f} | {d['seconds']:.1f} |")
+        if "read_pass" in r:
+            rp = r["read_pass"]
+            lines.append(f"| {r['dtype']} | dask read pass: {args.workers} workers read each block of X "
+                         f"through zarr (X only) | {rp['gbps']:.3f} | {rp['seconds']:.1f} |")
+        if "load_reads" in r:
+            lines.append(f"| {r['dtype']} | (other load during these reads: "
+                         f"{r['load_reads']['other_cores']:.2f} cores) | | |")
+    lines.append("")
+    lines.append("| dtype | blocks | per block, warm: zarr read + CRC32C s | per block: pass kernel s | "
+                 f"per block, cold: mean block task s | CPU-bound pass s ({args.workers} workers) | "
+                 "disk-bound pass s | median EM pass s |")
+    lines.append("|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "profile" not in r:
             continue
-        d = r["disk"]
-        two = f"{d[1]['gbps']:.3f} ({d[1]['seconds']:.1f})" if len(d) > 1 else "—"
         pr = r["profile"]
         cpu = r["n_blocks"] * (pr["read"] + pr["kernel"]) / args.workers
         med = float(np.median([q["seconds"] for q in r["passes"]]))
-        lines.append(f"| {r['dtype']} | {r['n_blocks']} | {d[0]['gbps']:.3f} ({d[0]['seconds']:.1f}) | "
-                     f"{two} | {r['read_pass']['gbps']:.3f} ({r['read_pass']['seconds']:.1f}) | "
-                     f"{pr['read']:.3f} | {pr['kernel']:.3f} | "
+        lines.append(f"| {r['dtype']} | {r['n_blocks']} | {pr['read']:.3f} | {pr['kernel']:.3f} | "
                      f"{np.nanmedian([q.get('task_mean', np.nan) for q in r['passes']]):.3f} | {cpu:.1f} | "
                      f"{r['store_bytes'] / disk_rate(r) / 1e9:.1f} | {med:.1f} |")
 
@@ -682,9 +766,9 @@ def plot(rows, path):
     for ax, r in zip(axes[0], rows, strict=True):
         rates = [q["gbps"] for q in r["passes"]]
         ax.bar(range(1, len(rates) + 1), rates, color="0.6", label="EM pass")
-        for d, style in zip(r["disk"], ("k--", "k:"), strict=False):
-            ax.axhline(d["gbps"], ls=style[1:], color="k",
-                       label=f"disk, {d['streams']} reader{'s' if d['streams'] > 1 else ''}")
+        ax.axhline(disk_rate(r), ls="--", color="k", label="disk (fastest read, pages dropped)")
+        if r.get("disk_kept"):
+            ax.axhline(r["disk_kept"]["gbps"], ls=":", color="k", label="page-cache-filling read")
         ax.axhline(r["read_pass"]["gbps"], color="tab:blue", lw=1, label="dask read pass (X)")
         ax.set_title(f"{r['dtype']}: {r['store_bytes'] / 1e9:.1f} GB store, "
                      f"{r['store_bytes'] / r['ram']:.2f}× RAM")
