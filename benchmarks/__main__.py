@@ -1,5 +1,5 @@
 """``python -m benchmarks NAME [options]``: run one benchmark (``path``, ``paper``, ``scale``, ``chunks``,
-``cv``)."""
+``cv``, ``beyond_ram``)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ BENCHMARKS = {
     "chunks": "zarr codec and chunk size: bytes on disk, read pass and EM pass per store",
     "cv": "cross-validated paths: lockstep CV versus K + 1 separate paths and scikit-learn's "
           "LogisticRegressionCV, in memory and streamed",
+    "beyond_ram": "a zarr store larger than memory fitted from disk: each EM pass against the disk's "
+                  "read rate, passes, worker memory",
 }
 
 
@@ -43,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import cv
 
         cv.main(argv[1:])
+    elif argv[0] == "beyond_ram":
+        from . import beyond_ram
+
+        beyond_ram.main(argv[1:])
     return 0
 
 

@@ -215,3 +215,35 @@ def test_cv_benchmark_quick_compares_every_method_on_the_same_folds():
         assert int(cv[2]) * 3 < int(separate[2]) and float(separate[5]) > 3
         assert float(separate[8].split("max diff ")[1]) < 1e-5
     assert os.path.getsize(os.path.join(os.path.dirname(md), "cv.png")) > 10_000
+
+
+def test_beyond_ram_benchmark_quick_times_every_pass_against_the_disk(tmp_path):
+    """The beyond_ram benchmark's --quick run (a 0.1 GB store per dtype, written, read, fitted by a
+    LocalCluster of two worker processes, deleted): a result row per dtype with the disk's rate and
+    every pass timed against it; each streamed fit converged, with the page cache emptied before
+    each pass, and equals the same fit in memory; the workers stayed under their limits; the
+    stores are gone afterwards."""
+    data = tmp_path / "data"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "beyond_ram", "--quick",
+                           "--out", str(tmp_path), "--data", str(data)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "beyond_ram.md").read_text()
+    assert "- command: `python -m benchmarks beyond_ram --quick" in text and "- machine: " in text
+    sections = text.split("\n## ")
+    result = _table(next(s for s in sections if s.startswith("Result")))
+    assert [r[0] for r in result] == ["float64", "float32"]
+    for r in result:
+        assert float(r[3]) > 0 and float(r[4]) > 0  # the disk's rate, the page-cache-filling read's
+        passes = int(r[9])
+        assert 2 <= passes <= 20 and r[10] == "yes"
+        peaks, limit = r[12].split(" (")
+        assert max(map(float, peaks.split(", "))) < float(limit.rstrip(")"))
+    each = _table(next(s for s in sections if s.startswith("Each pass")))
+    for dtype, r in zip(("float64", "float32"), result, strict=True):
+        rows = [e for e in each if e[0] == dtype]
+        assert len(rows) == int(r[9])  # every pass of the fit timed
+        assert all(float(e[3]) > 0 and e[10] == "0.0%" for e in rows)  # nothing cached at its start
+    assert re.search(r"float64 \d\.\de-1[0-9], float32 \d\.\de-1[0-9]", text)  # == the in-memory fit
+    assert not list(data.glob("beyond_ram_*.zarr"))
+    assert (tmp_path / "beyond_ram.png").stat().st_size > 10_000
