@@ -235,16 +235,16 @@ class Cached(Curvature):
 NEWTON_STEPS = (0.5, 0.25)
 
 
-class Newton(Curvature):
+class Newton(Cached):
     """The loss's own Hessian ℓ''(η) at each accepted point: the system of a Newton step, formed in
     the pass that evaluates the candidate (one Gram per pass, as the E-step's). Not a majorizer, so
     each step is checked by the objective in that pass. When the full step raises F, one more pass
     tries the half and quarter steps (their losses and gradients, the Hessian at the half step) and
     the first that lowers F is taken. When none does, the fit restarts from β with the E-step
     system there (one pass): a plain EM step, which cannot raise F. No momentum. Losses with
-    ``has_hessian`` (logistic, Poisson, negative binomial, squared)."""
+    ``has_hessian`` (logistic, Poisson, negative binomial, squared). It holds its last Gram as a
+    cached mode does (for the quarter step, and a warm start), refreshed by every pass."""
 
-    stale = True
     momentum = False
     predicts = True
 
@@ -260,14 +260,6 @@ class Newton(Curvature):
 
     def shorter(self, beta, candidate):
         return [beta + f * (candidate - beta) for f in NEWTON_STEPS]
-
-    def hold(self, stats: BlockStats, n_features: int) -> None:
-        self.gram = FixedCurvature(stats.gram, stats.weight, n_features, stats.n)
-
-    def resume(self, warm, beta, loss_grad, n_features):
-        system, expand, _ = super().resume(warm, beta, loss_grad, n_features)
-        self.hold(system, n_features)
-        return system, expand, False
 
     def refreshes(self, it: int) -> bool:
         return True
