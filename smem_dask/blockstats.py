@@ -114,7 +114,6 @@ class Request:
     def k(self) -> int:
         return self.coefs.shape[1]
 
-
     @property
     def system(self) -> bool:
         return self.expand is not None

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .blockstats import METRICS, BlockStats, Request, metric_sums
+from .curvature import auto_curvature, make_curvature
 from .cv_store import CVStore
 from .losses import Loss
 from .path import (
@@ -51,7 +52,6 @@ from .solver import (
     run_lockstep,
     warm_starts,
 )
-from .curvature import auto_curvature, make_curvature
 
 __all__ = ["CVResult", "NothingToSelectError", "SCORINGS", "cv_selection", "default_curvature",
            "scorings_for", "solve_cv"]

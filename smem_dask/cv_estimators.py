@@ -123,7 +123,6 @@ class _CVMixin:
         lockstep = lockstep_size(self.batch, self.alphas, self.n_alphas) or 1
         loss, penalty, config, eng = self._prepare(X, y, sample_weight, n_systems=lockstep,
                                                    folds=fold_ids, path=True)
-        self.curvature_ = config.curvature
         K = self.cv if labels[0] is None else len(labels[0])
         callbacks = [c for c in (_printer(self.scoring) if self.verbose else None, callback) if c]
         callback = None if not callbacks else callbacks[0] if len(callbacks) == 1 else _both(*callbacks)

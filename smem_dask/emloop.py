@@ -210,8 +210,7 @@ class EMLoop:
         # a Newton pass (the engine let its overflow through): overflow at the candidate is a rise,
         # which a shorter step, a halving (Poisson's local bound) or a restart answers
         tolerant = request.overflow_is_rise
-        if tolerant and not (np.isfinite(new_stats.grad[:, 1]).all() and np.isfinite(next_system.gram).all()
-                             and np.isfinite(next_system.rhs).all()):
+        if tolerant and not new_stats.is_finite():  # (a Newton pass's system is new_stats itself)
             dF = math.inf
         else:
             dF = self.change(new_stats, candidate, 0, check=not tolerant)
@@ -221,8 +220,7 @@ class EMLoop:
     def change(self, stats, point: np.ndarray, j: int, check: bool = True) -> float:
         """F(point) − F(β), ``point`` being evaluation point j + 1 of the pass ``stats``: an error
         when not finite (``check``), else +inf (a Newton step that overflowed rises)."""
-        dF = float(stats.loss_delta[j] / stats.weight
-                   + self.alpha * self.penalty.value_difference(point[:self.p], self.state.beta[:self.p]))
+        dF = objective_change(stats, point, self.state.beta, self.penalty, self.alpha, self.p, j + 1)
         if math.isfinite(dF):
             return dF
         if check:

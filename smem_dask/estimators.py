@@ -127,7 +127,6 @@ class _SMEMBase(BaseEstimator):
         """
         loss, penalty, config, eng = self._prepare(X, y, sample_weight)
         callback = _printer(eng.nbytes) if self.verbose else None
-        self.curvature_ = config.curvature
         result = fit_penalized(eng, loss, penalty, self.alpha, fit_intercept=bool(self.fit_intercept),
                                config=config, callback=callback)
         self._set_fitted(result, loss)
@@ -139,8 +138,9 @@ class _SMEMBase(BaseEstimator):
     def _prepare(self, X, y, sample_weight, n_systems: int = 1, folds=None, path: bool = False):
         """Validate the parameters and the data (``n_systems`` Grams per pass must fit in memory);
         the loss, penalty, solver settings (``curvature="auto"`` resolved for one fit, or for the
-        many of a path or cross-validation: ``path``) and engine. ``folds(X)``, if given, returns
-        the fold ids of X's rows for the engine (cross-validation)."""
+        many of a path or cross-validation: ``path``; the mode is kept as ``curvature_``) and
+        engine. ``folds(X)``, if given, returns the fold ids of X's rows for the engine
+        (cross-validation)."""
         loss = self._validated_loss()
         penalty = self._validated_penalty()
         config = SolverConfig(self.acceleration, self.tol, self.max_iter,
@@ -162,6 +162,7 @@ class _SMEMBase(BaseEstimator):
         s = self._fit_weights(y, s)
         eng = _engine.make_engine(X, y, s, persist=persist, split_every=self.split_every,
                                   folds=None if folds is None else folds(X))
+        self.curvature_ = config.curvature  # the mode "auto" picked (set once the data are valid)
         return loss, penalty, config, eng
 
     def path(self, X, y, sample_weight=None, *, alphas=None, n_alphas=40, eps=1e-3, batch="auto",
@@ -180,7 +181,6 @@ class _SMEMBase(BaseEstimator):
         # an explicit lockstep batch carries one Gram per α in every pass: checked before any read
         lockstep = lockstep_size(batch, alphas, n_alphas) or 1
         loss, penalty, config, eng = self._prepare(X, y, sample_weight, n_systems=lockstep, path=True)
-        self.curvature_ = config.curvature
         result = solve_path(eng, loss, penalty, alphas=alphas, n_alphas=n_alphas, eps=eps,
                             fit_intercept=bool(self.fit_intercept), config=config, batch=batch,
                             store=store, callback=callback)

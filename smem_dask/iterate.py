@@ -123,13 +123,14 @@ def objective(loss_sum: float, weight: float, beta: np.ndarray, penalty: Penalty
 
 
 def objective_change(stats: BlockStats, beta: np.ndarray, beta_ref: np.ndarray, penalty: Penalty,
-                     alpha: float, p: int) -> float:
-    """F(β) − F(β_ref) for evaluation points 1 (β) and 0 (β_ref), from per-observation differences.
+                     alpha: float, p: int, point: int = 1) -> float:
+    """F(β) − F(β_ref) for evaluation points ``point`` (β) and 0 (β_ref), from per-observation
+    differences.
 
     Accurate to rounding of the *difference*, where F(β) − F(β_ref) computed from two objective
     values is lost below about 1e-16·|F|.
     """
-    return float(stats.loss_delta[0] / stats.weight
+    return float(stats.loss_delta[point - 1] / stats.weight
                  + alpha * penalty.value_difference(beta[:p], beta_ref[:p]))
 
 

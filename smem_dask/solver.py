@@ -81,7 +81,7 @@ from typing import Protocol
 import numpy as np
 
 from .certificate import dual_correction, duality_gap, smoothing_width
-from .curvature import AUTO, MODES, FixedCurvature, auto_curvature, curvature_bound, make_curvature
+from .curvature import AUTO, MODES, FixedCurvature, auto_curvature, make_curvature
 from .emloop import EMLoop
 from .iterate import (
     ConvergenceWarning,
@@ -221,10 +221,9 @@ class SolverConfig:
             exact = ", ".join(sorted(n for n, c in PENALTIES.items() if c.has_exact))
             raise ValueError(f"penalty {penalty.name!r} has no exact solver (penalties with one: "
                              f"{exact}); use penalty_solver='em'")
-        if self.curvature == "newton" and not loss.has_hessian:
-            make_curvature(self.curvature, loss)  # the clear error
-        if self.resolved(loss).fixed_curvature:
-            curvature_bound(loss)
+        # each mode refuses, with a clear error, a loss it cannot serve (fixed: no bound on ω;
+        # newton: no Newton weight)
+        make_curvature(self.resolved(loss, penalty).curvature, loss)
 
     def intercept_only(self) -> SolverConfig:
         """The settings of the intercept-only fit that starts a path (at an α so large that every

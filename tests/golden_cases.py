@@ -7,8 +7,9 @@ Record them again only for a change that is meant to change results, and say why
     PYTHONPATH=. python tests/golden_cases.py        # rewrites tests/golden/results.json
 
 Every float is kept as ``float.hex`` (bitwise). Cases cover every loss, the three accelerations, the four
-curvature modes (newton added with issue 17), the exact and EM penalty solvers, convex and non-convex penalties, lockstep and sequential
-paths, the numpy and dask engines (dask on uneven chunks, synchronous scheduler).
+curvature modes (newton added with issue 17), the exact and EM penalty solvers, convex and non-convex
+penalties, lockstep and sequential paths, the numpy and dask engines (dask on uneven chunks,
+synchronous scheduler).
 """
 
 from __future__ import annotations

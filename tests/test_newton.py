@@ -103,7 +103,8 @@ def test_poisson_and_negbin_match_statsmodels_irls_in_as_many_passes(loss_name):
     else:
         h = 2.0
         y = rng.negative_binomial(h, 1 / (1 + np.exp(eta))).astype(float)
-        family, offset, params = sm.families.NegativeBinomial(alpha=1 / h), np.full(y.size, np.log(h)), {"h": h}
+        family, offset = sm.families.NegativeBinomial(alpha=1 / h), np.full(y.size, np.log(h))
+        params = {"h": h}
     glm = sm.GLM(y, sm.add_constant(X), family=family, offset=offset).fit(tol=1e-12, maxiter=100)
     irls = int(glm.fit_history["iteration"])
     newton = SMEMRegressor(loss=loss_name, loss_params=params, alpha=0.0, tol=1e-10).fit(X, y)
