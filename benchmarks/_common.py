@@ -7,6 +7,7 @@ import os
 import platform
 import shlex
 import sys
+import tempfile
 from importlib.metadata import version
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -43,3 +44,22 @@ def write(name: str, text: str, directory: str = RESULTS) -> str:
     with open(path, "w") as fh:
         fh.write(text)
     return path
+
+
+def add_out_option(parser) -> None:
+    """``--out``: the directory of the results — ``results/`` by default, a temporary one with
+    ``--quick``, so that a quick run never overwrites the published results."""
+    parser.add_argument("--out", default=None,
+                        help=f"directory of the results (default {RESULTS}; with --quick a temporary "
+                             "one, never the published results)")
+
+
+def parse_args(parser, name: str, argv: list[str] | None):
+    """``parser``'s arguments (it has ``--quick`` and :func:`add_out_option`'s ``--out``), with
+    ``command``, the command line that made the results, and ``out`` decided."""
+    args = parser.parse_args(argv)
+    args.command = f"python -m benchmarks {name} " + " ".join(shlex.quote(a) for a in (argv or []))
+    if args.out is None:
+        args.out = (tempfile.mkdtemp(prefix=f"smem-{name.replace('_', '-')}-quick-") if args.quick
+                    else RESULTS)
+    return args

@@ -58,16 +58,14 @@ import glob
 import json
 import mmap
 import os
-import shlex
 import shutil
-import tempfile
 import threading
 import time
 import warnings
 
 import numpy as np
 
-from ._common import RESULTS, header, write
+from ._common import add_out_option, header, parse_args, write
 from .scale import PeakRSS, _start_rss_sampler, _worker_peak, pass_graphs
 
 READ_BYTES = 16 << 20  # one read() of the disk measurement
@@ -831,12 +829,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="a 0.1 GB store per dtype, 512 MiB workers, 4 MB chunks; checks the "
                              "fits against the in-memory fit: under a minute")
-    parser.add_argument("--out", default=None,
-                        help=f"directory of the results (default {RESULTS}; with --quick a temporary one)")
-    args = parser.parse_args(argv)
-    args.command = "python -m benchmarks beyond_ram " + " ".join(shlex.quote(a) for a in (argv or []))
-    if args.out is None:
-        args.out = tempfile.mkdtemp(prefix="smem-beyond-ram-quick-") if args.quick else RESULTS
+    add_out_option(parser)
+    args = parse_args(parser, "beyond_ram", argv)
     if args.quick:
         args.gb, args.chunk_mb, args.memory_limit = min(args.gb, 0.1), min(args.chunk_mb, 4.0), "512MiB"
     os.makedirs(args.data, exist_ok=True)

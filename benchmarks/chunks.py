@@ -37,13 +37,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shlex
-import tempfile
 import time
 
 import numpy as np
 
-from ._common import RESULTS, header, write
+from ._common import add_out_option, header, parse_args, write
 from .scale import em_pass, ensure_store, pass_graphs
 
 FULL_CODECS = "none,zstd-1,zstd,blosc-lz4"
@@ -295,12 +293,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="n 50000, p 20, chunks of 0.5 and 2 MB, codecs none and zstd, "
                              "2 rounds: about 20 s")
-    parser.add_argument("--out", default=None,
-                        help=f"directory of the results (default {RESULTS}; with --quick a temporary one)")
-    args = parser.parse_args(argv)
-    if args.out is None:
-        args.out = tempfile.mkdtemp(prefix="smem-chunks-quick-") if args.quick else RESULTS
-    args.command = "python -m benchmarks chunks " + " ".join(shlex.quote(a) for a in (argv or []))
+    add_out_option(parser)
+    args = parse_args(parser, "chunks", argv)
     if args.quick:
         args.n, args.p, args.repeats = 50_000, 20, 2
         args.chunk_mb = args.chunk_mb or "0.5,2"

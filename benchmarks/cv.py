@@ -34,14 +34,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import tempfile
 import time
 import warnings
 
 import numpy as np
 
-from ._common import RESULTS, header, write
+from ._common import add_out_option, header, parse_args, write
 
 NAMES = {"l2": "ridge", "l1": "lasso"}
 CURVATURES = ("adaptive", "fixed", "cached")
@@ -509,12 +508,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="n 10000 in memory and 5000 streamed (adaptive curvature only), p 10, "
                              "20 α: about a minute")
-    parser.add_argument("--out", default=None,
-                        help=f"directory of the results (default {RESULTS}; with --quick a temporary one)")
-    args = parser.parse_args(argv)
-    args.command = "python -m benchmarks cv " + " ".join(shlex.quote(a) for a in (argv or []))
-    if args.out is None:
-        args.out = tempfile.mkdtemp(prefix="smem-cv-quick-") if args.quick else RESULTS
+    add_out_option(parser)
+    args = parse_args(parser, "cv", argv)
     if args.quick:
         args.n, args.p, args.stream_n, args.chunk_rows, args.n_alphas = 10_000, 10, 5_000, 1_250, 20
         args.stream_curvatures = "adaptive"

@@ -65,15 +65,13 @@ import argparse
 import contextlib
 import math
 import os
-import shlex
-import tempfile
 import threading
 import time
 import warnings
 
 import numpy as np
 
-from ._common import RESULTS, header, write
+from ._common import add_out_option, header, parse_args, write
 
 TARGET = 1e-8  # relative distance to F* that counts as "at the optimum"
 
@@ -916,13 +914,8 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"sizes {QUICK_SIZES}, 1 repeat, fast peers only (no lbfgs, admm), "
                              "counts at n = 5e4: about two minutes; writes into a temporary "
                              "directory unless --out is given")
-    parser.add_argument("--out", default=None,
-                        help=f"directory of the results (default {RESULTS}; with --quick a temporary "
-                             "one, never the published results)")
-    args = parser.parse_args(argv)
-    args.command = "python -m benchmarks scale " + " ".join(shlex.quote(a) for a in (argv or []))
-    if args.out is None:
-        args.out = tempfile.mkdtemp(prefix="smem-scale-quick-") if args.quick else RESULTS
+    add_out_option(parser)
+    args = parse_args(parser, "scale", argv)
     if args.quick:
         args.repeats = 1
         args.chunk_mb = min(args.chunk_mb, 2.0)
