@@ -11,6 +11,8 @@ import tempfile
 from importlib.metadata import version
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+#: the default directory of the benchmarks' zarr stores (``--data``)
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".data")
 
 
 def machine() -> str:

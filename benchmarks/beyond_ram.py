@@ -65,7 +65,7 @@ import warnings
 
 import numpy as np
 
-from ._common import add_out_option, header, parse_args, write
+from ._common import DATA, add_out_option, header, parse_args, write
 from .scale import PeakRSS, _start_rss_sampler, _worker_peak, pass_graphs
 
 READ_BYTES = 16 << 20  # one read() of the disk measurement
@@ -820,8 +820,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="do not try /proc/sys/vm/drop_caches (never tried with --quick)")
     parser.add_argument("--disk-margin-gb", type=float, default=5.0,
                         help="GB the disk must keep free after a store is written")
-    parser.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                       ".data"),
+    parser.add_argument("--data", default=DATA,
                         help="directory of the stores (each deleted after its run)")
     parser.add_argument("--keep", action="store_true", help="keep the stores")
     parser.add_argument("--deadline", default=None,

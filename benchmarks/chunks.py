@@ -41,7 +41,7 @@ import time
 
 import numpy as np
 
-from ._common import add_out_option, header, parse_args, write
+from ._common import DATA, add_out_option, header, parse_args, write
 from .scale import em_pass, ensure_store, pass_graphs
 
 FULL_CODECS = "none,zstd-1,zstd,blosc-lz4"
@@ -287,8 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-limit", default="2GiB", help="per worker")
-    parser.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                       ".data"),
+    parser.add_argument("--data", default=DATA,
                         help="directory of the zarr stores (reused across runs)")
     parser.add_argument("--quick", action="store_true",
                         help="n 50000, p 20, chunks of 0.5 and 2 MB, codecs none and zstd, "

@@ -71,7 +71,7 @@ import warnings
 
 import numpy as np
 
-from ._common import add_out_option, header, parse_args, write
+from ._common import DATA, add_out_option, header, parse_args, write
 
 TARGET = 1e-8  # relative distance to F* that counts as "at the optimum"
 
@@ -903,8 +903,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="multiplies the sizes up to which each dask-ml solver runs")
     parser.add_argument("--peer-budget", type=float, default=200.0,
                         help="seconds after which a peer's tolerance ladder stops")
-    parser.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                       ".data"),
+    parser.add_argument("--data", default=DATA,
                         help="directory of the zarr stores (reused across runs)")
     parser.add_argument("--counts-n", type=float, default=1e6,
                         help="rows of the Poisson / negative binomial section (0: skip it)")
