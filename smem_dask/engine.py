@@ -340,8 +340,15 @@ class DaskEngine(_Engine):
         graph over the data is built, so constructing an engine reads nothing."""
         todo, self._to_persist = self._to_persist, ()
         if "X" in todo:
-            self.X, self.y, self.sample_weight, self.folds = dask.persist(
-                self.X, self.y, self.sample_weight, self.folds)
+            # X first, its blocks spread over the workers; then each block of y, weights and fold
+            # ids read by a task that depends on X's block there, so that the scheduler places it
+            # beside it. Persisted together, the scheduler could put every block of X on one
+            # worker and every block of y on the other (seen on 2 workers, 2 blocks): each pass
+            # then runs on one worker
+            (self.X,) = dask.persist(self.X)
+            self.y, self.sample_weight, self.folds = dask.persist(
+                *(None if v is None else _beside(v, self.X)
+                  for v in (self.y, self.sample_weight, self.folds)))
         else:
             if "y" in todo:
                 self.y = dask.persist(self.y)[0]
@@ -403,32 +410,46 @@ class DaskEngine(_Engine):
         q = self.n_features + int(fit_intercept)
         full = self._checksumming()
         hashed = full or self._sample_pending
-        packed = _compute_watched(self.pass_graph(loss, requests, fit_intercept, hashed, full),
-                                  engine=self)[0]
-        if hashed:
-            packed = self._take_checksum(packed, full)
+        graph = self.pass_graph(loss, requests, fit_intercept, hashed, full)
+        if self._sample_pending:
+            # the client's own read of the sampled block, while the workers make the pass
+            with ThreadPoolExecutor(1) as pool:
+                ours = pool.submit(self._sampled_hash)
+                packed = _compute_watched(graph, engine=self)[0]
+                packed = self._take_checksum(packed, full, ours.result())
+        else:
+            packed = _compute_watched(graph, engine=self)[0]
+            if hashed:
+                packed = self._take_checksum(packed, full)
         self.n_passes += 1
         return _checked(unpack_many(packed, q, requests), self, requests)
 
-    def _take_checksum(self, packed: np.ndarray, full: bool) -> np.ndarray:
+    def _take_checksum(self, packed: np.ndarray, full: bool, ours: int | None = None) -> np.ndarray:
         """Keep the data's checksum (``full``) from the end of a checksummed pass's result, and
-        check the sampled block against the client's own read; the statistics before them."""
+        check the sampled block against ``ours``, the client's own hash of it (the first pass of
+        a fit from a store); the statistics before them."""
         tail = packed[-CHECKSUM_COLUMNS:]
-        if self._sample_pending:
-            self._compare_sampled(_joined(tail[4:]))
+        if ours is not None:
+            self._compare_sampled(_joined(tail[4:]), ours)
             self._sample_pending = False
         if full:
             self.checksum = _hex(_joined(tail[:4]))
         return packed[:-CHECKSUM_COLUMNS]
 
-    def _compare_sampled(self, theirs: int) -> None:
-        """The client reads the sampled block from the store itself (one chunk of each input) and
-        refuses when its hash differs from what the workers read there: workers that see another
-        file system, or another copy of the store under the same path."""
+    def _sampled_hash(self) -> int:
+        """The client's own read of the sampled block from the store (one chunk of each input, in
+        this process), hashed as the workers hash it."""
         b = self.sampled_block
         blocks = [None if a is None else a.blocks[b] for a in self._source]
         xb, yb, sb, fb = dask.compute(*blocks, scheduler="sync")
-        if _block_hash(b, xb, yb, sb, fb) != theirs:
+        return _block_hash(b, xb, yb, sb, fb)
+
+    def _compare_sampled(self, theirs: int, ours: int) -> None:
+        """Refuse when the hash of the sampled block the workers read differs from the client's
+        own (``ours``): workers that see another file system, or another copy of the store under
+        the same path."""
+        b = self.sampled_block
+        if ours != theirs:
             stores = ", ".join(dict.fromkeys(_store_name(z) for z in self._zarr))
             raise ValueError(
                 f"the workers read different data from {stores} than this client (block {b}): do "
@@ -445,6 +466,17 @@ class DaskEngine(_Engine):
         self._persist_pending()
         x, y = _compute_watched(abs(self.X).max(), abs(self.y).max())
         return float(x), float(y)
+
+
+def _first(a, _):
+    return a
+
+
+def _beside(v, X):
+    """``v`` (one value per row, X's row chunks) with each block made by a task that also depends
+    on X's block of the same rows (it does not read it): persisted, the block lands beside X's."""
+    return da.blockwise(_first, "i", v, "i", X, "ij", concatenate=True, dtype=v.dtype,
+                        meta=v._meta, token="smem-beside")
 
 
 def _rechunk_like(v, row_chunks, dtype=None):

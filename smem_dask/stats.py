@@ -118,20 +118,27 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
     extras = [np.zeros(r.extra_size(q)) for r in requests]
     cert_sizes = [r.extra_size(q) - r.metrics_size for r in requests]  # the certificate part
     tile_rows = gram_tile_rows(p)
-    scaled = np.empty((min(tile_rows, n_rows), p))
+    # the tile's large temporaries live in buffers made once per block: a worker of a distributed
+    # cluster runs with glibc's dynamic mmap threshold disabled (MALLOC_TRIM_THRESHOLD_ is set),
+    # where every array over 128 KiB is a fresh mmap whose pages fault in again — measured 1.6×
+    # the time of the whole kernel on 1e6 × 10 when each tile allocated its own
+    buffer_rows = min(tile_rows, n_rows)
+    scaled = np.empty((buffer_rows, p))
+    eta_buffer = np.empty((buffer_rows, plan.points.shape[1]))
+    column_buffer = np.empty(buffer_rows * plan.n_columns)
     for start in range(0, n_rows, tile_rows):
         rows = slice(start, start + tile_rows)
         # one tile of X: read from memory once, then every product below finds it in cache
         Xt = X[rows] if X.dtype == np.float64 else X[rows].astype(np.float64)
         st = None if s is None else s[rows]
-        eta = Xt @ plan.points[:p]
+        eta = np.matmul(Xt, plan.points[:p], out=eta_buffer[: Xt.shape[0]])
         if fit_intercept:
             eta += plan.points[p]
         if sel is None:
-            lr, ld, columns, weights = plan.columns(loss, y[rows], st, eta)
+            lr, ld, columns, weights = plan.columns(loss, y[rows], st, eta, column_buffer)
         else:
             st = sel.weights[rows]  # (rows, selections): s on each selection's rows, else 0
-            lr, ld, columns, weights = plan.selected_columns(loss, y[rows], st, eta)
+            lr, ld, columns, weights = plan.selected_columns(loss, y[rows], st, eta, column_buffer)
         loss_refs += lr
         loss_deltas += ld
         xt_cols += Xt.T @ columns
@@ -272,10 +279,11 @@ class _Plan:
             self.key_evals = np.concatenate([np.full(r.k - int(r.reference_known), key)
                                              for r, key in zip(requests, self.keys, strict=True)])
 
-    def columns(self, loss, y, s, eta):
+    def columns(self, loss, y, s, eta, out):
         """On one tile: the weighted loss sums at each request's point 0, the loss changes at its
         points j ≥ 1, the columns to multiply by Xᵀ (s·ℓ' at every point, and s·ω, s·u for each
-        system) and each system's weights s·ω."""
+        system; written in ``out``, a flat buffer of at least the tile's rows × ``n_columns``) and
+        each system's weights s·ω."""
         yc = y[:, None]
         value = loss.value(yc, eta[:, self.starts])
         change = loss.value_difference(yc, eta[:, self.ref_cols], eta[:, self.steps])
@@ -286,10 +294,10 @@ class _Plan:
         else:
             loss_refs[self.valued], loss_deltas = s @ value, s @ change
             dl *= s[:, None]
-        columns, weights = self._assemble(loss, y, eta, dl, lambda i: s)
+        columns, weights = self._assemble(loss, y, eta, dl, lambda i: s, out)
         return loss_refs, loss_deltas, columns, weights
 
-    def selected_columns(self, loss, y, S, eta):
+    def selected_columns(self, loss, y, S, eta, out):
         """:meth:`columns` when requests sum over different rows: ``S`` (rows, selections) holds
         each selection's weights, request i's in column ``keys[i]``."""
         yc = y[:, None]
@@ -300,27 +308,41 @@ class _Plan:
         loss_refs[self.valued] = np.einsum("ij,ij->j", S[:, self.key_valued], value)
         loss_deltas = np.einsum("ij,ij->j", S[:, self.key_refs], change)
         dl *= S[:, self.key_evals]
-        columns, weights = self._assemble(loss, y, eta, dl, lambda i: S[:, self.keys[i]])
+        columns, weights = self._assemble(loss, y, eta, dl, lambda i: S[:, self.keys[i]], out)
         return loss_refs, loss_deltas, columns, weights
 
-    def _assemble(self, loss, y, eta, dl, weight_of):
+    def _assemble(self, loss, y, eta, dl, weight_of, out):
         """The columns to multiply by Xᵀ (each request's weighted ℓ' columns, then s·ω, s·u of its
-        system) and each system's weights s·ω, with ``weight_of(i)`` request i's row weights (None:
-        all ones)."""
-        columns, weights = [], []
-        e = 0
-        for i, (r, start) in enumerate(zip(self.requests, self.offsets[:-1], strict=True)):
-            k, skip = r.k, int(r.reference_known)
-            columns.append(dl[:, e : e + k - skip])
-            e += k - skip
+        system), written in the flat buffer ``out``, and each system's weights s·ω, with
+        ``weight_of(i)`` request i's row weights (None: all ones)."""
+        pieces, e = [], 0
+        for r in self.requests:
+            pieces.append(dl[:, e : e + r.k - int(r.reference_known)])
+            e += r.k - int(r.reference_known)
+        # laid out as numpy's column_stack lays out these pieces (Fortran order when every piece is
+        # Fortran-ordered and one is not also C-ordered; a system's s·ω, s·u are C-ordered), so
+        # that the products with Xᵀ round exactly as when the columns were stacked by numpy
+        fortran = (not any(r.system for r in self.requests)
+                   and all(a.flags.f_contiguous for a in pieces)
+                   and not all(a.flags.c_contiguous for a in pieces))
+        n_rows = eta.shape[0]
+        columns = out[: n_rows * self.n_columns].reshape((n_rows, self.n_columns),
+                                                         order="F" if fortran else "C")
+        weights = []
+        c = 0
+        for i, (r, start, piece) in enumerate(zip(self.requests, self.offsets[:-1], pieces, strict=True)):
+            columns[:, c : c + piece.shape[1]] = piece
+            c += piece.shape[1]
             sw = None
             if r.system:
-                omega, u = self._e_step(loss, r, y, eta[:, start + 2 * k - 1])
+                omega, u = self._e_step(loss, r, y, eta[:, start + 2 * r.k - 1])
                 w = weight_of(i)
                 sw, su = (omega, u) if w is None else (w * omega, w * u)
-                columns.append(np.column_stack([sw, su]))
+                columns[:, c] = sw
+                columns[:, c + 1] = su
+                c += 2
             weights.append(sw)
-        return np.column_stack(columns), weights
+        return columns, weights
 
     @staticmethod
     def _e_step(loss, r, y, eta_x):
