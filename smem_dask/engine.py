@@ -340,15 +340,8 @@ class DaskEngine(_Engine):
         graph over the data is built, so constructing an engine reads nothing."""
         todo, self._to_persist = self._to_persist, ()
         if "X" in todo:
-            # X first, its blocks spread over the workers; then each block of y, weights and fold
-            # ids read by a task that depends on X's block there, so that the scheduler places it
-            # beside it. Persisted together, the scheduler could put every block of X on one
-            # worker and every block of y on the other (seen on 2 workers, 2 blocks): each pass
-            # then runs on one worker
-            (self.X,) = dask.persist(self.X)
-            self.y, self.sample_weight, self.folds = dask.persist(
-                *(None if v is None else _beside(v, self.X)
-                  for v in (self.y, self.sample_weight, self.folds)))
+            self.X, self.y, self.sample_weight, self.folds = dask.persist(
+                self.X, self.y, self.sample_weight, self.folds)
         else:
             if "y" in todo:
                 self.y = dask.persist(self.y)[0]
@@ -466,17 +459,6 @@ class DaskEngine(_Engine):
         self._persist_pending()
         x, y = _compute_watched(abs(self.X).max(), abs(self.y).max())
         return float(x), float(y)
-
-
-def _first(a, _):
-    return a
-
-
-def _beside(v, X):
-    """``v`` (one value per row, X's row chunks) with each block made by a task that also depends
-    on X's block of the same rows (it does not read it): persisted, the block lands beside X's."""
-    return da.blockwise(_first, "i", v, "i", X, "ij", concatenate=True, dtype=v.dtype,
-                        meta=v._meta, token="smem-beside")
 
 
 def _rechunk_like(v, row_chunks, dtype=None):
