@@ -27,6 +27,7 @@ import dask
 import dask.array as da
 import numpy as np
 from dask.layers import ArrayBlockIdDep
+from dask.optimization import cull
 from threadpoolctl import ThreadpoolController
 
 from .arrays import _store_name, _zarr_behind, as_array, check_chunks_stored, check_shapes, compute, is_lazy
@@ -340,7 +341,7 @@ class DaskEngine(_Engine):
         graph over the data is built, so constructing an engine reads nothing."""
         todo, self._to_persist = self._to_persist, ()
         if "X" in todo:
-            self.X, self.y, self.sample_weight, self.folds = dask.persist(
+            self.X, self.y, self.sample_weight, self.folds = _persist_rows(
                 self.X, self.y, self.sample_weight, self.folds)
         else:
             if "y" in todo:
@@ -459,6 +460,52 @@ class DaskEngine(_Engine):
         self._persist_pending()
         x, y = _compute_watched(abs(self.X).max(), abs(self.y).max())
         return float(x), float(y)
+
+
+def _persist_rows(*arrays):
+    """``dask.persist`` of row-blocked arrays with the same row chunks (None passes through). On a
+    distributed cluster, row block i of every array is placed on one worker, and the workers get
+    runs of consecutive blocks in proportion to their threads: left to itself, the scheduler may put
+    every block of X on one worker (its queuing hands a worker with one thread two root tasks at
+    once; seen with 2 blocks on 2 workers), and y's block apart from X's — then each pass runs on
+    one worker and moves y. The placement is a preference (``allow_other_workers``): a block lost
+    with its worker is recomputed elsewhere."""
+    present = [a for a in arrays if a is not None]
+    client = _distributed_client(present)
+    workers = _running_workers(client) if client is not None else []
+    if len(workers) < 2:
+        done = iter(dask.persist(*present))
+        return tuple(None if a is None else next(done) for a in arrays)
+    present = dask.optimize(*present)
+    graph = {}
+    for a in present:
+        graph.update(a.__dask_graph__())
+    # row block i's keys in every array (2-D arrays have one column block)
+    rows = [[k[0] if isinstance(k, list) else k for k in a.__dask_keys__()] for a in present]
+    n_blocks = len(rows[0])
+    threads = np.array([n for _, n in workers], dtype=float)
+    bounds = np.rint(np.r_[0.0, np.cumsum(threads)] / threads.sum() * n_blocks).astype(int)
+    futures = {}
+    for (address, _), lo, hi in zip(workers, bounds[:-1], bounds[1:], strict=True):
+        keys = [r[i] for i in range(lo, hi) for r in rows]
+        if keys:  # (the graph culled to these blocks: data in memory go to their worker alone)
+            futures.update(zip(keys, client.get(cull(graph, keys)[0], keys, workers=[address],
+                                                allow_other_workers=True, sync=False), strict=True))
+    done = iter([_rebuilt(a, futures) for a in present])
+    return tuple(None if a is None else next(done) for a in arrays)
+
+
+def _rebuilt(a, futures):
+    """Collection ``a`` made of the computed ``futures`` of its keys, as ``persist`` makes it."""
+    rebuild, args = a.__dask_postpersist__()
+    return rebuild({k: futures[k] for k in dask.core.flatten(a.__dask_keys__())}, *args)
+
+
+def _running_workers(client) -> list[tuple[str, int]]:
+    """(address, threads) of each running worker of ``client``'s cluster, by address."""
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    return [(address, int(w.get("nthreads") or 1)) for address, w in sorted(info.items())
+            if w.get("status", "running") == "running"]
 
 
 def _rechunk_like(v, row_chunks, dtype=None):

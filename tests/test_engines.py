@@ -87,6 +87,49 @@ def test_persisted_and_weighted_on_a_cluster(cluster_client, logistic_problem, r
     _close(est.coef_, ref.coef_)
 
 
+@pytest.mark.distributed
+def test_persisted_blocks_are_spread_over_the_workers_with_their_rows_together(cluster_client, rng):
+    """Persisted on a cluster, row block i of X, y, the weights and the fold ids is on one worker,
+    the workers hold consecutive runs of blocks in proportion to their threads, and a pass moves no
+    input block (left to the scheduler, every block of X could land on one worker, and y's blocks on
+    another, moved in every pass); the statistics equal the streamed pass's."""
+    from distributed import futures_of, get_task_stream
+
+    blocks = (200_000, 100_000, 250_000, 50_000, 120_000)  # 8 MB blocks of X, uneven
+    X = rng.standard_normal((sum(blocks), 5))
+    y = (rng.random(sum(blocks)) < 0.5).astype(np.float64)
+    s = rng.uniform(0.5, 2.0, len(y))
+    folds = np.arange(len(y)) % 3
+    Xd = da.from_array(X, chunks=(blocks, -1))
+    beta = np.r_[0.01 * np.ones(X.shape[1]), 0.0]
+    with dask.config.set(scheduler=cluster_client):
+        engine = DaskEngine(Xd, da.from_array(y, chunks=110_000), sample_weight=s, folds=folds,
+                            persist=True)
+        first = engine.stats(Logistic(), beta[:, None], beta, True)  # the first pass persists
+        where = cluster_client.who_has(futures_of([engine.X, engine.y, engine.sample_weight,
+                                                   engine.folds]))
+
+        def holders(a):  # row block → the workers holding it
+            return {f.key[1]: where[f.key] for f in futures_of(a)}
+
+        placed = holders(engine.X)
+        for a in (engine.y, engine.sample_weight, engine.folds):
+            assert holders(a) == placed
+        addresses = sorted(cluster_client.scheduler_info(n_workers=-1)["workers"])
+        assert [placed[i] for i in range(len(blocks))] == [(addresses[0],)] * 2 + [(addresses[1],)] * 3
+        with get_task_stream(cluster_client) as ts:
+            again = engine.stats(Logistic(), beta[:, None], beta, True)
+        streamed = DaskEngine(Xd, y, sample_weight=s, folds=folds).stats(Logistic(), beta[:, None],
+                                                                           beta, True)
+    # the block tasks (read and kernel, fused with the first step of the sum), not the reduction
+    kernels = [t for t in ts.data if isinstance(t["key"], tuple) and len(t["key"]) == 3
+               and not any(w in t["key"][0] for w in ("aggregate", "partial"))]
+    assert len(kernels) == len(blocks)
+    assert [t["key"] for t in kernels for ss in t["startstops"] if ss["action"] == "transfer"] == []
+    for st in (first, again):
+        np.testing.assert_allclose(st.pack(), streamed.pack(), rtol=1e-12)
+
+
 def test_persist_auto_decides_from_the_workers_memory(cluster_client, logistic_problem,
                                                        monkeypatch):
     """"auto" persists data that takes at most PERSIST_FRACTION of the workers' summed memory
