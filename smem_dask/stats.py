@@ -126,10 +126,15 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
     scaled = np.empty((buffer_rows, p))
     eta_buffer = np.empty((buffer_rows, plan.points.shape[1]))
     column_buffer = np.empty(buffer_rows * plan.n_columns)
+    tile_buffer = None if X.dtype == np.float64 else np.empty((buffer_rows, p))  # float32 → float64
     for start in range(0, n_rows, tile_rows):
         rows = slice(start, start + tile_rows)
         # one tile of X: read from memory once, then every product below finds it in cache
-        Xt = X[rows] if X.dtype == np.float64 else X[rows].astype(np.float64)
+        if tile_buffer is None:
+            Xt = X[rows]
+        else:
+            Xt = tile_buffer[: min(tile_rows, n_rows - start)]
+            Xt[...] = X[rows]
         st = None if s is None else s[rows]
         eta = np.matmul(Xt, plan.points[:p], out=eta_buffer[: Xt.shape[0]])
         if fit_intercept:
