@@ -81,6 +81,10 @@ def test_paper_benchmark_quick(tmp_path):
     assert (tmp_path / "paper_convergence.png").stat().st_size > 10_000
 
 
+def median_of(cell: str) -> float:
+    return float(cell.split()[0])
+
+
 def test_scale_benchmark_quick_streams_from_zarr_and_finds_the_optimum(tmp_path):
     """The scale benchmark's --quick run (two small zarr stores, a LocalCluster of two worker
     processes, SM-EM streamed from the store): every SM-EM mode reaches F within 1e-8 of F*, and
@@ -125,6 +129,14 @@ def test_scale_benchmark_quick_streams_from_zarr_and_finds_the_optimum(tmp_path)
         mine = next(m for m in smem if m[0] == size and m[2] == "SM-EM auto (dask, from zarr)")
         assert r[2].split()[0] == mine[4] and int(mine[4]) <= 6  # passes to 1e-8
         assert r[9] == "yes"  # the auto history never rises
+        # --quick runs two rounds of the timed fits: the median (of two: their mean) and the
+        # range, which holds the first round's time (the Time to the optimum table's)
+        for col, name in ((3, "SM-EM auto (dask, from zarr)"), (4, "scikit-learn newton-cholesky")):
+            median, low, high = map(float, re.fullmatch(r"(\S+) \((\S+)–(\S+)\)", r[col]).groups())
+            first = float(next(m for m in methods if m[0] == size and m[2] == name)[3])
+            assert low <= median <= high and low * 0.999 <= first <= high * 1.001, (r, first)
+        ratio = float(r[5].split()[0])  # auto ÷ newton-cholesky: of the medians
+        assert abs(ratio - median_of(r[3]) / median_of(r[4])) <= 5e-3 + 0.01 * ratio
     counts = _table(next(t for t in tables if t.startswith("Poisson and negative binomial")))
     rows = {(r[0], r[1]): r for r in counts}
     for loss in ("poisson", "negbin"):
