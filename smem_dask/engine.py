@@ -274,7 +274,9 @@ class DaskEngine(_Engine):
         every pass streams them from their source (e.g. a zarr store). "auto": persist when the
         inputs take at most :data:`~smem_dask.resources.PERSIST_FRACTION` of the memory they would
         live in (the sum of the workers' memory limits less what the workers already use, with a
-        distributed client; else the machine's available memory), stream otherwise. ``self.persist`` holds the
+        distributed client, where blocks of these inputs the workers hold already count as free:
+        a persist reuses them; else the machine's available memory), stream otherwise.
+        ``self.persist`` holds the
         decision. On a distributed cluster a block too large for a worker, or ``persist=True`` on
         data larger than the workers' free memory, is refused here, before any pass (see
         :func:`~smem_dask.resources._plan_memory`).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import threading
 import time
 
 import dask
@@ -191,12 +192,31 @@ def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto")
 def _plan_memory(X, y, s, persist) -> bool:
     """Whether to persist the inputs, after :func:`check_memory_fits` refused what cannot fit.
     "auto" persists when the inputs take at most :data:`PERSIST_FRACTION` of
-    :func:`memory_available`; on a cluster without workers yet, it streams."""
+    :func:`memory_available` plus what the workers hold of these very inputs already
+    (:func:`_held_bytes`); on a cluster without workers yet, it streams."""
     check_memory_fits(X, y, s, persist=persist)
     if persist != "auto":
         return bool(persist)
-    nbytes = sum(float(a.nbytes) for a in (X, y, s) if a is not None)
-    return nbytes <= PERSIST_FRACTION * memory_available()
+    arrays = [a for a in (X, y, s) if a is not None]
+    nbytes = sum(float(a.nbytes) for a in arrays)
+    return nbytes <= PERSIST_FRACTION * (memory_available() + _held_bytes(arrays))
+
+
+def _held_bytes(arrays) -> float:
+    """Bytes of the blocks of ``arrays`` the workers of a distributed client hold in memory now
+    (0 without one): counted in the workers' memory use, but a persist of the same keys reuses
+    them rather than taking that memory again. They are there right after an earlier engine on the
+    same arrays persisted them (released a moment later) or while it lives."""
+    client = _distributed_client(arrays)
+    if client is None:
+        return 0.0
+    sizes = {}
+    for a in arrays:
+        for index in np.ndindex(*a.numblocks):
+            shape = [a.chunks[d][i] for d, i in enumerate(index)]
+            sizes[(a.name, *index)] = float(np.prod(shape)) * a.dtype.itemsize
+    held = client.who_has()  # every key in memory (who_has of keys takes futures only)
+    return sum(sizes[key] for key, where in held.items() if where and key in sizes)
 
 
 def _gram_limits(split_every: int, workers: bool) -> list[tuple[str, int, float]]:
@@ -337,6 +357,23 @@ def _memory_advice(engine, client, seen: tuple[float, ...] = ()) -> str:
     return "; ".join(parts + ["use smaller chunks (chunk_rows) or workers with more memory"])
 
 
+def _when_all_done(futures) -> threading.Event:
+    """An event set once every one of ``futures`` has finished (done, erred or cancelled)."""
+    finished, lock, left = threading.Event(), threading.Lock(), [len(futures)]
+
+    def one_done(_):
+        with lock:
+            left[0] -= 1
+            if left[0] == 0:
+                finished.set()
+
+    if not futures:
+        finished.set()
+    for f in futures:
+        f.add_done_callback(one_done)
+    return finished
+
+
 def _compute_watched(*args, engine=None) -> tuple:
     """``dask.compute(*args)``, watched when it runs on a distributed client.
 
@@ -354,7 +391,7 @@ def _compute_watched(*args, engine=None) -> tuple:
     client = _distributed_client(args)
     if client is None:
         return dask.compute(*args)
-    from distributed import KilledWorker, wait
+    from distributed import KilledWorker
 
     address = client.scheduler.address if client.scheduler is not None else "(unknown)"
     if client.status != "running":
@@ -362,18 +399,14 @@ def _compute_watched(*args, engine=None) -> tuple:
     lazy = [i for i, a in enumerate(args) if dask.is_dask_collection(a)]
     grace = no_worker_timeout()
     futures = client.compute([args[i] for i in lazy])
+    finished = _when_all_done(futures)
     idle_since, had, seen = None, 0, ()
     try:
         while True:
-            try:
-                with client.as_current():  # wait() uses the current client, maybe another one
-                    wait(futures, timeout=WATCH_INTERVAL)
-            except TimeoutError:
-                pass
-            except Exception:  # the connection broke under the wait (the futures are cancelled)
-                if client.status == "running":
-                    raise
-                raise _scheduler_lost(address, "the connection closed during a data pass") from None
+            # an event, not distributed's wait(timeout=): its timeout is raised through a frame
+            # that keeps the exception, a reference cycle holding this frame, so the engine and
+            # its persisted blocks, until Python's cycle collector runs
+            finished.wait(WATCH_INTERVAL)
             if client.status != "running" or any(f.status == "cancelled" for f in futures):
                 raise _scheduler_lost(address, "the connection closed during a data pass"
                                       if client.status != "running"
