@@ -218,6 +218,24 @@ class Evaluator:
         return float(st.loss[0] / st.weight)
 
 
+def released(client, *arrays, timeout: float = 30.0) -> None:
+    """Wait until the workers hold no block of ``arrays`` (an earlier fit's persisted data are
+    released a moment after it ends): a persist of the same keys would reuse them, and the next
+    fit would not read the store."""
+    keys = {k for a in arrays for k in dask_keys(a)}
+    deadline = time.monotonic() + timeout
+    while any(k in keys and where for k, where in client.who_has().items()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the workers still hold blocks of the data after {timeout:g} s")
+        time.sleep(0.02)
+
+
+def dask_keys(a) -> list:
+    import dask
+
+    return list(dask.core.flatten(a.__dask_keys__()))
+
+
 def run_smem(X, y, client, acceleration, curvature, in_memory=False, persist="auto", loss=None,
              max_iter=150):
     """One SM-EM fit; returns ([(seconds since the start incl. engine set-up, F, passes)], θ,
@@ -234,6 +252,8 @@ def run_smem(X, y, client, acceleration, curvature, in_memory=False, persist="au
     trace = []
     kw = {} if acceleration is None else {"acceleration": acceleration}
     config = SolverConfig(curvature=curvature, tol=1e-10, max_iter=max_iter, **kw)
+    if not in_memory:
+        released(client, X, y)
     t0 = time.perf_counter()
     ctx = contextlib.nullcontext() if in_memory else dask.config.set(scheduler=client)
     with ctx, warnings.catch_warnings():
@@ -265,6 +285,7 @@ def run_plain_newton(X, y, client, persist="auto", max_iter=50):
     from smem_dask.stats import Request
 
     loss, trace, failure = Logistic(), [], None
+    released(client, X, y)
     t0 = time.perf_counter()
     q = X.shape[1] + 1
     beta = best = np.zeros(q)

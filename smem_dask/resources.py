@@ -54,7 +54,8 @@ def memory_available() -> float:
     if client is None:
         return float(psutil.virtual_memory().available)
     total = psutil.virtual_memory().total
-    return float(sum(max((w["limit"] or total) - _own(w), 0.0) for w in _workers(client)))
+    return float(sum(max((w["limit"] or total) - _own(w), 0.0)
+                     for w in _workers(client, fresh=True)))
 
 
 #: q×q float64 Grams the client holds at once per system solved: the reduced result of a pass, the
@@ -92,15 +93,33 @@ def _distributed_client(collections=()):
     return client if isinstance(client, Client) else None
 
 
-def _workers(client) -> list[dict]:
+def _workers(client, fresh: bool = False) -> list[dict]:
     """Each worker of ``client``'s cluster: its memory ``limit`` in bytes (None without one), the
-    memory its process ``used`` (resident set, as the worker last reported it), ``nthreads`` and
-    ``status`` ("running", "paused", …)."""
-    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    memory its process ``used`` (resident set, as the worker last reported it; with ``fresh``, as
+    it is now — :func:`_resident_now`), ``nthreads`` and ``status`` ("running", "paused", …)."""
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    now = _resident_now(client) if fresh else {}
     return [{"limit": float(w["memory_limit"]) if w.get("memory_limit") else None,
-             "used": float(w.get("metrics", {}).get("memory") or 0),
+             "used": float(now.get(address) or w.get("metrics", {}).get("memory") or 0),
              "nthreads": int(w.get("nthreads") or 1), "status": str(w.get("status", "running"))}
-            for w in workers]
+            for address, w in workers.items()]
+
+
+def _resident_now(client) -> dict:
+    """Each worker process's resident set now, by address ({} when the workers cannot be asked):
+    the scheduler's figure is the worker's last heartbeat, which lags — right after a fit it still
+    counted the fit's persisted blocks, freed since, and "auto" streamed the next fit for it."""
+    try:
+        return client.run(_resident_set)
+    except Exception:  # noqa: BLE001 - the heartbeat's figure will do
+        return {}
+
+
+def _resident_set() -> int:
+    """This process's resident set in bytes (run on each worker by :func:`_resident_now`)."""
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
 
 
 def _own(worker: dict) -> float:
@@ -153,7 +172,7 @@ def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto")
     if not isinstance(X, da.Array):  # is_lazy(X) (smem_dask.arrays imports this module)
         return
     client = _distributed_client((X,))
-    workers = [] if client is None else _workers(client)
+    workers = [] if client is None else _workers(client, fresh=True)
     if not workers:
         return
     import psutil

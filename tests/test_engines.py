@@ -219,6 +219,28 @@ def test_persist_auto_counts_the_datas_own_blocks_the_workers_hold_as_free(clust
         assert not DaskEngine(Xd, yd, persist="auto").persist  # nothing held: the rule as before
 
 
+def test_the_memory_the_workers_have_is_read_now_not_from_their_last_heartbeat(cluster_client):
+    """Right after a fit's persisted data are released, the workers' memory counts as free: the
+    scheduler's figure (the workers' last heartbeat) lags behind, and "auto" used to stream the
+    next fit for it."""
+    from smem_dask import resources
+
+    # 400 MB, made and persisted on the workers
+    X = da.random.default_rng(5).standard_normal((1_000_000, 50), chunks=(100_000, -1))
+    with dask.config.set(scheduler=cluster_client):
+        before = resources.memory_available()
+        engine = DaskEngine(X, np.zeros(X.shape[0]), persist=True)
+        engine.stats(Squared(), np.zeros((51, 1)), None, True)
+        held = resources.memory_available()
+        # the workers hold the blocks now (a worker's own memory counts at least 224 MiB)
+        assert before - held > 250e6
+        del engine
+        while cluster_client.who_has():  # released by the scheduler
+            time.sleep(0.01)
+        time.sleep(0.1)  # and freed by the workers, well within a heartbeat
+        assert abs(resources.memory_available() - before) < 60e6
+
+
 def test_regressor_on_dask_matches_numpy(regression_problem):
     X, y = regression_problem
     ref = SMEMRegressor(alpha=1e-2, tol=1e-12).fit(X, y)
