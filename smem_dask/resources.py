@@ -98,21 +98,24 @@ def _workers(client, fresh: bool = False) -> list[dict]:
     memory its process ``used`` (resident set, as the worker last reported it; with ``fresh``, as
     it is now — :func:`_resident_now`), ``nthreads`` and ``status`` ("running", "paused", …)."""
     workers = client.scheduler_info(n_workers=-1)["workers"]
-    now = _resident_now(client) if fresh else {}
+    running = [a for a, w in workers.items() if w.get("status", "running") == "running"]
+    now = _resident_now(client, running) if fresh and running else {}
     return [{"limit": float(w["memory_limit"]) if w.get("memory_limit") else None,
              "used": float(now.get(address) or w.get("metrics", {}).get("memory") or 0),
              "nthreads": int(w.get("nthreads") or 1), "status": str(w.get("status", "running"))}
             for address, w in workers.items()]
 
 
-def _resident_now(client) -> dict:
-    """Each worker process's resident set now, by address ({} when the workers cannot be asked):
-    the scheduler's figure is the worker's last heartbeat, which lags — right after a fit it still
-    counted the fit's persisted blocks, freed since, and "auto" streamed the next fit for it."""
+def _resident_now(client, addresses) -> dict:
+    """The resident set now of each worker process at ``addresses``, by address (missing for a
+    worker that does not answer; then the heartbeat's figure is used). The scheduler's figure is
+    the worker's last heartbeat, which lags: right after a fit it still counted the fit's
+    persisted blocks, freed since, and "auto" streamed the next fit for it."""
     try:
-        return client.run(_resident_set)
+        now = client.run(_resident_set, workers=list(addresses), on_error="ignore")
     except Exception:  # noqa: BLE001 - the heartbeat's figure will do
         return {}
+    return {a: v for a, v in now.items() if isinstance(v, int)}
 
 
 def _resident_set() -> int:
@@ -172,7 +175,7 @@ def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto")
     if not isinstance(X, da.Array):  # is_lazy(X) (smem_dask.arrays imports this module)
         return
     client = _distributed_client((X,))
-    workers = [] if client is None else _workers(client, fresh=True)
+    workers = [] if client is None else _workers(client)
     if not workers:
         return
     import psutil
