@@ -576,7 +576,8 @@ def repeat_done_when(X, y, client, in_memory, persist, methods, evaluate, rounds
     """``rounds`` more timed runs of the fits the Done-when table compares, interleaved (auto from
     zarr, newton-cholesky, glum in each round) so that a drift of the machine's speed hits all
     alike: ours its iteration record, as in its first run; each peer once, at the tolerance its
-    ladder ended on (its (tol, seconds, F, iterations))."""
+    ladder ended on (its (tol, seconds, F, iterations)). The first round is the main run's: there
+    auto comes first of all the fits and each peer after its ladder, not interleaved."""
     out = {AUTO_ZARR: []}
     peers = {NEWTON_CHOLESKY: lambda tol: _sklearn_runs(*in_memory, "newton-cholesky", (tol,)),
              GLUM: lambda tol: _glum_runs(*in_memory, (tol,))}
@@ -752,7 +753,8 @@ def _median_seconds(row, name):
 
 
 def _fmt_rounds(row, name) -> str:
-    """The median, and with more than one round the range and the number of rounds."""
+    """The median, and with more than one round the range; one value per round when a round
+    missed the target."""
     seconds = _round_seconds(row, name)
     if len(seconds) == 1 or any(s is None for s in seconds):
         return " / ".join(_fmt_s(s) for s in seconds)

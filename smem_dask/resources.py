@@ -46,8 +46,8 @@ PERSIST_FRACTION = 0.5
 def memory_available() -> float:
     """Bytes that persisted data could occupy: with a distributed client, the sum over the workers
     of their memory limit (a worker without one counts the machine's memory) less the memory the
-    worker process takes itself (:func:`_own`); else the memory available on
-    this machine."""
+    worker process takes itself (:func:`_own`, its resident set asked of the worker now: one
+    ``client.run``); else the memory available on this machine."""
     import psutil
 
     client = _distributed_client()
@@ -396,6 +396,19 @@ def _when_all_done(futures) -> threading.Event:
     return finished
 
 
+def _wait_done(finished: threading.Event, futures, seconds: float) -> None:
+    """Return once every one of ``futures`` is done, or after ``seconds``. ``finished`` is their
+    :func:`_when_all_done` event. A result lost with its worker makes its future not done again
+    after its callback has fired, and no callback comes when it is recomputed: then poll, rather
+    than return at once every time (the watch would spin on the scheduler)."""
+    if not finished.is_set():
+        finished.wait(seconds)
+        return
+    deadline = time.monotonic() + seconds
+    while not all(f.done() for f in futures) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _compute_watched(*args, engine=None) -> tuple:
     """``dask.compute(*args)``, watched when it runs on a distributed client.
 
@@ -428,7 +441,7 @@ def _compute_watched(*args, engine=None) -> tuple:
             # an event, not distributed's wait(timeout=): its timeout is raised through a frame
             # that keeps the exception, a reference cycle holding this frame, so the engine and
             # its persisted blocks, until Python's cycle collector runs
-            finished.wait(WATCH_INTERVAL)
+            _wait_done(finished, futures, WATCH_INTERVAL)
             if client.status != "running" or any(f.status == "cancelled" for f in futures):
                 raise _scheduler_lost(address, "the connection closed during a data pass"
                                       if client.status != "running"

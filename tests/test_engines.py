@@ -89,6 +89,37 @@ def test_persisted_and_weighted_on_a_cluster(cluster_client, logistic_problem, r
     _close(est.coef_, ref.coef_)
 
 
+def test_the_watch_waits_for_a_result_lost_after_its_callback_without_spinning():
+    """A future whose result was lost with its worker is not done again after its done-callback
+    fired, and none comes when it is recomputed: the watch's wait then polls until it is done (or
+    the interval ends) instead of returning at once every time."""
+    import threading
+
+    from smem_dask.resources import _wait_done, _when_all_done
+
+    class Lost:  # done, called back, then lost: done() is False, no callback will come again
+        def __init__(self):
+            self.ready = True
+
+        def add_done_callback(self, fn):
+            fn(self)
+
+        def done(self):
+            return self.ready
+
+    future = Lost()
+    finished = _when_all_done([future])
+    assert finished.is_set()
+    future.ready = False
+    t0 = time.monotonic()
+    _wait_done(finished, [future], 0.3)
+    assert time.monotonic() - t0 >= 0.29  # waited the interval, not returned at once
+    threading.Timer(0.1, lambda: setattr(future, "ready", True)).start()
+    t0 = time.monotonic()
+    _wait_done(finished, [future], 5.0)
+    assert 0.09 <= time.monotonic() - t0 < 1.0  # returned once it was done again
+
+
 @pytest.mark.distributed
 def test_a_fit_on_a_cluster_lets_go_of_its_persisted_data_when_it_ends(cluster_client, rng,
                                                                          monkeypatch):
@@ -124,6 +155,7 @@ def test_a_fit_on_a_cluster_lets_go_of_its_persisted_data_when_it_ends(cluster_c
         gc.enable()
 
 
+@pytest.mark.distributed
 def test_persisted_blocks_are_spread_over_the_workers_with_their_rows_together(cluster_client, rng):
     """Persisted on a cluster, row block i of X, y, the weights and the fold ids is on one worker,
     the workers hold consecutive runs of blocks in proportion to their threads, and a pass moves no
@@ -188,6 +220,7 @@ def test_persist_auto_decides_from_the_workers_memory(cluster_client, logistic_p
         DaskEngine(Xd, y, persist="yes")
 
 
+@pytest.mark.distributed
 def test_persist_auto_counts_the_datas_own_blocks_the_workers_hold_as_free(cluster_client, rng,
                                                                          tmp_path, monkeypatch):
     """A second fit right after a persisted one, on the same zarr arrays, persists too: the first
@@ -219,6 +252,7 @@ def test_persist_auto_counts_the_datas_own_blocks_the_workers_hold_as_free(clust
         assert not DaskEngine(Xd, yd, persist="auto").persist  # nothing held: the rule as before
 
 
+@pytest.mark.distributed
 def test_the_memory_the_workers_have_is_read_now_not_from_their_last_heartbeat(cluster_client):
     """Right after a fit's persisted data are released, the workers' memory counts as free: the
     scheduler's figure (the workers' last heartbeat) lags behind, and "auto" used to stream the
@@ -235,7 +269,8 @@ def test_the_memory_the_workers_have_is_read_now_not_from_their_last_heartbeat(c
         # the workers hold the blocks now (a worker's own memory counts at least 224 MiB)
         assert before - held > 250e6
         del engine
-        while cluster_client.who_has():  # released by the scheduler
+        deadline = time.monotonic() + 10
+        while cluster_client.who_has() and time.monotonic() < deadline:  # released by the scheduler
             time.sleep(0.01)
         time.sleep(0.1)  # and freed by the workers, well within a heartbeat
         assert abs(resources.memory_available() - before) < 60e6
