@@ -52,7 +52,7 @@ def _expected_failures(est):
                 "a duality gap of 1.5e-7 > tol 1e-8 (ConvergenceWarning, converged_ False; F 6.2e-8 "
                 "above the repeated fit's, which certifies at 7.5e-9). Before the kernel's "
                 "column-major layout both fits certified, at 7.3e-9 and 7.4e-9: by a hair, not by "
-                "a margin (see the issue 17 note)"}
+                "a margin"}
     if isinstance(est, SMEMRegressorCV) and est.loss == "quantile":
         return {"check_sample_weight_equivalence_on_dense_data":
                 "the grid's alpha_max comes from the loss gradient at the intercept-only fit, and for "
