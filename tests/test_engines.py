@@ -20,6 +20,14 @@ UNEVEN = (400, 700, 100, 800, 1, 599, 400)  # 7 blocks, 3000 rows
 SETTINGS = dict(alpha=1e-3, tol=1e-10)
 
 
+def _released(client, timeout=10.0) -> bool:
+    """Wait until the workers hold no data (at most ``timeout`` seconds); whether they hold none."""
+    deadline = time.monotonic() + timeout
+    while client.who_has() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not client.who_has()
+
+
 def _close(a, b, rtol=1e-10):
     scale = np.abs(b).max()
     np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * scale)
@@ -147,10 +155,7 @@ def test_a_fit_on_a_cluster_lets_go_of_its_persisted_data_when_it_ends(cluster_c
             gone = weakref.ref(engine)
             del engine
             assert gone() is None
-            deadline = time.monotonic() + 10
-            while cluster_client.who_has() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert not cluster_client.who_has()
+            assert _released(cluster_client)
     finally:
         gc.enable()
 
@@ -246,9 +251,7 @@ def test_persist_auto_counts_the_datas_own_blocks_the_workers_hold_as_free(clust
         assert DaskEngine(Xd, yd, persist="auto").persist
         assert not DaskEngine(Xd + 1.0, yd * 1.0, persist="auto").persist  # other keys: taken
         del first
-        deadline = time.monotonic() + 10
-        while cluster_client.who_has() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _released(cluster_client)
         assert not DaskEngine(Xd, yd, persist="auto").persist  # nothing held: the rule as before
 
 
@@ -269,9 +272,7 @@ def test_the_memory_the_workers_have_is_read_now_not_from_their_last_heartbeat(c
         # the workers hold the blocks now (a worker's own memory counts at least 224 MiB)
         assert before - held > 250e6
         del engine
-        deadline = time.monotonic() + 10
-        while cluster_client.who_has() and time.monotonic() < deadline:  # released by the scheduler
-            time.sleep(0.01)
+        assert _released(cluster_client)  # by the scheduler
         time.sleep(0.1)  # and freed by the workers, well within a heartbeat
         assert abs(resources.memory_available() - before) < 60e6
 
