@@ -10,7 +10,7 @@ repeat, fast peers only, counts at n = 5e4; a minute or two) writes into a tempo
 (synthetic logistic problem, cond(XᵀX) = 1e6, uncompressed, row chunks of ``--chunk-mb`` MB) and
 one local cluster of ``--workers`` single-threaded worker processes with ``--memory-limit`` each:
 
-1. **Passes** (median of ``--repeats``, interleaved): *read* — stream X from the store, nothing
+1. **Passes** (median of ``--repeats`` rounds, 5, interleaved): *read* — stream X from the store, nothing
    else; *limit* — stream X and form XᵀWX with BLAS on each block (weights w from y; √w·X on
    cache-sized tiles and ``dsyrk``, the cheapest weighted Gram we know), nothing else; *syrk* — the
    same without weights (XᵀX); *EM pass* — the steady-state pass ``curvature="auto"`` runs for
@@ -982,7 +982,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-limit", default="2GiB", help="per worker")
     parser.add_argument("--chunk-mb", type=float, default=80.0, help="MB of X per zarr chunk")
     parser.add_argument("--cond", type=float, default=1e6)
-    parser.add_argument("--repeats", type=int, default=3, help="rounds of the pass timings")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="rounds of the pass timings (interleaved; the median is reported)")
     parser.add_argument("--fit-repeats", type=int, default=3,
                         help="rounds of the fits the Done-when table compares (auto from zarr, "
                              "newton-cholesky, glum): the table shows their medians")
