@@ -62,6 +62,13 @@ class Request:
         (n, W, losses, gradients, Gram, certificate) is then over those rows only: the statistics of
         the data with sample weights s_i·[fold_i ≠ k] (or [fold_i = k]).
     held_out : bool — with ``fold``: sum over the rows of fold ``fold`` instead of the others.
+    classes : int — K > 1 for the multinomial loss: each point is a (q, K) coefficient matrix, its
+        K columns consecutive in ``coefs`` (q, K·k), and the gradient at it is (q, K) likewise
+        (``grad`` (q, K·k)). The system is either the fixed-curvature Gram c·Σ s x̃x̃ᵀ (q × q, c =
+        ``curvature``; the Böhning bound's Kronecker factor is the solver's) or, with ``hessian``,
+        the Hessian of the loss sum at ``expand`` (a (q, K) matrix, raveled row by row): (qK × qK)
+        in class-major order, block (k, l) = Σ s (π_k δ_kl − π_k π_l) x̃x̃ᵀ. Its right-hand side is
+        zero either way (the solver steps from the gradient).
     metrics : bool — also sum, at each point, the prediction errors a held-out score needs
         (:data:`METRICS`, appended to ``extra`` after any certificate part; read with
         :func:`metric_sums`): for classifiers Σ s·[sign error] (a row counts as wrong when
@@ -83,6 +90,7 @@ class Request:
     fold: int | None = None
     held_out: bool = False
     metrics: bool = False
+    classes: int = 1
 
     def __post_init__(self):
         # float64 always; a single point (q,) becomes one column (q, 1)
@@ -93,6 +101,18 @@ class Request:
                 object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64).ravel())
         if self.hessian and self.curvature is not None:
             raise ValueError("a system is either the fixed bound's (curvature) or the Hessian's, not both")
+        object.__setattr__(self, "classes", int(self.classes))
+        if self.classes < 1 or self.coefs.shape[1] % self.classes:
+            raise ValueError(f"coefs has {self.coefs.shape[1]} columns, not a multiple of classes="
+                             f"{self.classes}")
+        if self.classes > 1 and (self.dual_point is not None or self.histogram is not None
+                                 or (self.expand is not None and self.curvature is None
+                                     and not self.hessian)):
+            raise ValueError("a multinomial request (classes > 1) has points, a fixed-curvature Gram "
+                             "or the Hessian, and metrics only")
+        if self.classes > 1 and self.hessian and self.expand.size != self.coefs.shape[0] * self.classes:
+            raise ValueError(f"a multinomial Hessian's expansion point is a (q, {self.classes}) matrix, "
+                             f"got {self.expand.size} values")
         if self.fold is not None:
             object.__setattr__(self, "fold", int(self.fold))
         elif self.held_out:
@@ -112,6 +132,16 @@ class Request:
 
     @property
     def k(self) -> int:
+        """The number of evaluation points."""
+        return self.coefs.shape[1] // self.classes
+
+    def system_size(self, q: int) -> int:
+        """Rows of the system's matrix: q, or q·K for a multinomial Hessian."""
+        return q * self.classes if self.hessian else q
+
+    @property
+    def width(self) -> int:
+        """Columns of the gradient: K per point (``classes``), one for the binary losses."""
         return self.coefs.shape[1]
 
     @property
@@ -155,7 +185,8 @@ class BlockStats:
         Σ s_i [ℓ(y_i, η_ij) − ℓ(y_i, η_i0)] for evaluation points j ≥ 1, computed per observation
         with the loss's stable ``value_difference`` (accurate even when the points nearly agree).
     grad : (q, k) array
-        Σ s_i ℓ'(y_i, η_i) x̃_i at each evaluation point (the loss part of W·∇F).
+        Σ s_i ℓ'(y_i, η_i) x̃_i at each evaluation point (the loss part of W·∇F); (q, K·k) for a
+        multinomial request, K columns per point.
     gram : (q, q) array
         Σ s_i ω_i x̃_i x̃_iᵀ at the expansion point (zeros when no expansion point was given).
     rhs : (q,) array
@@ -181,9 +212,12 @@ class BlockStats:
         return cls(float(n), float(weight), np.zeros(1), np.zeros(0), np.zeros((q, 1)), gram, rhs)
 
     @classmethod
-    def zero(cls, q: int, k: int) -> BlockStats:
-        return cls(0.0, 0.0, np.zeros(k), np.zeros(k - 1), np.zeros((q, k)), np.zeros((q, q)),
-                   np.zeros(q))
+    def zero(cls, q: int, k: int, width: int | None = None, m: int | None = None) -> BlockStats:
+        """The statistics of no rows for k points (``width`` gradient columns: k by default; a
+        system of ``m`` rows: q by default)."""
+        m = q if m is None else m
+        return cls(0.0, 0.0, np.zeros(k), np.zeros(k - 1), np.zeros((q, k if width is None else width)),
+                   np.zeros((m, m)), np.zeros(m))
 
     def __add__(self, other: BlockStats) -> BlockStats:
         return BlockStats(
@@ -208,9 +242,12 @@ class BlockStats:
         return np.concatenate(parts + [self.extra])
 
     @classmethod
-    def unpack(cls, vec: np.ndarray, q: int, k: int, system: bool = True, extra: int = 0) -> BlockStats:
+    def unpack(cls, vec: np.ndarray, q: int, k: int, system: bool = True, extra: int = 0,
+               width: int | None = None, m: int | None = None) -> BlockStats:
         vec = np.asarray(vec, dtype=np.float64).ravel()
-        expected = packed_size(q, k, system) + extra
+        width = k if width is None else width
+        m = q if m is None else m
+        expected = packed_size(q, k, system, width, m) + extra
         if vec.size != expected:
             raise ValueError(f"packed statistics have {vec.size} values, expected {expected}")
         i = 2
@@ -218,15 +255,15 @@ class BlockStats:
         i += k
         loss_delta = vec[i : i + k - 1]
         i += k - 1
-        grad = vec[i : i + q * k].reshape(q, k)
-        i += q * k
+        grad = vec[i : i + q * width].reshape(q, width)
+        i += q * width
         if system:
-            gram = vec[i : i + q * q].reshape(q, q)
-            i += q * q
-            rhs = vec[i : i + q]
-            i += q
+            gram = vec[i : i + m * m].reshape(m, m)
+            i += m * m
+            rhs = vec[i : i + m]
+            i += m
         else:
-            gram, rhs = np.zeros((q, q)), np.zeros(q)
+            gram, rhs = np.zeros((m, m)), np.zeros(m)
         return cls(float(vec[0]), float(vec[1]), loss, loss_delta, grad, gram, rhs, vec[i : i + extra])
 
     def is_finite(self) -> bool:
@@ -253,14 +290,18 @@ def check_gram_range(stats: BlockStats, p: int) -> None:
         )
 
 
-def packed_size(q: int, k: int, system: bool = True) -> int:
-    """Length of ``BlockStats.pack(system)`` for q columns and k evaluation points."""
-    return 2 + 2 * k - 1 + q * k + (q * q + q if system else 0)
+def packed_size(q: int, k: int, system: bool = True, width: int | None = None, m: int | None = None) -> int:
+    """Length of ``BlockStats.pack(system)`` for q columns and k evaluation points (``width``
+    gradient columns: k unless the request is multinomial; a system of ``m`` rows: q unless it is
+    a multinomial Hessian)."""
+    m = q if m is None else m
+    return 2 + 2 * k - 1 + q * (k if width is None else width) + (m * m + m if system else 0)
 
 
 def request_size(q: int, request: Request) -> int:
     """Length of the packed statistics of one request (system and certificate parts included)."""
-    return packed_size(q, request.k, request.system) + request.extra_size(q)
+    return (packed_size(q, request.k, request.system, request.width, request.system_size(q))
+            + request.extra_size(q))
 
 
 def pack_many(stats: list[BlockStats], requests: list[Request]) -> np.ndarray:
@@ -276,7 +317,7 @@ def unpack_many(vec: np.ndarray, q: int, requests: list[Request]) -> list[BlockS
     if vec.size != sum(sizes):
         raise ValueError(f"packed statistics have {vec.size} values, expected {sum(sizes)}")
     bounds = np.cumsum([0, *sizes])
-    return [BlockStats.unpack(vec[a:b], q, r.k, r.system, r.extra_size(q))
+    return [BlockStats.unpack(vec[a:b], q, r.k, r.system, r.extra_size(q), r.width, r.system_size(q))
             for a, b, r in zip(bounds[:-1], bounds[1:], requests, strict=True)]
 
 

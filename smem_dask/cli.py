@@ -143,12 +143,14 @@ def _demo(args) -> int:
     from .data import open_store, write_zarr
     from .estimators import SMEMClassifier
 
-    print(f"smem-dask demo: logistic regression + ridge (alpha={args.alpha:g}) on a synthetic "
+    model = ("logistic regression" if args.classes <= 2
+             else f"multinomial logistic regression ({args.classes} classes)")
+    print(f"smem-dask demo: {model} + ridge (alpha={args.alpha:g}) on a synthetic "
           f"problem of {args.n:,} × {args.p}, cond(XᵀX) = {args.cond:.0e}")
     with tempfile.TemporaryDirectory(prefix="smem-demo-") as tmp:
         path = os.path.join(tmp, "demo.zarr")
         t0 = time.perf_counter()
-        write_zarr(path, args.n, args.p, cond=args.cond, seed=args.seed,
+        write_zarr(path, args.n, args.p, cond=args.cond, seed=args.seed, classes=args.classes,
                    chunk_rows=args.chunk_rows)
         size = args.n * args.p * 8 / 1e6
         print(f"wrote X ({size:,.0f} MB, {-(-args.n // args.chunk_rows)} chunks) and y to {path} "
@@ -174,8 +176,10 @@ def _make_data(args) -> int:
 
     t0 = time.perf_counter()
     write_zarr(args.out, args.n, args.p, cond=args.cond, seed=args.seed, task=args.task,
-               chunk_rows=args.chunk_rows, dtype=args.dtype, overwrite=args.overwrite)
-    print(f"wrote {args.task} problem {args.n:,} × {args.p} ({args.dtype}, cond {args.cond:g}, "
+               classes=args.classes, chunk_rows=args.chunk_rows, dtype=args.dtype,
+               overwrite=args.overwrite)
+    kind = f"{args.classes}-class" if args.classes > 2 else args.task
+    print(f"wrote {kind} problem {args.n:,} × {args.p} ({args.dtype}, cond {args.cond:g}, "
           f"seed {args.seed}) "
           f"to {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0
@@ -196,7 +200,7 @@ def _fit(args) -> int:
         result = {
             "loss": repr(est.loss_), "penalty": args.penalty, "alpha": args.alpha,
             "penalty_params": parse_params(args.penalty_param, "penalty"),
-            "coef": est.coef_.tolist(), "intercept": est.intercept_,
+            "coef": est.coef_.tolist(), "intercept": np.asarray(est.intercept_).tolist(),
             "n_iter": est.n_iter_, "n_passes": est.n_passes_, "objective": est.objective_,
             "curvature": est.curvature_, "converged": bool(est.converged_),
             "objective_history": est.objective_history_,
@@ -255,7 +259,8 @@ def _path(args) -> int:
         _write_json(args.out, {
             "loss": repr(est.loss_), "penalty": args.penalty, "alphas": path.alphas.tolist(),
             "coefs": [c.tolist() if r else None for c, r in zip(path.coefs, reached, strict=True)],
-            "intercepts": [float(b) if r else None for b, r in zip(path.intercepts, reached, strict=True)],
+            "intercepts": [np.asarray(b).tolist() if r else None
+                           for b, r in zip(path.intercepts, reached, strict=True)],
             "objectives": [float(f) if r else None for f, r in zip(path.objectives, reached, strict=True)],
             "n_iter": path.n_iter.tolist(), "n_passes": path.n_passes.tolist(),
             "converged": path.converged.tolist(), "finished": path.finished.tolist(),
@@ -263,7 +268,7 @@ def _path(args) -> int:
         print(f"wrote {args.out}")
     if args.plot:
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        ax.plot(path.alphas, path.coefs, lw=1.2)
+        ax.plot(path.alphas, path.coefs.reshape(len(path.alphas), -1), lw=1.2)  # (K classes: K·p lines)
         ax.set_xscale("log")
         ax.invert_xaxis()
         ax.axhline(0.0, color="0.6", lw=0.6)

@@ -103,6 +103,8 @@ def _add_demo(sub) -> None:
     demo.add_argument("--p", type=_positive_int, default=50, help="columns (default 50)")
     demo.add_argument("--cond", type=float, default=1e6, help="condition number of XᵀX")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--classes", type=_positive_int, default=2,
+                      help="K > 2: a K-class problem, fitted by the multinomial loss")
     demo.add_argument("--chunk-rows", type=_positive_int, default=100_000)
     demo.add_argument("--workers", type=_positive_int, default=2, help="worker processes")
     _solver_options(demo)
@@ -117,6 +119,9 @@ def _add_make_data(sub) -> None:
     make.add_argument("--cond", type=float, default=1e4, help="condition number of XᵀX")
     make.add_argument("--seed", type=int, default=0)
     make.add_argument("--task", choices=("classification", "regression"), default="classification")
+    make.add_argument("--classes", type=_positive_int, default=2,
+                      help="classification: K > 2 writes labels 0 … K − 1 from a multinomial model "
+                           "(fitted by the multinomial loss)")
     make.add_argument("--chunk-rows", type=_positive_int, default=100_000)
     make.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                       help="storage type of X: float32 halves the bytes read per pass (the fit "

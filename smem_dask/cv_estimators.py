@@ -67,6 +67,12 @@ _CV_DOC = """
 class _CVMixin:
     """What the two cross-validated estimators add to their base: folds, the CV path, selection."""
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        if tags.classifier_tags is not None:
+            tags.classifier_tags.multi_class = False  # no cross-validated multinomial path yet
+        return tags
+
     def _curvature(self, loss) -> str:
         return "auto" if self.curvature is None else self.curvature
 

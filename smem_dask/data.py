@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import zarr
 
-from .losses import sigmoid
+from .losses import sigmoid, softmax
 
 __all__ = ["Problem", "make_problem", "write_zarr", "open_store", "check_format", "GEN_ROWS",
            "DATA_FORMAT"]
@@ -38,6 +38,7 @@ class Problem:
     signal: float = 2.0  # standard deviation of the true linear predictor Xβ*
     intercept: float = 0.25  # true intercept b*
     noise: float = 1.0  # regression noise standard deviation
+    classes: int = 2  # classification: K > 2 draws y ∈ {0, …, K − 1} from a multinomial model
 
     def __post_init__(self):
         if int(self.n) < 1 or int(self.p) < 1:
@@ -46,6 +47,11 @@ class Problem:
             raise ValueError(f"cond must be ≥ 1, got {self.cond}")
         if self.task not in _TASKS:
             raise ValueError(f"task must be one of {_TASKS}, got {self.task!r}")
+        if isinstance(self.classes, bool) or int(self.classes) != self.classes or self.classes < 2:
+            raise ValueError(f"classes must be an integer ≥ 2, got {self.classes!r}")
+        if self.classes > 2 and self.task != "classification":
+            raise ValueError("classes > 2 needs task='classification'")
+        object.__setattr__(self, "classes", int(self.classes))
         object.__setattr__(self, "n", int(self.n))
         object.__setattr__(self, "p", int(self.p))
         # the whitening and rotation need one streamed pass over Z: done once, here
@@ -62,8 +68,13 @@ class Problem:
         v *= np.sign(np.diag(r))
         sv = self.singular_values
         object.__setattr__(self, "_map", whiten @ (sv[:, None] * v.T))
-        beta = np.random.default_rng([self.seed, 3]).standard_normal(self.p)
-        beta *= self.signal / np.linalg.norm(sv * (v.T @ beta))
+        if self.classes > 2:
+            # K columns, each giving its class a linear predictor of standard deviation `signal`
+            beta = np.random.default_rng([self.seed, 3]).standard_normal((self.p, self.classes))
+            beta *= self.signal / np.linalg.norm(sv[:, None] * (v.T @ beta), axis=0)
+        else:
+            beta = np.random.default_rng([self.seed, 3]).standard_normal(self.p)
+            beta *= self.signal / np.linalg.norm(sv * (v.T @ beta))
         object.__setattr__(self, "coef", beta)
 
     @property
@@ -83,8 +94,16 @@ class Problem:
 
     def _block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         X = self._z(b) @ self._map
-        eta = X @ self.coef + self.intercept
         rng = np.random.default_rng([self.seed, 1, b])
+        if self.classes > 2:
+            # class intercepts spread around `intercept`; y: the class whose cumulative
+            # probability first exceeds a uniform draw
+            eta = X @ self.coef + self.intercept * np.linspace(-1.0, 1.0, self.classes)
+            cumulative = softmax(eta).cumsum(axis=1)
+            y = np.minimum((cumulative < rng.random(eta.shape[0])[:, None]).sum(axis=1),
+                           self.classes - 1).astype(np.float64)
+            return X, y
+        eta = X @ self.coef + self.intercept
         if self.task == "classification":
             prob = sigmoid(eta)
             y = (rng.random(eta.shape[0]) < prob).astype(np.float64)
@@ -105,6 +124,8 @@ class Problem:
     def metadata(self) -> dict:
         meta = asdict(self)
         meta["coef"] = self.coef.tolist()
+        if self.classes == 2:
+            del meta["classes"]  # binary stores keep the attributes they always had
         return meta
 
 

@@ -67,6 +67,9 @@ class EMLoop:
         alpha = float(alpha)
         if not (math.isfinite(alpha) and alpha >= 0):
             raise ValueError(f"alpha must be a finite number ≥ 0, got {alpha!r}")
+        if getattr(loss, "multiclass", False):
+            raise ValueError(f"the {loss.name} loss has K coefficient vectors and its own loop: fit it "
+                             "with smem_dask.multinomial.fit_multinomial (or SMEMClassifier)")
         self.p, self.q = n_features, n_features + int(fit_intercept)
         if warm is not None:
             beta0 = warm.beta

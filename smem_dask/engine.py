@@ -180,7 +180,7 @@ class NumpyEngine(_Engine):
             return parts, (_block_hash(start // self.block_rows, self.X[rows], self.y[rows], s, f)
                            if checksum else 0)
 
-        totals = [BlockStats.zero(q, r.k) for r in requests]
+        totals = [BlockStats.zero(q, r.k, r.width, r.system_size(q)) for r in requests]
         hashes = 0
         if threads:
             # one BLAS thread per block thread: BLAS's own threads would compete with ours
@@ -551,9 +551,12 @@ def _linear_block(xb, coef, intercept, transform):
     return eta if transform is None else transform(eta)
 
 
-def linear_predictor(X, coef: np.ndarray, intercept: float, transform=None, dtype=np.float64):
+def linear_predictor(X, coef: np.ndarray, intercept, transform=None, dtype=np.float64,
+                     ndim: int | None = None):
     """``transform(Xβ + b)`` (η itself if no transform): numpy in, numpy out; dask or zarr in,
-    lazy dask out (one task per block)."""
+    lazy dask out (one task per block). ``coef`` (p,) gives one column η (n,); (p, K) with
+    ``intercept`` (K,) gives η (n, K). ``ndim``: the dimensions of the transform's result (default:
+    η's)."""
     X = as_array(X, "X")
     if X.ndim != 2:
         raise ValueError(f"X must be 2-dimensional (n_samples, n_features), got shape {X.shape}")
@@ -565,6 +568,10 @@ def linear_predictor(X, coef: np.ndarray, intercept: float, transform=None, dtyp
         return _linear_block(X, coef, intercept, transform)
     if len(X.chunks[1]) > 1:
         X = X.rechunk({1: -1})
+    ndim = coef.ndim if ndim is None else ndim
+    if ndim == 2:
+        return X.map_blocks(_linear_block, coef, intercept, transform, chunks=(X.chunks[0], (coef.shape[1],)),
+                            dtype=dtype, meta=np.empty((0, 0), dtype=dtype))
     return X.map_blocks(
         _linear_block, coef, intercept, transform, drop_axis=1, dtype=dtype,
         meta=np.empty((0,), dtype=dtype),

@@ -24,13 +24,16 @@ from sklearn.utils.validation import check_is_fitted
 from . import arrays as _arrays
 from . import engine as _engine
 from . import resources as _resources
-from .losses import Loss, get_loss
+from .losses import Loss, Multinomial, get_loss, log_softmax
+from .multinomial import fit_multinomial, supported
+from .multinomial_path import solve_multinomial_path
 from .path import lockstep_size, solve_path
 from .penalties import Penalty, get_penalty
 from .solver import (
     FitResult,
     IterationRecord,
     SolverConfig,
+    Stop,
     fit_penalized,
 )
 from .validation import (
@@ -39,7 +42,9 @@ from .validation import (
     check_class_totals,
     check_flags,
     check_sample_weight,
+    class_labels,
     class_weighted,
+    encode_classes,
     encode_labels,
     encode_real,
     validate_fit_data,
@@ -108,7 +113,8 @@ class _SMEMBase(BaseEstimator):
 
     # -- data ------------------------------------------------------------------------------------
     def _encode_y(self, y, loss: Loss):
-        """Validated y as floats for ``loss`` (classifiers also set ``classes_``)."""
+        """Validated y as floats for the fit's loss, and that loss (classifiers also set
+        ``classes_``, and fit more than two classes with the multinomial loss)."""
         raise NotImplementedError
 
     def _fit_weights(self, y_encoded, s):
@@ -127,8 +133,14 @@ class _SMEMBase(BaseEstimator):
         """
         loss, penalty, config, eng = self._prepare(X, y, sample_weight)
         callback = _printer(eng.nbytes) if self.verbose else None
-        result = fit_penalized(eng, loss, penalty, self.alpha, fit_intercept=bool(self.fit_intercept),
-                               config=config, callback=callback)
+        if getattr(loss, "multiclass", False):
+            result = fit_multinomial(eng, len(self.classes_), penalty, self.alpha,
+                                     fit_intercept=bool(self.fit_intercept), config=config,
+                                     mode=config.curvature, callback=callback,
+                                     stop=Stop.after(config.max_time))
+        else:
+            result = fit_penalized(eng, loss, penalty, self.alpha, fit_intercept=bool(self.fit_intercept),
+                                   config=config, callback=callback)
         self._set_fitted(result, loss)
         self.bytes_read_ = result.n_passes * eng.nbytes
         if hasattr(self, "alpha_path_"):
@@ -143,10 +155,7 @@ class _SMEMBase(BaseEstimator):
         (cross-validation)."""
         loss = self._validated_loss()
         penalty = self._validated_penalty()
-        config = SolverConfig(self.acceleration, self.tol, self.max_iter,
-                              self.penalty_solver or penalty.default_solver, self._curvature(loss),
-                              max_time=self.max_time).resolved(loss, penalty, path=path)
-        config.check(loss, penalty)
+        config = self._config(loss, penalty, path)
         check_flags(self.fit_intercept, self.persist)
 
         X, y, s = validate_fit_data(self, X, y, sample_weight)
@@ -156,7 +165,17 @@ class _SMEMBase(BaseEstimator):
                                    split_every=self.split_every, workers=_arrays.is_lazy(X))
         persist = self.persist if isinstance(self.persist, str) else bool(self.persist)
         _resources.check_memory_fits(X, y, s, persist=persist)
-        y = self._encode_y(y, loss)
+        y, loss = self._encode_y(y, loss)
+        if getattr(loss, "multiclass", False):
+            if folds is not None:
+                raise ValueError(f"y has {len(self.classes_)} classes: cross-validation of the "
+                                 "multinomial loss is not implemented yet (Only binary "
+                                 "classification is supported there); use path() and a held-out set")
+            config = self._config(loss, penalty, path)
+            if config.curvature == "newton":  # a (qK)² Hessian per pass
+                K = len(self.classes_)
+                _resources.check_gram_fits(X.shape[1], bool(self.fit_intercept), n_systems=K * K,
+                                           split_every=self.split_every, workers=_arrays.is_lazy(X))
         if s is not None:
             check_sample_weight(s)
         s = self._fit_weights(y, s)
@@ -164,6 +183,30 @@ class _SMEMBase(BaseEstimator):
                                   folds=None if folds is None else folds(X))
         self.curvature_ = config.curvature  # the mode "auto" picked (set once the data are valid)
         return loss, penalty, config, eng
+
+    def _config(self, loss: Loss, penalty: Penalty, path: bool) -> SolverConfig:
+        """The solver settings for ``loss`` and ``penalty`` (``curvature="auto"`` resolved), refused
+        with a clear error where they cannot be fitted, before any data are read."""
+        if getattr(loss, "multiclass", False):
+            # Newton's Hessian (the default), or Böhning's fixed bound (see smem_dask.multinomial)
+            if self.curvature not in ("auto", "newton", "fixed"):
+                raise ValueError(f"curvature={self.curvature!r} does not apply to the multinomial loss: "
+                                 "use 'auto' (= 'newton') or 'fixed' (Böhning's bound)")
+            if not supported(penalty, float(self.alpha)):
+                raise ValueError(f"penalty {penalty.name!r} with the multinomial loss (more than two "
+                                 "classes) is not implemented yet; use l2, l1, elasticnet or group")
+            if self.penalty_solver not in (None, "exact" if penalty.has_exact else "em"):
+                raise ValueError(f"penalty_solver={self.penalty_solver!r} does not apply to the "
+                                 "multinomial loss, whose M-step is solved exactly for every penalty "
+                                 "it takes; leave it None")
+            mode = "fixed" if self.curvature == "fixed" else "newton"
+            return SolverConfig(self.acceleration, self.tol, self.max_iter, "em", mode,
+                                max_time=self.max_time)
+        config = SolverConfig(self.acceleration, self.tol, self.max_iter,
+                              self.penalty_solver or penalty.default_solver, self._curvature(loss),
+                              max_time=self.max_time).resolved(loss, penalty, path=path)
+        config.check(loss, penalty)
+        return config
 
     def path(self, X, y, sample_weight=None, *, alphas=None, n_alphas=40, eps=1e-3, batch="auto",
              store=None, callback=None):
@@ -176,14 +219,24 @@ class _SMEMBase(BaseEstimator):
         ``callback(i, alpha, fit)`` runs after α i finishes. The estimator's own ``alpha`` is not used; it
         is left fitted at the smallest α (the smallest reached, when ``max_time`` stops the path:
         α not reached hold NaN, see :class:`~smem_dask.path.PathResult`). Returns a
-        :class:`smem_dask.path.PathResult`.
+        :class:`smem_dask.path.PathResult`. More than two classes (the multinomial loss): see
+        :func:`~smem_dask.multinomial_path.solve_multinomial_path` (``coefs`` (n_alphas, K, p); no
+        ``store`` yet).
         """
         # an explicit lockstep batch carries one Gram per α in every pass: checked before any read
         lockstep = lockstep_size(batch, alphas, n_alphas) or 1
         loss, penalty, config, eng = self._prepare(X, y, sample_weight, n_systems=lockstep, path=True)
-        result = solve_path(eng, loss, penalty, alphas=alphas, n_alphas=n_alphas, eps=eps,
-                            fit_intercept=bool(self.fit_intercept), config=config, batch=batch,
-                            store=store, callback=callback)
+        if getattr(loss, "multiclass", False):
+            if store is not None:
+                raise ValueError("a path store does not keep multinomial paths yet; use store=None")
+            result = solve_multinomial_path(
+                eng, len(self.classes_), penalty, alphas=alphas, n_alphas=n_alphas, eps=eps,
+                fit_intercept=bool(self.fit_intercept), config=config, mode=config.curvature,
+                batch=batch, callback=callback)
+        else:
+            result = solve_path(eng, loss, penalty, alphas=alphas, n_alphas=n_alphas, eps=eps,
+                                fit_intercept=bool(self.fit_intercept), config=config, batch=batch,
+                                store=store, callback=callback)
         # the smallest α reached (a path stopped early did not reach them all)
         self._set_fitted([f for f in result.fits if f is not None][-1], loss)
         self.alpha_path_ = result.alphas
@@ -221,22 +274,26 @@ def _gives_probabilities(est) -> bool:
 
 
 class SMEMClassifier(ClassifierMixin, _SMEMBase):
-    r"""Binary linear classifier fitted by Scale Mixture EM.
+    r"""Linear classifier fitted by Scale Mixture EM.
 
     Minimizes :math:`F(β, b) = \frac1W \sum_i s_i ℓ(y_i, x_i^Tβ + b) + α P(β)` with the logistic loss
     (Pólya–Gamma E-step) and, by default, the ridge penalty P(β) = ½‖β‖².
     ``LogisticRegression(C)`` of scikit-learn is the same model with α = 1/(C·n) (1/(C·Σ sᵢ) with sample or
-    class weights).
+    class weights). With more than two classes in y the logistic loss becomes the multinomial one
+    (``loss="multinomial"``, scikit-learn's multinomial ``LogisticRegression`` in its symmetric
+    parametrization; see :mod:`smem_dask.multinomial`): ``coef_`` (K, p), ``intercept_`` (K,),
+    ``decision_function`` (n, K); l2, l1, elastic net or group penalties (a group holds its
+    features' coefficients in every class); ``path`` too (no store), no cross-validation yet.
 
     Parameters (keyword-only)
     -------------------------
-    loss : "logistic" | "hinge" or a Loss
+    loss : "logistic" | "hinge" | "multinomial" or a Loss
     penalty : "l2" | "l1" | "elasticnet" | "group" | "bridge" | "scad" | "mcp" | "log", or a Penalty
     alpha : float ≥ 0 — penalty strength
     l1_ratio : float in [0, 1] or None — the elastic net's mix r in r‖β‖₁ + (1 − r)/2 ‖β‖²
         (``penalty="elasticnet"`` only; None: the penalty's default 0.5 or ``penalty_params``)
     class_weight : None | "balanced" | dict — weights per class, multiplied into the sample weights;
-        "balanced" is n / (2·count of the class), as in scikit-learn
+        "balanced" is n / (K·count of the class) for K classes, as in scikit-learn
     fit_intercept : bool — fit an unpenalized intercept
     acceleration : "none" | "nesterov" | "nesterov-restart" — base EM (monotone), the paper's
         Nesterov extrapolation (not monotone), or Nesterov with objective-based restart (monotone)
@@ -274,7 +331,8 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
 
     Attributes
     ----------
-    classes_, coef_ (p,), intercept_, n_features_in_, feature_names_in_ (DataFrame input only), n_iter_,
+    classes_, coef_ (p,) — (K, p) with K > 2 classes —, intercept_ (a float; (K,) with K > 2 classes),
+    n_features_in_, feature_names_in_ (DataFrame input only), n_iter_,
     n_passes_, n_restarts_, objective_, objective_history_ (F at the start and after each iteration),
     history_, converged_, duality_gap_ (hinge and quantile: F(β) − D(a), an upper bound on F(β) − F*;
     NaN for the other losses), stopped_ (None, or why the fit stopped early: "max_time",
@@ -299,30 +357,47 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
+        try:  # more than two classes: the multinomial loss, for the logistic loss (the default)
+            tags.classifier_tags.multi_class = self._validated_loss().name in ("logistic", "multinomial")
+        except (ValueError, TypeError):
+            tags.classifier_tags.multi_class = False  # an invalid loss is reported by fit
         return tags
 
     def _encode_y(self, y, loss):
-        self.classes_, y01 = encode_labels(y, loss)
-        return y01
+        classes = class_labels(y)
+        if getattr(loss, "multiclass", False) or (loss.name == "logistic" and classes.size > 2):
+            # more than two classes: the multinomial loss (the logistic loss's generalization)
+            self.classes_ = classes
+            return encode_classes(y, classes), (loss if getattr(loss, "multiclass", False)
+                                                else Multinomial())
+        self.classes_, y01 = encode_labels(y, loss, classes)
+        return y01, loss
 
-    def _fit_weights(self, y01, s):
-        s = class_weighted(self.class_weight, self.classes_, y01, s)
+    def _fit_weights(self, labels, s):
+        s = class_weighted(self.class_weight, self.classes_, labels, s)
         if s is not None:
-            check_class_totals(self.classes_, y01, s)
+            check_class_totals(self.classes_, labels, s)
         return s
 
+    def _multiclass(self) -> bool:
+        return getattr(self.loss_, "multiclass", False)
+
     def decision_function(self, X):
-        """η = Xβ + b (numpy for numpy input, a lazy dask array for dask or zarr input); positive
-        values predict ``classes_[1]``."""
+        """η = Xβ + b (numpy for numpy input, a lazy dask array for dask or zarr input): shape (n,)
+        for two classes, positive values predicting ``classes_[1]``; (n, K) for more (the
+        multinomial loss), column k for ``classes_[k]``."""
         X = self._predict_input(X)
+        if self._multiclass():
+            return _engine.linear_predictor(X, self.coef_.T, self.intercept_)
         return _engine.linear_predictor(X, self.coef_, self.intercept_)
 
     @available_if(_gives_probabilities)
     def predict_proba(self, X):
-        """Class probabilities, shape (n, 2), columns in the order of ``classes_`` (losses with a
-        probability model only: not the hinge loss)."""
+        """Class probabilities, shape (n, K), columns in the order of ``classes_``, rows summing to 1
+        (losses with a probability model only: not the hinge loss)."""
         X = self._predict_input(X)
+        if self._multiclass():
+            return _engine.linear_predictor(X, self.coef_.T, self.intercept_, self.loss_.inverse_link)
         p1 = _engine.linear_predictor(X, self.coef_, self.intercept_, self.loss_.inverse_link)
         return np.stack([1.0 - p1, p1], axis=1)
 
@@ -330,15 +405,22 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
     def predict_log_proba(self, X):
         """Logarithms of :meth:`predict_proba` (computed stably from η)."""
         check_is_fitted(self, "coef_")
+        if self._multiclass():
+            return _engine.linear_predictor(self._predict_input(X), self.coef_.T, self.intercept_,
+                                            log_softmax)
         if self.loss_.name != "logistic":
             return np.log(self.predict_proba(X))
         eta = self.decision_function(X)  # log σ(±η) = −log(1 + e^∓η), exact in both tails
         return np.stack([-np.logaddexp(0.0, eta), -np.logaddexp(0.0, -eta)], axis=1)
 
     def predict(self, X):
-        """The more probable class of each row (ties go to ``classes_[0]``)."""
+        """The most probable class of each row (ties go to the first of ``classes_``)."""
         X = self._predict_input(X)
         classes = self.classes_
+        if self._multiclass():
+            return _engine.linear_predictor(X, self.coef_.T, self.intercept_,
+                                            lambda eta: classes[eta.argmax(axis=1)], dtype=classes.dtype,
+                                            ndim=1)
         return _engine.linear_predictor(
             X, self.coef_, self.intercept_, lambda eta: classes[(eta > 0).astype(np.intp)],
             dtype=classes.dtype,
@@ -387,7 +469,7 @@ class SMEMRegressor(RegressorMixin, _SMEMBase):
         return tags
 
     def _encode_y(self, y, loss):
-        return encode_real(y, loss)
+        return encode_real(y, loss), loss
 
     def predict(self, X):
         """The predicted mean (the inverse link of η)."""

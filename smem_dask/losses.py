@@ -35,12 +35,15 @@ __all__ = [
     "Huber",
     "Logistic",
     "Loss",
+    "Multinomial",
     "NegativeBinomial",
     "Poisson",
     "Quantile",
     "Squared",
     "StudentT",
     "get_loss",
+    "log_softmax",
+    "softmax",
 ]
 
 # Below this |eta| the Pólya–Gamma weight tanh(eta/2)/(2 eta) is evaluated by its Taylor series.
@@ -458,6 +461,90 @@ class Poisson(Loss):
         return np.exp(eta)
 
 
+@dataclass(frozen=True)
+class Multinomial(Loss):
+    r"""Multinomial logistic (softmax cross-entropy) loss for K classes.
+
+    .. math::  ℓ(y, η) = \log \sum_k e^{η_k} − η_y ,\qquad η ∈ ℝ^K,\ y ∈ \{0, …, K − 1\}
+
+    Unlike the other losses it is not elementwise: ``eta`` has the classes on its last axis
+    (shape (..., K)) and ``y`` holds class indices (shape (...), as floats, as the kernel stores
+    every target). The gradient in η is softmax(η) − e_y, the Hessian diag(π) − ππᵀ with π the
+    softmax; Böhning's bound ½(I − 11ᵀ/K) ⪰ diag(π) − ππᵀ holds for every η, so the M-step
+    matrix ½(I − 11ᵀ/K) ⊗ Σ s x̃x̃ᵀ majorizes the loss everywhere (docs/method.md,
+    "Multinomial"). The loss is unchanged when the same vector is added to every class's η, so
+    the gradient's entries sum to zero over the classes.
+    """
+
+    name: ClassVar[str] = "multinomial"
+    is_classifier: ClassVar[bool] = True
+    #: η has the K classes on its last axis (the estimators fit K coefficient vectors)
+    multiclass: ClassVar[bool] = True
+
+    def value(self, y, eta):
+        eta = np.asarray(eta, dtype=np.float64)
+        return _logsumexp(eta) - _taken(eta, y)
+
+    def derivative(self, y, eta):
+        g = softmax(eta)
+        g[_label_mask(y, g.shape)] -= 1.0
+        return g
+
+    def inverse_link(self, eta):
+        return softmax(eta)
+
+    def e_step(self, y, eta):
+        raise NotImplementedError("the multinomial loss is fitted with Böhning's bound (its M-step "
+                                  "matrix is fixed), not with an elementwise E-step")
+
+    def value_difference(self, y, eta_ref, delta):
+        """ℓ(y, η + δ) − ℓ(y, η) = log Σ_k π_k e^{δ_k} − δ_y with π = softmax(η): log1p(Σ π·expm1(δ))
+        where every |δ_k| < 1 (no cancellation for small steps), else a difference of two
+        log-sum-exps (which cannot overflow)."""
+        eta_ref, delta = np.asarray(eta_ref, np.float64), np.asarray(delta, np.float64)
+        log_pi = eta_ref - _logsumexp(eta_ref)[..., None]
+        near = (np.abs(delta) < 1.0).all(axis=-1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = np.log1p((np.exp(log_pi) * np.expm1(np.where(near[..., None], delta, 0.0))).sum(axis=-1))
+        if not near.all():
+            far = ~near
+            out[far] = _logsumexp(log_pi[far] + delta[far])
+        return out - _taken(delta, y)
+
+
+def _logsumexp(eta: np.ndarray) -> np.ndarray:
+    """log Σ_k e^{η_k} over the last axis, shifted by the maximum: no overflow."""
+    m = eta.max(axis=-1)
+    m = np.where(np.isfinite(m), m, 0.0)
+    return m + np.log(np.exp(eta - m[..., None]).sum(axis=-1))
+
+
+def softmax(eta: np.ndarray) -> np.ndarray:
+    """e^{η_k} / Σ_l e^{η_l} over the last axis, shifted by the maximum: rows sum to 1, no overflow."""
+    eta = np.asarray(eta, dtype=np.float64)
+    e = np.exp(eta - eta.max(axis=-1, keepdims=True))
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
+
+
+def log_softmax(eta: np.ndarray) -> np.ndarray:
+    """log softmax(η) = η − log Σ e^η over the last axis: finite wherever η is, in both tails."""
+    eta = np.asarray(eta, dtype=np.float64)
+    return eta - _logsumexp(eta)[..., None]
+
+
+def _label_mask(y, shape) -> np.ndarray:
+    """A boolean array of ``shape`` (..., K), True at each row's class y."""
+    labels = np.broadcast_to(np.asarray(y, dtype=np.float64), shape[:-1]).astype(np.intp)
+    return labels[..., None] == np.arange(shape[-1])
+
+
+def _taken(eta: np.ndarray, y) -> np.ndarray:
+    """η_y: each row's entry at its class."""
+    labels = np.broadcast_to(np.asarray(y, dtype=np.float64), eta.shape[:-1]).astype(np.intp)
+    return np.take_along_axis(eta, labels[..., None], axis=-1)[..., 0]
+
+
 def sigmoid(eta: np.ndarray) -> np.ndarray:
     """σ(η) = (1 + tanh(η/2)) / 2: no overflow for any η."""
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(eta, dtype=np.float64)))
@@ -514,7 +601,7 @@ def polya_gamma_mean(eta: np.ndarray) -> np.ndarray:
 
 LOSSES: dict[str, type[Loss]] = {
     cls.name: cls
-    for cls in (Logistic, Squared, Hinge, Quantile, Huber, StudentT, NegativeBinomial, Poisson)
+    for cls in (Logistic, Squared, Hinge, Quantile, Huber, StudentT, NegativeBinomial, Poisson, Multinomial)
 }
 
 

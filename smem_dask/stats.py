@@ -38,7 +38,7 @@ from .certificate_stats import (
     smoothed_dual,
     tile_certificate,
 )
-from .losses import Loss
+from .losses import Loss, softmax
 
 __all__ = ["BlockStats", "DualCandidate", "DualStats", "HIST_DECADES", "METRICS", "Request",
            "add_weighted_gram", "block_stats", "block_stats_many", "check_gram_range", "gram_tile_rows",
@@ -92,18 +92,168 @@ def block_stats_many(
     the work of a full Gram).
     """
     with np.errstate(all="ignore"):
+        if any(r.classes > 1 for r in requests):
+            return _block_stats_multinomial(X, y, sample_weight, loss, requests, fit_intercept, threads,
+                                            folds)
         return _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, threads, folds)
 
 
-def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, threads,
-                      folds=None) -> list[BlockStats]:
+def _block_stats_multinomial(X, y, sample_weight, loss, requests, fit_intercept, threads,
+                             folds=None) -> list[BlockStats]:
+    """:func:`block_stats_many` for multinomial requests (``classes`` K > 1, the loss
+    :class:`~smem_dask.losses.Multinomial`): per request, at each point Θ_j (q, K) the weighted loss
+    (point 0, unless known) and its change from point 0 (j ≥ 1, from the step Θ_j − Θ_0 as for every
+    loss), the gradient Σ s (π − e_y) x̃ᵀ (q, K), π = softmax(η); with ``expand`` the fixed-curvature
+    Gram c·Σ s x̃x̃ᵀ, or (``hessian``) the Hessian's K(K + 1)/2 blocks Σ s (π_k δ_kl − π_k π_l) x̃x̃ᵀ at
+    the expansion point, each by a symmetric rank update of √|w|·X; metrics count the rows whose
+    largest η is not their class. One tile of X at a time, one product X·[every point, step and
+    expansion point] per tile."""
+    if not getattr(loss, "multiclass", False):
+        raise ValueError(f"a multinomial request needs the multinomial loss, got {loss.name!r}")
+    if any(r.classes == 1 for r in requests):
+        raise ValueError("a pass serves either multinomial requests or binary ones, not both")
+    X, y, s, n_rows, p, q = _block_inputs(X, y, sample_weight, fit_intercept)
+    f = None if folds is None else np.asarray(folds).ravel()
+    # every request's points, its steps from point 0 and its Hessian's expansion point, side by
+    # side: one product per tile
+    blocks, starts = [], []
+    for r in requests:
+        K, k = r.classes, r.k
+        cols = [r.coefs] + [r.coefs[:, j * K:(j + 1) * K] - r.coefs[:, :K] for j in range(1, k)]
+        if r.hessian:
+            cols.append(r.expand.reshape(q, K))
+        starts.append(sum(b.shape[1] for b in blocks))
+        blocks.append(np.column_stack(cols))
+    P = np.column_stack(blocks)
+    # dsyrk: upper triangle in place (Fortran order); numpy (threads): the full matrix
+    order = "C" if threads else "F"
+    sums = []
+    for r in requests:
+        K = r.classes
+        n_blocks = K * (K + 1) // 2 if r.hessian else (1 if r.system else 0)
+        sums.append(dict(loss=np.zeros(r.k), delta=np.zeros(r.k - 1), grad=np.zeros((q, r.width)),
+                         grams=[np.zeros((p, p), order=order) for _ in range(n_blocks)],
+                         xsums=np.zeros((n_blocks, p)), wsums=np.zeros(n_blocks),
+                         metrics=np.zeros((r.k, len(METRICS)))))
+    weights, counts = [], []
+    for r in requests:
+        base = np.ones(n_rows) if s is None else s
+        if r.fold is not None:
+            if f is None:
+                raise ValueError("a request selects a fold, but the pass has no fold ids")
+            mask = (f == r.fold) if r.held_out else (f != r.fold)
+            base = np.where(mask, base, 0.0)
+            counts.append(int(mask.sum()))
+        else:
+            counts.append(n_rows)
+        weights.append(base)
+    tile_rows = gram_tile_rows(p)
+    scaled = np.empty((min(tile_rows, n_rows), p))
+    for rows, Xt in _tiles(X, tile_rows):
+        yt = y[rows]
+        eta_all = Xt @ P[:p]
+        if fit_intercept:
+            eta_all += P[p]
+        for i, r in enumerate(requests):
+            K, k, a = r.classes, r.k, starts[i]
+            w = weights[i][rows]
+            acc = sums[i]
+            eta0 = eta_all[:, a:a + K]
+            if not r.reference_known:
+                acc["loss"][0] += w @ loss.value(yt, eta0)
+            for j in range(1, k):
+                step = eta_all[:, a + k * K + (j - 1) * K: a + k * K + j * K]
+                acc["delta"][j - 1] += w @ loss.value_difference(yt, eta0, step)
+            for j in range(int(r.reference_known), k):
+                d = loss.derivative(yt, eta_all[:, a + j * K: a + (j + 1) * K])
+                d *= w[:, None]
+                acc["grad"][:p, j * K:(j + 1) * K] += Xt.T @ d
+                if fit_intercept:
+                    acc["grad"][p, j * K:(j + 1) * K] += d.sum(axis=0)
+            if r.hessian:
+                x0 = a + (2 * k - 1) * K
+                pi = softmax(eta_all[:, x0:x0 + K])
+                b = 0
+                for kk in range(K):
+                    for ll in range(kk, K):
+                        # |w_kl|: π_k(1 − π_k) on the diagonal, π_k π_l off it (whose sign is −)
+                        wkl = w * pi[:, kk] * ((1.0 - pi[:, kk]) if kk == ll else pi[:, ll])
+                        acc["grams"][b] = add_weighted_gram(acc["grams"][b], Xt, wkl, scaled, threads)
+                        acc["xsums"][b] += wkl @ Xt
+                        acc["wsums"][b] += wkl.sum()
+                        b += 1
+            elif r.system:
+                acc["grams"][0] = add_weighted_gram(acc["grams"][0], Xt, w, scaled, threads)
+                acc["xsums"][0] += w @ Xt
+                acc["wsums"][0] += w.sum()
+            if r.metrics:
+                for j in range(k):
+                    wrong = eta_all[:, a + j * K: a + (j + 1) * K].argmax(axis=1) != yt.astype(np.intp)
+                    acc["metrics"][j, 0] += w @ wrong
+    out = []
+    for i, r in enumerate(requests):
+        acc, w, K = sums[i], weights[i], r.classes
+        m = r.system_size(q)
+        gram, rhs = np.zeros((m, m)), np.zeros(m)
+        if r.hessian:
+            b = 0
+            for kk in range(K):
+                for ll in range(kk, K):
+                    h = _bordered(acc, b, p, q, threads) * (1.0 if kk == ll else -1.0)
+                    gram[kk * q:(kk + 1) * q, ll * q:(ll + 1) * q] = h
+                    gram[ll * q:(ll + 1) * q, kk * q:(kk + 1) * q] = h.T
+                    b += 1
+        elif r.system:
+            gram = float(r.curvature) * _bordered(acc, 0, p, q, threads)
+        extra = acc["metrics"].ravel() if r.metrics else np.zeros(0)
+        delta = acc["delta"]
+        out.append(BlockStats(float(counts[i]), float(w.sum()), acc["loss"][0] + np.r_[0.0, delta],
+                              delta.copy(), acc["grad"], gram, rhs, extra))
+    return out
+
+
+def _bordered(acc, b: int, p: int, q: int, threads: bool) -> np.ndarray:
+    """Gram block ``b`` of a multinomial request's sums as the full q × q matrix: Σ w x xᵀ (from the
+    upper triangle dsyrk left, or numpy's full one), bordered by Σ w x and Σ w for the intercept."""
+    g = acc["grams"][b]
+    out = np.zeros((q, q))
+    out[:p, :p] = g if threads else np.triu(g) + np.triu(g, 1).T
+    if q > p:
+        out[:p, p] = out[p, :p] = acc["xsums"][b]
+        out[p, p] = acc["wsums"][b]
+    return out
+
+
+def _tiles(X, tile_rows: int):
+    """(rows, X[rows]) for consecutive tiles of ``tile_rows`` rows, as float64: a float32 block is
+    converted tile by tile into one buffer made once."""
+    n_rows, p = X.shape
+    buffer = None if X.dtype == np.float64 else np.empty((min(tile_rows, n_rows), p))
+    for start in range(0, n_rows, tile_rows):
+        rows = slice(start, start + tile_rows)
+        if buffer is None:
+            yield rows, X[rows]
+        else:
+            Xt = buffer[: min(tile_rows, n_rows - start)]
+            Xt[...] = X[rows]
+            yield rows, Xt
+
+
+def _block_inputs(X, y, sample_weight, fit_intercept):
+    """A block's X (float32 kept, other kinds as float64), y and weights as float64 vectors, and
+    its sizes: (X, y, s, n_rows, p, q)."""
     X = np.asarray(X)
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
     y = np.asarray(y, dtype=np.float64).ravel()
     n_rows, p = X.shape
-    q = p + int(fit_intercept)
     s = None if sample_weight is None else np.asarray(sample_weight, np.float64).ravel()
+    return X, y, s, n_rows, p, p + int(fit_intercept)
+
+
+def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, threads,
+                      folds=None) -> list[BlockStats]:
+    X, y, s, n_rows, p, q = _block_inputs(X, y, sample_weight, fit_intercept)
     W = float(n_rows) if s is None else float(s.sum())
     plan = _Plan(requests, p)
     sel = _Selections(requests, s, folds, n_rows) if plan.selective else None
@@ -131,15 +281,8 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
     n_points = plan.points.shape[1]
     eta_buffer = np.empty(buffer_rows * n_points)
     column_buffer = np.empty(buffer_rows * plan.n_columns)
-    tile_buffer = None if X.dtype == np.float64 else np.empty((buffer_rows, p))  # float32 → float64
-    for start in range(0, n_rows, tile_rows):
-        rows = slice(start, start + tile_rows)
-        # one tile of X: read from memory once, then every product below finds it in cache
-        if tile_buffer is None:
-            Xt = X[rows]
-        else:
-            Xt = tile_buffer[: min(tile_rows, n_rows - start)]
-            Xt[...] = X[rows]
+    # one tile of X at a time: read from memory once, then every product below finds it in cache
+    for rows, Xt in _tiles(X, tile_rows):
         st = None if s is None else s[rows]
         m = Xt.shape[0]
         eta = np.matmul(Xt, plan.points[:p], out=eta_buffer[: m * n_points].reshape((m, n_points),

@@ -149,8 +149,9 @@ def check_sample_weight(s) -> None:
         raise ValueError("sample_weight sums to zero")
 
 
-def encode_labels(y, loss: Loss):
-    """The two classes of y and y as 0/1 floats (1: the second class), for ``loss``."""
+def class_labels(y) -> np.ndarray:
+    """The sorted classes of y (numpy or dask), checked: no NaN, infinity or missing labels, one
+    kind of label, at least two classes."""
     if not _arrays.is_lazy(y):
         check_labels(y)
     classes = _arrays.unique(y)
@@ -158,17 +159,31 @@ def encode_labels(y, loss: Loss):
         raise ValueError("y contains NaN")
     if classes.dtype.kind == "f" and np.isinf(classes).any():
         raise ValueError("y contains infinity")
-
     if classes.size < 2:
         raise ValueError(
             f"y has only one class ({shown(classes[0])}); a classifier needs two classes"
             if classes.size else "y is empty"
         )
+    return classes
+
+
+def encode_labels(y, loss: Loss, classes: np.ndarray | None = None):
+    """The two classes of y and y as 0/1 floats (1: the second class), for ``loss`` (``classes``:
+    y's, from :func:`class_labels`, when known)."""
+    classes = class_labels(y) if classes is None else classes
     if classes.size > 2:
         listed = ", ".join(shown(c) for c in classes[:5]) + (", …" if classes.size > 5 else "")
         raise ValueError(f"y has {classes.size} classes ({listed}); loss {loss.name!r} "
                          "needs exactly two (Only binary classification is supported)")
     return classes, (y == classes[1]).astype(np.float64)
+
+
+def encode_classes(y, classes: np.ndarray):
+    """y as the index of its class in ``classes`` (sorted, from :func:`class_labels`), as floats
+    0.0 … K − 1 (the multinomial loss's targets)."""
+    if _arrays.is_lazy(y):
+        return y.map_blocks(lambda b: np.searchsorted(classes, b).astype(np.float64), dtype=np.float64)
+    return np.searchsorted(classes, y).astype(np.float64)
 
 
 def encode_real(y, loss: Loss):
@@ -195,9 +210,9 @@ def class_weighted(cw, classes, y01, s):
     if cw is None:
         return s
     if isinstance(cw, str) and cw == "balanced":
-        (n1,) = _arrays.compute(y01.sum())
-        n = y01.shape[0]
-        weights = n / (2.0 * np.array([n - float(n1), float(n1)]))
+        # n / (K · count of the class), as scikit-learn
+        (counts,) = _arrays.compute(_class_counts(y01, classes.size))
+        weights = y01.shape[0] / (classes.size * np.asarray(counts, dtype=np.float64))
     elif isinstance(cw, dict):
         unknown = [k for k in cw if k not in classes.tolist()]
         if unknown:
@@ -208,14 +223,30 @@ def class_weighted(cw, classes, y01, s):
         raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {cw!r}")
     if not (np.isfinite(weights).all() and (weights >= 0).all()):
         raise ValueError(f"class weights must be finite and non-negative, got {weights.tolist()}")
-    per_row = weights[0] + (weights[1] - weights[0]) * y01
+    per_row = _per_row(weights, y01)
     return per_row if s is None else s * per_row
 
 
-def check_class_totals(classes, y01, s) -> None:
-    """Both classes have positive total weight."""
-    (w1, w) = _arrays.compute((s * y01).sum(), s.sum())
-    for c, wc in zip(classes, (w - w1, w1), strict=True):
+def _per_row(values: np.ndarray, labels):
+    """values[label] for each row's class index (0/1 floats, or 0 … K − 1 for the multinomial loss)."""
+    if values.size == 2:
+        return values[0] + (values[1] - values[0]) * labels
+    if _arrays.is_lazy(labels):
+        return labels.map_blocks(lambda b: values[b.astype(np.intp)], dtype=np.float64)
+    return values[np.asarray(labels).astype(np.intp)]
+
+
+def _class_counts(labels, K: int, s=None):
+    """Σ s (or the count) of the rows of each class index 0 … K − 1 (lazy for dask labels)."""
+    lab = labels if _arrays.is_lazy(labels) else np.asarray(labels)
+    one = np.ones_like(lab) if s is None else s
+    return [(one * (lab == k)).sum() for k in range(K)]
+
+
+def check_class_totals(classes, labels, s) -> None:
+    """Every class has positive total weight."""
+    totals = _arrays.compute(*_class_counts(labels, classes.size, s))
+    for c, wc in zip(classes, totals, strict=True):
         if not wc > 0:
-            raise ValueError(f"class {shown(c)} has zero total weight; a classifier needs two "
-                             "classes of positive weight")
+            raise ValueError(f"class {shown(c)} has zero total weight; a classifier needs "
+                             f"{'two classes' if classes.size == 2 else 'every class'} of positive weight")

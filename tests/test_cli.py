@@ -57,6 +57,36 @@ def test_make_data_then_fit_writes_the_in_memory_answer(tmp_path):
     assert "converged" in proc.stdout
 
 
+def test_multiclass_store_fit_path_and_demo(tmp_path):
+    """make-data --classes 4 writes labels 0 … 3 from a multinomial model; fit and path fit it by
+    the multinomial loss and write the in-memory answers ((K, p) coefficients, K intercepts); demo
+    --classes fits one on a local cluster."""
+    store, out, path_out = tmp_path / "m.zarr", tmp_path / "fit.json", tmp_path / "path.json"
+    proc = run("make-data", store, "--n", 6000, "--p", 5, "--classes", 4, "--cond", 1e4,
+               "--chunk-rows", 1700)
+    assert proc.returncode == 0 and "4-class problem" in proc.stdout, proc.stderr
+    X, y = make_problem(6000, 5, cond=1e4, classes=4)
+    assert sorted(set(y)) == [0.0, 1.0, 2.0, 3.0]
+    np.testing.assert_array_equal(np.asarray(zarr.open_group(store)["y"][:]), y)
+    proc = run("fit", store, "--alpha", 1e-3, "--tol", 1e-10, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    ref = SMEMClassifier(alpha=1e-3, tol=1e-10).fit(X, y)
+    np.testing.assert_allclose(result["coef"], ref.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(result["intercept"], ref.intercept_, rtol=1e-10, atol=1e-12)
+    assert result["classes"] == [0.0, 1.0, 2.0, 3.0] and result["converged"]
+    proc = run("path", store, "--penalty", "l1", "--n-alphas", 6, "--tol", 1e-10, "--out", path_out)
+    assert proc.returncode == 0, proc.stderr
+    assert len(re.findall(r"^alpha +\d+/6", proc.stdout, flags=re.M)) == 6
+    saved = json.loads(path_out.read_text())
+    ref_path = SMEMClassifier(penalty="l1", tol=1e-10).path(X, y, n_alphas=6)
+    np.testing.assert_allclose(saved["coefs"], ref_path.coefs, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(saved["intercepts"], ref_path.intercepts, rtol=1e-10, atol=1e-12)
+    proc = run("demo", "--n", 20000, "--p", 5, "--classes", 3, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "multinomial logistic regression (3 classes)" in proc.stdout and ", converged" in proc.stdout
+
+
 def test_float32_store_fits_the_float32_data_in_float64(tmp_path):
     """--dtype float32 stores X in float32 (half the bytes per pass); the fit accumulates in float64,
     so it equals the in-memory fit of the float32 values promoted to float64."""

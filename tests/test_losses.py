@@ -111,8 +111,8 @@ def test_get_loss_names_and_errors():
     assert isinstance(get_loss("logistic"), Logistic)
     loss = Squared()
     assert get_loss(loss) is loss
-    with pytest.raises(ValueError, match="unknown loss 'multinomial'; supported losses: hinge, huber"):
-        get_loss("multinomial")
+    with pytest.raises(ValueError, match="unknown loss 'softmax'; supported losses: hinge, huber"):
+        get_loss("softmax")
     with pytest.raises(ValueError, match="tau must be in"):
         get_loss("quantile", tau=1.5)
     with pytest.raises(ValueError, match="does not take the parameters"):

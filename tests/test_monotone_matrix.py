@@ -30,7 +30,9 @@ PENALTY_CASES = [("l2", {}, "em"), ("l1", {}, "exact"), ("l1", {}, "em"),
 
 
 def test_the_matrix_covers_every_registered_loss_and_penalty():
-    assert {name for name, _ in LOSS_CASES} == set(LOSSES)
+    # (the multinomial loss has its own loop, smem_dask.multinomial: tests/test_multinomial.py)
+    assert {name for name, _ in LOSS_CASES} == {n for n, c in LOSSES.items()
+                                                 if not getattr(c, "multiclass", False)}
     assert {name for name, _, _ in PENALTY_CASES} == set(PENALTIES)
     # every penalty with an exact solver is run with it and with the EM weights
     for name, cls in PENALTIES.items():
