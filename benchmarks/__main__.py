@@ -1,5 +1,5 @@
 """``python -m benchmarks NAME [options]``: run one benchmark (``path``, ``paper``, ``scale``, ``chunks``,
-``cv``, ``beyond_ram``)."""
+``cv``, ``beyond_ram``, ``multinomial``)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ BENCHMARKS = {
           "LogisticRegressionCV, in memory and streamed",
     "beyond_ram": "a zarr store larger than memory fitted from disk: each EM pass against the disk's "
                   "read rate, passes, worker memory",
+    "multinomial": "K classes: SM-EM (Newton, Böhning's bound; in memory and from zarr) versus "
+                   "scikit-learn's multinomial LogisticRegression",
 }
 
 
@@ -49,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import beyond_ram
 
         beyond_ram.main(argv[1:])
+    elif argv[0] == "multinomial":
+        from . import multinomial
+
+        multinomial.main(argv[1:])
     return 0
 
 

@@ -259,3 +259,27 @@ def test_beyond_ram_benchmark_quick_times_every_pass_against_the_disk(tmp_path):
     assert re.search(r"float64 \d\.\de-1[0-9], float32 \d\.\de-1[0-9]", text)  # == the in-memory fit
     assert not list(data.glob("beyond_ram_*.zarr"))
     assert (tmp_path / "beyond_ram.png").stat().st_size > 10_000
+
+
+def test_multinomial_benchmark_quick(tmp_path):
+    """The multinomial benchmark's --quick run (2e4 × 8, 4 classes, a LocalCluster for the zarr
+    fits): every SM-EM fit reaches F within 1e-8 of F* with a monotone history, and F* is also
+    scikit-learn newton-cholesky's optimum (the independent oracle) to 1e-8; Newton takes at most 8
+    passes, Böhning's bound more."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "multinomial", "--quick",
+                           "--out", str(tmp_path), "--data", str(tmp_path / "data")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "multinomial.md").read_text()
+    assert "- command: `python -m benchmarks multinomial --quick" in text and "- machine: " in text
+    rows = {r[0]: r for r in _table(text)}
+    assert set(rows) == {"SM-EM newton (numpy)", "SM-EM fixed (numpy)",
+                         "SM-EM newton (from zarr, persist auto)", "SM-EM newton (streamed from zarr)",
+                         "scikit-learn newton-cholesky", "scikit-learn lbfgs"}
+    for name, row in rows.items():
+        assert float(row[4]) <= 1e-8, name  # F − F*, relative
+        if name.startswith("SM-EM"):
+            assert row[5] == "yes" and "converged" in row[6] and "NOT" not in row[6], name
+    newton = [int(rows[n][1]) for n in rows if n.startswith("SM-EM newton")]
+    assert max(newton) <= 8 and int(rows["SM-EM fixed (numpy)"][1]) > max(newton)
+    assert len(set(newton)) == 1  # the same iterates on every engine
