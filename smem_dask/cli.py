@@ -339,13 +339,20 @@ def _cv(args) -> int:
     est = _model_estimator(args, cross_validated=True, cv=args.folds or 5, random_state=args.seed or 0,
                            n_alphas=args.n_alphas, eps=args.eps, scoring=args.scoring,
                            selection=args.selection, batch=args.batch)
-    score = _score_name(args.scoring, loss.name)
-    n_alphas, p = args.n_alphas, X.shape[1]
+    def score_name() -> str:  # (more than two classes in y: the multinomial loss's)
+        k = len(getattr(est, "classes_", ()))
+        return _score_name(args.scoring, "multinomial" if k > 2 else loss.name)
+    n_alphas = args.n_alphas
+
+    def n_coefs() -> int:
+        """Coefficients of a fit: p, or K·p with K > 2 classes (the multinomial loss)."""
+        k = len(getattr(est, "classes_", ()))
+        return X.shape[1] * (k if k > 2 else 1)
 
     def progress(i, alpha, row):
-        print(f"alpha {i + 1:3d}/{n_alphas}  {alpha:.4e}  held-out {score} "
+        print(f"alpha {i + 1:3d}/{n_alphas}  {alpha:.4e}  held-out {score_name()} "
               f"{row[f'{args.scoring}_mean']:.6f} ± {row[f'{args.scoring}_se']:.2e}  "
-              f"nonzero {row['nonzero']:4d}/{p}", flush=True)
+              f"nonzero {row['nonzero']:4d}/{n_coefs()}", flush=True)
 
     with _stop_on_signals(), scheduler(args):  # signals count from the start (connecting included)
         t0 = time.perf_counter()
@@ -376,8 +383,8 @@ def _cv(args) -> int:
           f"{result.alphas[-1]:.4e}, {result.total_passes} data passes, {seconds:.1f} s"
           f"{f', {n_resumed} of {n_fits} fits read from the store' if n_resumed else ''}{among}")
     for rule, i in (("min", result.index_min), ("1se", result.index_1se)):
-        print(f"      alpha_{rule} {result.alphas[i]:.4e}  held-out {score} {result.cv_mean[i]:.6f} ± "
-              f"{result.cv_se[i]:.2e}  nonzero {int(result.n_nonzero[i])}/{p}"
+        print(f"      alpha_{rule} {result.alphas[i]:.4e}  held-out {score_name()} {result.cv_mean[i]:.6f} ± "
+              f"{result.cv_se[i]:.2e}  nonzero {int(result.n_nonzero[i])}/{n_coefs()}"
               f"{f'  (chosen: --selection {rule})' if rule == args.selection else ''}")
     if args.out:
         def finite(values):
@@ -397,14 +404,14 @@ def _cv(args) -> int:
                                                                   strict=True)],
             "finished": done.tolist(),
             "alpha_min": result.alpha_min, "alpha_1se": result.alpha_1se, "alpha": est.alpha_,
-            "coef": est.coef_.tolist(), "intercept": float(est.intercept_),
+            "coef": est.coef_.tolist(), "intercept": np.asarray(est.intercept_).tolist(),
             "total_passes": result.total_passes, "stopped": result.stopped}
         if hasattr(est, "classes_"):
             out["classes"] = np.asarray(est.classes_).tolist()
         _write_json(args.out, out)
         print(f"wrote {args.out}")
     if args.plot:
-        _cv_plot(plt, result, f"{loss.name} + {args.penalty}", score, args.selection, args.plot)
+        _cv_plot(plt, result, f"{est.loss_.name} + {args.penalty}", score_name(), args.selection, args.plot)
         print(f"wrote {args.plot}")
     if result.stopped == "interrupted":
         n_done = int(done.sum())

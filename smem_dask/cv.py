@@ -133,7 +133,8 @@ class CVResult:
     @property
     def n_nonzero(self) -> np.ndarray:
         """Nonzero coefficients of the all-rows path at each α."""
-        return np.count_nonzero(np.nan_to_num(self.path.coefs, nan=0.0), axis=1)
+        coefs = np.nan_to_num(self.path.coefs, nan=0.0)
+        return np.count_nonzero(coefs.reshape(coefs.shape[0], -1), axis=1)  # (multinomial: K·p each)
 
 
 class NothingToSelectError(ValueError):
@@ -331,17 +332,7 @@ def _solve_cv(engine, loss, penalty, K, alphas, n_alphas, eps, fit_intercept, co
         fits[j][i] = cstore.load_alpha(j, i)
 
     def report(i):
-        if callback is None or not all(fits[j][i] is not None and fits[j][i].stopped is None
-                                       for j in range(K + 1)):
-            return
-        if np.isnan(scores.values[scoring][:, i]).any():
-            return
-        row = {"alpha": float(alphas[i]), "nonzero": int(np.count_nonzero(fits[0][i].coef)),
-               "objective": float(fits[0][i].objective)}
-        for name in dict.fromkeys((scoring, "loss")):
-            mean, se, _, _ = cv_selection(scores.values[name][:, [i]], fold_weights)
-            row[f"{name}_mean"], row[f"{name}_se"] = float(mean[0]), float(se[0])
-        callback(i, float(alphas[i]), row)
+        report_alpha(i, alphas, fits, scores.values, scoring, fold_weights, callback)
 
     def scored(k, i, row):
         if cstore is not None:
@@ -378,13 +369,8 @@ def _solve_cv(engine, loss, penalty, K, alphas, n_alphas, eps, fit_intercept, co
         gens = [on_rows(em_iterations(loss, penalty, alphas[i], p, fit_intercept=fit_intercept,
                                       config=config, warm=warms[j], stop=stop), folds[j])
                 for j, i in todo]
-        with warnings.catch_warnings():
-            # one warning for the whole CV below, not one per fit
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            run_lockstep(engine, loss, fit_intercept, gens, on_done=finished, riders=scores)
-        stopped = next((fits[j][i].stopped for j, i in todo if fits[j][i].stopped is not None), None)
-        if stopped is None and last < n - 1:
-            stopped = stop.reason()
+        stopped = run_batch(engine, loss, fit_intercept, gens, finished, scores, fits, todo,
+                            stop, last < n - 1)
         if stopped is not None:
             break
         warms = [fits[j][last].warm if fits[j][last].warm is not None else cstore.load_warm(j, last)
@@ -395,8 +381,41 @@ def _solve_cv(engine, loss, penalty, K, alphas, n_alphas, eps, fit_intercept, co
     total = engine.n_passes - passes_at_start
     results = [path_result(alphas, fits[j], p, resumed[j], start_passes if j == 0 else 0,
                            total, stopped) for j in range(K + 1)]
+    return selected(results, scores.values, scoring, fold_rows, fold_weights, total, stop, stopped,
+                    cstore, resumed, fits)
+
+
+def run_batch(engine, loss, fit_intercept, gens, finished, scores, fits, todo, stop, more: bool):
+    """One lockstep batch of a cross-validation (its fits' warnings held back: the CV gives one);
+    why the CV stops after it (a fit stopped, or ``stop`` — asked when ``more`` α follow), or None."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        run_lockstep(engine, loss, fit_intercept, gens, on_done=finished, riders=scores)
+    stopped = next((fits[j][i].stopped for j, i in todo if fits[j][i].stopped is not None), None)
+    return stop.reason() if stopped is None and more else stopped
+
+
+def report_alpha(i, alphas, fits, values, scoring, fold_weights, callback) -> None:
+    """``callback(i, alpha, row)`` once every path has finished α i and every fold's fit there is
+    scored (``fits[j][i]``: path j's fit, j = 0 all rows; ``values``: the scores so far)."""
+    if callback is None or not all(f[i] is not None and f[i].stopped is None for f in fits):
+        return
+    if np.isnan(values[scoring][:, i]).any():
+        return
+    row = {"alpha": float(alphas[i]), "nonzero": int(np.count_nonzero(fits[0][i].coef)),
+           "objective": float(fits[0][i].objective)}
+    for name in dict.fromkeys((scoring, "loss")):
+        mean, se, _, _ = cv_selection(values[name][:, [i]], fold_weights)
+        row[f"{name}_mean"], row[f"{name}_se"] = float(mean[0]), float(se[0])
+    callback(i, float(alphas[i]), row)
+
+
+def selected(results, values, scoring, fold_rows, fold_weights, total, stop, stopped, cstore, resumed,
+             fits) -> CVResult:
+    """The :class:`CVResult` of finished paths (``results``: all rows first) and scores: one
+    warning for the fits that did not converge, the selection over the α every path finished."""
     _warn_unconverged(results, stop, stopped, cstore)
-    selectable = scores.values[scoring].copy()
+    selectable = values[scoring].copy()
     selectable[:, ~results[0].finished] = np.nan  # no all-rows fit there to keep
     if stopped is not None and not np.isfinite(selectable).all(axis=0).any():
         raise NothingToSelectError(
@@ -404,7 +423,7 @@ def _solve_cv(engine, loss, penalty, K, alphas, n_alphas, eps, fit_intercept, co
             "by every fold and the all-rows path: nothing to select"
             + ("; rerun with the same store to resume" if cstore is not None else ""))
     mean, se, i_min, i_1se = cv_selection(selectable, fold_weights)
-    return CVResult(alphas=alphas, path=results[0], fold_paths=results[1:], scores=scores.values,
+    return CVResult(alphas=results[0].alphas, path=results[0], fold_paths=results[1:], scores=values,
                     fold_rows=fold_rows, fold_weights=fold_weights, scoring=scoring, cv_mean=mean,
                     cv_se=se, index_min=i_min, index_1se=i_1se, total_passes=total, stopped=stopped,
                     resumed=resumed, fits=fits)

@@ -23,6 +23,7 @@ from .cv import SCORINGS, CVResult, scorings_for, solve_cv
 from .estimators import SMEMClassifier, SMEMRegressor
 from .folds import check_n_folds, folds_of_splits, generated_folds, given_folds
 from .losses import get_loss
+from .multinomial_cv import solve_multinomial_cv
 from .path import lockstep_size
 from .settings import SELECTIONS
 
@@ -67,11 +68,6 @@ _CV_DOC = """
 class _CVMixin:
     """What the two cross-validated estimators add to their base: folds, the CV path, selection."""
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        if tags.classifier_tags is not None:
-            tags.classifier_tags.multi_class = False  # no cross-validated multinomial path yet
-        return tags
 
     def _curvature(self, loss) -> str:
         return "auto" if self.curvature is None else self.curvature
@@ -132,11 +128,21 @@ class _CVMixin:
         K = self.cv if labels[0] is None else len(labels[0])
         callbacks = [c for c in (_printer(self.scoring) if self.verbose else None, callback) if c]
         callback = None if not callbacks else callbacks[0] if len(callbacks) == 1 else _both(*callbacks)
-        result = solve_cv(eng, loss, penalty, K, alphas=self.alphas, n_alphas=self.n_alphas,
-                          eps=self.eps, fit_intercept=bool(self.fit_intercept), config=config,
-                          batch=self.batch, scoring=self.scoring, store=store, callback=callback,
-                          store_settings={"folds": "given" if labels[0] is not None
-                                          else {"cv": int(self.cv), "seed": int(self.random_state)}})
+        if getattr(loss, "multiclass", False):  # more than two classes
+            if store is not None:
+                raise ValueError("a cross-validation store does not keep multinomial paths yet; use "
+                                 "store=None")
+            result = solve_multinomial_cv(eng, len(self.classes_), penalty, K, alphas=self.alphas,
+                                          n_alphas=self.n_alphas, eps=self.eps,
+                                          fit_intercept=bool(self.fit_intercept), config=config,
+                                          mode=config.curvature, batch=self.batch,
+                                          scoring=self.scoring, callback=callback)
+        else:
+            result = solve_cv(eng, loss, penalty, K, alphas=self.alphas, n_alphas=self.n_alphas,
+                              eps=self.eps, fit_intercept=bool(self.fit_intercept), config=config,
+                              batch=self.batch, scoring=self.scoring, store=store, callback=callback,
+                              store_settings={"folds": "given" if labels[0] is not None
+                                              else {"cv": int(self.cv), "seed": int(self.random_state)}})
         self._set_cv(result, loss, labels[0])
         self.bytes_read_ = result.total_passes * eng.nbytes
         return self

@@ -167,15 +167,12 @@ class _SMEMBase(BaseEstimator):
         _resources.check_memory_fits(X, y, s, persist=persist)
         y, loss = self._encode_y(y, loss)
         if getattr(loss, "multiclass", False):
-            if folds is not None:
-                raise ValueError(f"y has {len(self.classes_)} classes: cross-validation of the "
-                                 "multinomial loss is not implemented yet (Only binary "
-                                 "classification is supported there); use path() and a held-out set")
             config = self._config(loss, penalty, path)
-            if config.curvature == "newton":  # a (qK)² Hessian per pass
+            if config.curvature == "newton":  # a (qK)² Hessian per pass and per fit in lockstep
                 K = len(self.classes_)
-                _resources.check_gram_fits(X.shape[1], bool(self.fit_intercept), n_systems=K * K,
-                                           split_every=self.split_every, workers=_arrays.is_lazy(X))
+                _resources.check_gram_fits(X.shape[1], bool(self.fit_intercept),
+                                           n_systems=K * K * n_systems, split_every=self.split_every,
+                                           workers=_arrays.is_lazy(X))
         if s is not None:
             check_sample_weight(s)
         s = self._fit_weights(y, s)
@@ -189,17 +186,19 @@ class _SMEMBase(BaseEstimator):
         with a clear error where they cannot be fitted, before any data are read."""
         if getattr(loss, "multiclass", False):
             # Newton's Hessian (the default), or Böhning's fixed bound (see smem_dask.multinomial)
-            if self.curvature not in ("auto", "newton", "fixed"):
-                raise ValueError(f"curvature={self.curvature!r} does not apply to the multinomial loss: "
+            curvature = self._curvature(loss)
+            if curvature not in ("auto", "newton", "fixed"):
+                raise ValueError(f"curvature={curvature!r} does not apply to the multinomial loss: "
                                  "use 'auto' (= 'newton') or 'fixed' (Böhning's bound)")
-            if not supported(penalty, float(self.alpha)):
+            # (a path or a cross-validation has no alpha of its own: its α are all > 0)
+            if not supported(penalty, float(self.alpha) if hasattr(self, "alpha") and not path else 1.0):
                 raise ValueError(f"penalty {penalty.name!r} with the multinomial loss (more than two "
                                  "classes) is not implemented yet; use l2, l1, elasticnet or group")
             if self.penalty_solver not in (None, "exact" if penalty.has_exact else "em"):
                 raise ValueError(f"penalty_solver={self.penalty_solver!r} does not apply to the "
                                  "multinomial loss, whose M-step is solved exactly for every penalty "
                                  "it takes; leave it None")
-            mode = "fixed" if self.curvature == "fixed" else "newton"
+            mode = "fixed" if curvature == "fixed" else "newton"
             return SolverConfig(self.acceleration, self.tol, self.max_iter, "em", mode,
                                 max_time=self.max_time)
         config = SolverConfig(self.acceleration, self.tol, self.max_iter,
@@ -283,7 +282,7 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
     (``loss="multinomial"``, scikit-learn's multinomial ``LogisticRegression`` in its symmetric
     parametrization; see :mod:`smem_dask.multinomial`): ``coef_`` (K, p), ``intercept_`` (K,),
     ``decision_function`` (n, K); l2, l1, elastic net or group penalties (a group holds its
-    features' coefficients in every class); ``path`` too (no store), no cross-validation yet.
+    features' coefficients in every class); ``path`` and ``SMEMClassifierCV`` too (no store yet).
 
     Parameters (keyword-only)
     -------------------------
@@ -331,7 +330,8 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
 
     Attributes
     ----------
-    classes_, coef_ (p,) — (K, p) with K > 2 classes —, intercept_ (a float; (K,) with K > 2 classes),
+    classes_, coef_ (p,) — (K, p) with the multinomial loss (K > 2 classes, or loss="multinomial") —,
+    intercept_ (a float; (K,) with the multinomial loss),
     n_features_in_, feature_names_in_ (DataFrame input only), n_iter_,
     n_passes_, n_restarts_, objective_, objective_history_ (F at the start and after each iteration),
     history_, converged_, duality_gap_ (hinge and quantile: F(β) − D(a), an upper bound on F(β) − F*;
@@ -384,8 +384,9 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
 
     def decision_function(self, X):
         """η = Xβ + b (numpy for numpy input, a lazy dask array for dask or zarr input): shape (n,)
-        for two classes, positive values predicting ``classes_[1]``; (n, K) for more (the
-        multinomial loss), column k for ``classes_[k]``."""
+        for two classes, positive values predicting ``classes_[1]``; (n, K) with the multinomial
+        loss (more than two classes, or ``loss="multinomial"`` given for two), column k for
+        ``classes_[k]``."""
         X = self._predict_input(X)
         if self._multiclass():
             return _engine.linear_predictor(X, self.coef_.T, self.intercept_)

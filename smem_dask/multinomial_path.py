@@ -27,6 +27,7 @@ from .path import (
     PathResult,
     alpha_grid,
     checked_alphas,
+    path_result,
 )
 from .penalties import Penalty
 from .solver import ConvergenceWarning, SolverConfig, Stop, run_lockstep
@@ -100,7 +101,6 @@ def solve_multinomial_path(engine, n_classes: int, penalty: Penalty, *, alphas=N
             raise ValueError(f"batch must be 'auto' or a positive integer, got {batch!r}")
         size = int(batch)
     fits: list[MultinomialResult | None] = [None] * n
-    n_passes = np.zeros(n, dtype=int)
     stopped = None
     for first in range(0, n, size):
         idx = list(range(first, min(first + size, n)))
@@ -116,28 +116,13 @@ def solve_multinomial_path(engine, n_classes: int, penalty: Penalty, *, alphas=N
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # summarized below, once
             run_lockstep(engine, Multinomial(), fit_intercept, gens, on_done=done)
-        for i in idx:
-            n_passes[i] = fits[i].n_passes
         last = fits[idx[-1]]
         theta = np.vstack([last.coef.T, last.intercept[None, :]]) if fit_intercept else last.coef.T
         stopped = next((fits[i].stopped for i in idx if fits[i].stopped), None)
         if stopped is not None:
             break
-    nan = np.full((K, p), np.nan)
-    result = PathResult(
-        alphas=grid,
-        coefs=np.array([nan if f is None else f.coef for f in fits]),
-        intercepts=np.array([np.full(K, np.nan) if f is None else f.intercept for f in fits]),
-        objectives=np.array([np.nan if f is None else f.objective for f in fits]),
-        n_iter=np.array([0 if f is None else f.n_iter for f in fits]),
-        n_passes=n_passes,
-        converged=np.array([f is not None and f.converged for f in fits]),
-        total_passes=engine.n_passes - passes_before,
-        resumed=np.zeros(n, dtype=bool),
-        fits=fits,
-        stopped=stopped,
-        finished=np.array([f is not None and f.stopped is None for f in fits]),
-    )
+    result = path_result(grid, fits, p, np.zeros(n, dtype=bool), 1, engine.n_passes - passes_before,
+                         stopped, n_classes=K)
     bad = [i for i, f in enumerate(fits) if f is not None and not f.converged and f.stopped is None]
     if bad:
         warnings.warn(f"{len(bad)} of {n} multinomial path fits did not converge (alpha "

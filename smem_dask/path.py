@@ -293,17 +293,19 @@ def _solve_path(engine, loss, penalty, alphas, n_alphas, eps, fit_intercept, con
 
 
 def path_result(alphas, fits: list[FitResult | None], p: int, resumed: np.ndarray, start_passes: int,
-                total_passes: int, stopped: str | None) -> PathResult:
+                total_passes: int, stopped: str | None, n_classes: int | None = None) -> PathResult:
     """The :class:`PathResult` of one fit (or None: not reached) per α; the start's passes are
-    counted with the first α unless it was read from a store."""
+    counted with the first α unless it was read from a store. ``n_classes`` K (the multinomial
+    loss): coefficients (K, p) and K intercepts per α."""
     n_passes = np.array([0 if f is None else f.n_passes for f in fits])
     if not resumed[0]:
         n_passes[0] += start_passes
-    nan = np.full(p, np.nan)
+    nan = np.full(p if n_classes is None else (n_classes, p), np.nan)
+    nan_b = np.nan if n_classes is None else np.full(n_classes, np.nan)
     return PathResult(
         alphas=alphas,
         coefs=np.array([nan if f is None else f.coef for f in fits]),
-        intercepts=np.array([np.nan if f is None else f.intercept for f in fits]),
+        intercepts=np.array([nan_b if f is None else f.intercept for f in fits]),
         objectives=np.array([np.nan if f is None else f.objective for f in fits]),
         n_iter=np.array([0 if f is None else f.n_iter for f in fits]),
         n_passes=n_passes,

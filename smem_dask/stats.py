@@ -113,6 +113,12 @@ def _block_stats_multinomial(X, y, sample_weight, loss, requests, fit_intercept,
     if any(r.classes == 1 for r in requests):
         raise ValueError("a pass serves either multinomial requests or binary ones, not both")
     X, y, s, n_rows, p, q = _block_inputs(X, y, sample_weight, fit_intercept)
+    K = requests[0].classes
+    if any(r.classes != K for r in requests):
+        raise ValueError("the requests of a multinomial pass must have the same number of classes")
+    if not ((y >= 0) & (y < K) & (y == np.floor(y))).all():
+        raise ValueError(f"multinomial targets must be class indices 0 … {K - 1}; found "
+                         f"{float(y[~((y >= 0) & (y < K) & (y == np.floor(y)))][0])!r}")
     f = None if folds is None else np.asarray(folds).ravel()
     # every request's points, its steps from point 0 and its Hessian's expansion point, side by
     # side: one product per tile
@@ -176,8 +182,10 @@ def _block_stats_multinomial(X, y, sample_weight, loss, requests, fit_intercept,
                 b = 0
                 for kk in range(K):
                     for ll in range(kk, K):
-                        # |w_kl|: π_k(1 − π_k) on the diagonal, π_k π_l off it (whose sign is −)
-                        wkl = w * pi[:, kk] * ((1.0 - pi[:, kk]) if kk == ll else pi[:, ll])
+                        # |w_kl|: π_k Σ_{l≠k} π_l on the diagonal (not π_k(1 − π_k), which is 0
+                        # once π_k rounds to 1), π_k π_l off it (whose sign is −)
+                        other = (np.delete(pi, kk, axis=1).sum(axis=1) if kk == ll else pi[:, ll])
+                        wkl = w * pi[:, kk] * other
                         acc["grams"][b] = add_weighted_gram(acc["grams"][b], Xt, wkl, scaled, threads)
                         acc["xsums"][b] += wkl @ Xt
                         acc["wsums"][b] += wkl.sum()

@@ -82,6 +82,13 @@ def test_multiclass_store_fit_path_and_demo(tmp_path):
     ref_path = SMEMClassifier(penalty="l1", tol=1e-10).path(X, y, n_alphas=6)
     np.testing.assert_allclose(saved["coefs"], ref_path.coefs, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(saved["intercepts"], ref_path.intercepts, rtol=1e-10, atol=1e-12)
+    cv_out = tmp_path / "cv.json"
+    proc = run("cv", store, "--penalty", "l1", "--n-alphas", 5, "--folds", 3, "--tol", 1e-10,
+               "--out", cv_out)
+    assert proc.returncode == 0, proc.stderr
+    assert "held-out multinomial loss" in proc.stdout and "/20" in proc.stdout  # K·p coefficients
+    saved = json.loads(cv_out.read_text())
+    assert np.asarray(saved["coef"]).shape == (4, 5) and len(saved["intercept"]) == 4
     proc = run("demo", "--n", 20000, "--p", 5, "--classes", 3, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "multinomial logistic regression (3 classes)" in proc.stdout and ", converged" in proc.stdout

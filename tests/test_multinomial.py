@@ -19,7 +19,7 @@ from smem_dask.engine import DaskEngine, NumpyEngine
 from smem_dask.losses import Multinomial, log_softmax, softmax
 from smem_dask.multinomial import fit_multinomial
 from smem_dask.penalties import L2
-from smem_dask.solver import SolverConfig
+from smem_dask.solver import SingularSystemWarning, SolverConfig
 from smem_dask.stats import BlockStats, Request, block_stats_many
 
 LOSS = Multinomial()
@@ -372,7 +372,10 @@ def test_separable_data_reach_the_infimum():
     within tol of it (as the binary logistic fit does), monotonically, every row classified."""
     X = np.array([[0.0], [1.0], [2.0], [3.0], [4.0], [5.0]])
     y = np.array([0, 0, 1, 1, 2, 2])
-    est = SMEMClassifier(alpha=0.0, tol=1e-8).fit(X, y)
+    with warnings.catch_warnings():
+        # (the Hessian vanishes as the coefficients grow: said by a SingularSystemWarning)
+        warnings.simplefilter("ignore", SingularSystemWarning)
+        est = SMEMClassifier(alpha=0.0, tol=1e-8).fit(X, y)
     assert est.objective_ <= 1e-8
     # (a float64 log-sum-exp rounds these rows' losses to 0; the pass sums their stable changes)
     assert abs(_objective(X, y, est.coef_, est.intercept_, 0.0) - est.objective_) <= 1e-12
@@ -492,3 +495,81 @@ def test_best_shift_against_a_fine_grid(K, r):
             assert c == pytest.approx(middle.mean(), abs=1e-12)
     # two middle entries of equal size and opposite sign: the flat piece's middle is 0
     assert _best_shift(np.array([-2.406, 0.5652, 2.6242, -0.5652]), 1.0) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("penalty", ["l1", "l2"])
+def test_cross_validation_against_a_hand_written_loop(penalty):
+    """Every fold's held-out loss and misclassification rate at each α, against fits on that fold's
+    training rows alone scored here by the formula; the all-rows path against its own path; the
+    selection by glmnet's rule from those scores."""
+    from smem_dask.cv import cv_selection
+    from smem_dask.multinomial_cv import solve_multinomial_cv
+    from smem_dask.penalties import get_penalty
+
+    X, y = _ill_conditioned(n=1200, p=5, K=3, cond=1e3, seed=12)
+    folds = np.arange(len(y)) % 3
+    pen = get_penalty(penalty)
+    config = SolverConfig(tol=1e-11, max_iter=3000)
+    res = solve_multinomial_cv(NumpyEngine(X, y.astype(float), folds=folds), 3, pen, 3, n_alphas=6,
+                               config=config)
+    assert res.path.converged.all() and all(fp.converged.all() for fp in res.fold_paths)
+    for k in range(3):
+        train, test = folds != k, folds == k
+        for i in (0, 3, 5):
+            fit = fit_multinomial(NumpyEngine(X[train], y[train].astype(float)), 3, pen, res.alphas[i],
+                                  config=config)
+            np.testing.assert_allclose(res.fold_paths[k].coefs[i], fit.coef, atol=1e-7)
+            eta = X[test] @ fit.coef.T + fit.intercept
+            loss = (logsumexp(eta, axis=1) - eta[np.arange(test.sum()), y[test]]).mean()
+            wrong = (eta.argmax(axis=1) != y[test]).mean()
+            assert res.scores["loss"][k, i] == pytest.approx(loss, rel=1e-8)
+            assert res.scores["misclassification"][k, i] == pytest.approx(wrong, abs=1e-12)
+    mean, se, i_min, i_1se = cv_selection(res.scores["loss"], res.fold_weights)
+    assert (res.index_min, res.index_1se) == (i_min, i_1se)
+    np.testing.assert_allclose(res.fold_weights, [400, 400, 400])
+
+
+def test_classifier_cv_on_three_classes():
+    """SMEMClassifierCV on wine: the all-rows fit at the selected α, as a plain fit there; its
+    nonzero counts are of all K·p coefficients."""
+    from smem_dask import SMEMClassifierCV
+
+    X, y = _standardized(load_wine)
+    cv = SMEMClassifierCV(penalty="l1", n_alphas=8, cv=3, tol=1e-10).fit(X, y)
+    assert cv.coef_.shape == (3, 13) and cv.cv_scores_.shape == (3, 8)
+    single = SMEMClassifier(penalty="l1", alpha=cv.alpha_, tol=1e-10).fit(X, y)
+    np.testing.assert_allclose(cv.coef_, single.coef_, atol=1e-7)
+    assert cv.cv_result_.n_nonzero[0] == 0 and cv.cv_result_.n_nonzero[-1] == np.count_nonzero(
+        cv.path_.coefs[-1])
+    assert cv.score(X, y) > 0.9
+
+
+def test_collinear_columns_at_alpha_zero_take_least_squares_newton_steps():
+    """A full set of dummy columns beside the intercept, α = 0: the Newton system is singular. The
+    fit says so once (SingularSystemWarning) and takes least-squares Newton steps — a handful of
+    iterations, the same probabilities as scikit-learn (whose coefficients differ along the
+    collinear direction)."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    G = rng.standard_normal((n, 3))
+    D = 10.0 * np.eye(4)[rng.integers(0, 4, n)]
+    X = np.c_[G, D]
+    y = (G @ rng.standard_normal((3, 3)) + rng.gumbel(size=(n, 3))).argmax(axis=1)
+    with pytest.warns(SingularSystemWarning):
+        est = SMEMClassifier(alpha=0.0, tol=1e-10).fit(X, y)
+    assert est.converged_ and est.n_iter_ <= 15
+    ref = LogisticRegression(C=np.inf, tol=1e-12, max_iter=20000).fit(X, y)
+    np.testing.assert_allclose(est.predict_proba(X), ref.predict_proba(X), atol=1e-6)
+
+
+def test_bad_scale_and_labels_are_refused():
+    """X whose squares underflow float64 is refused as for two classes; the solver layer refuses
+    targets that are not class indices 0 … K − 1."""
+    X, y = _ill_conditioned(n=600, p=3, K=3, seed=13)
+    with pytest.raises(ValueError, match="underflows the float64 Gram"):
+        SMEMClassifier(alpha=0.0).fit(X * 1e-160, y)
+    for bad in (3.0, -1.0, 0.5):
+        labels = y.astype(float)
+        labels[7] = bad
+        with pytest.raises(ValueError, match=f"class indices 0 … 2; found {bad!r}"):
+            fit_multinomial(NumpyEngine(X, labels), 3, L2(), 1e-3)

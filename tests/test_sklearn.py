@@ -86,7 +86,8 @@ def test_kind_is_known_to_sklearn():
     # more than two classes: the multinomial loss, for the logistic loss only; not yet in CV
     assert SMEMClassifier().__sklearn_tags__().classifier_tags.multi_class is True
     assert SMEMClassifier(loss="hinge").__sklearn_tags__().classifier_tags.multi_class is False
-    assert SMEMClassifierCV().__sklearn_tags__().classifier_tags.multi_class is False
+    assert SMEMClassifierCV().__sklearn_tags__().classifier_tags.multi_class is True
+    assert SMEMClassifierCV(loss="hinge").__sklearn_tags__().classifier_tags.multi_class is False
 
 
 @pytest.fixture(scope="module")
