@@ -179,13 +179,16 @@ def _block_stats_multinomial(X, y, sample_weight, loss, requests, fit_intercept,
             if r.hessian:
                 x0 = a + (2 * k - 1) * K
                 pi = softmax(eta_all[:, x0:x0 + K])
+                # Σ_{l≠k} π_l as the exclusive prefix plus suffix sums, with no subtraction: 1 − π_k
+                # is 0 once π_k rounds to 1, the true sum is not
+                zero = np.zeros((pi.shape[0], 1))
+                rest = (np.hstack([zero, np.cumsum(pi[:, :-1], axis=1)])
+                        + np.hstack([np.cumsum(pi[:, :0:-1], axis=1)[:, ::-1], zero]))
                 b = 0
                 for kk in range(K):
                     for ll in range(kk, K):
-                        # |w_kl|: π_k Σ_{l≠k} π_l on the diagonal (not π_k(1 − π_k), which is 0
-                        # once π_k rounds to 1), π_k π_l off it (whose sign is −)
-                        other = (np.delete(pi, kk, axis=1).sum(axis=1) if kk == ll else pi[:, ll])
-                        wkl = w * pi[:, kk] * other
+                        # |w_kl|: π_k Σ_{l≠k} π_l on the diagonal, π_k π_l off it (whose sign is −)
+                        wkl = w * pi[:, kk] * (rest[:, kk] if kk == ll else pi[:, ll])
                         acc["grams"][b] = add_weighted_gram(acc["grams"][b], Xt, wkl, scaled, threads)
                         acc["xsums"][b] += wkl @ Xt
                         acc["wsums"][b] += wkl.sum()
