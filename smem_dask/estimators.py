@@ -25,7 +25,7 @@ from . import arrays as _arrays
 from . import engine as _engine
 from . import resources as _resources
 from .losses import Loss, Multinomial, get_loss, log_softmax
-from .multinomial import fit_multinomial, supported
+from .multinomial import check_supported, fit_multinomial
 from .multinomial_path import solve_multinomial_path
 from .path import lockstep_size, solve_path
 from .penalties import Penalty, get_penalty
@@ -191,9 +191,7 @@ class _SMEMBase(BaseEstimator):
                 raise ValueError(f"curvature={curvature!r} does not apply to the multinomial loss: "
                                  "use 'auto' (= 'newton') or 'fixed' (Böhning's bound)")
             # (a path or a cross-validation has no alpha of its own: its α are all > 0)
-            if not supported(penalty, float(self.alpha) if hasattr(self, "alpha") and not path else 1.0):
-                raise ValueError(f"penalty {penalty.name!r} with the multinomial loss (more than two "
-                                 "classes) is not implemented yet; use l2, l1, elasticnet or group")
+            check_supported(penalty, float(self.alpha) if hasattr(self, "alpha") and not path else 1.0)
             if self.penalty_solver not in (None, "exact" if penalty.has_exact else "em"):
                 raise ValueError(f"penalty_solver={self.penalty_solver!r} does not apply to the "
                                  "multinomial loss, whose M-step is solved exactly for every penalty "

@@ -68,6 +68,19 @@ def supported(penalty: Penalty, alpha: float) -> bool:
     return alpha == 0 or isinstance(penalty, (L2, ElasticNet, Group))
 
 
+def check_supported(penalty: Penalty, alpha: float) -> None:
+    """Refuse a penalty the multinomial M-steps do not solve at ``alpha`` (see :func:`supported`)."""
+    if not supported(penalty, alpha):
+        raise ValueError(f"penalty {penalty.name!r} with the multinomial loss is not implemented; "
+                         "use l2, l1, elasticnet or group")
+
+
+def theta_of(fit: FitResult, fit_intercept: bool) -> np.ndarray:
+    """A multinomial fit's coefficients as the solver's Θ (q, K): the (p, K) coefficients, then
+    the intercepts' row."""
+    return np.vstack([fit.coef.T, fit.intercept[None, :]]) if fit_intercept else fit.coef.T
+
+
 def class_penalty(penalty: Penalty, n_features: int, n_classes: int) -> Penalty:
     """The penalty on the (p, K) coefficients raveled row by row (feature j's K entries together):
     elementwise penalties as they are; the group penalty's p labels repeated K times, so that a
@@ -140,9 +153,7 @@ def multinomial_iterations(n_classes: int, penalty: Penalty, alpha: float, n_fea
         raise ValueError(f"the multinomial loss needs at least two classes, got {K}")
     if mode not in MODES:
         raise ValueError(f"unknown multinomial mode {mode!r}; choose one of {', '.join(MODES)}")
-    if not supported(penalty, alpha):
-        raise ValueError(f"penalty {penalty.name!r} with the multinomial loss is not implemented; "
-                         "use l2, l1, elasticnet or group")
+    check_supported(penalty, alpha)
     user_penalty = penalty
     penalty = class_penalty(penalty, p, K)
     # ridge (and α = 0): closed-form M-steps; the others: the penalty's exact solver on the

@@ -18,7 +18,7 @@ import numpy as np
 
 from .cv import CVResult, _check_folds, _Scores, report_alpha, run_batch, scorings_for, selected
 from .losses import Multinomial
-from .multinomial import MultinomialResult, multinomial_iterations, supported
+from .multinomial import MultinomialResult, check_supported, multinomial_iterations, theta_of
 from .multinomial_path import multinomial_start
 from .path import LOCKSTEP_GRAM_BUDGET, alpha_grid, checked_alphas, lockstep_size, path_result
 from .penalties import Penalty
@@ -36,7 +36,7 @@ class _MultinomialScores(_Scores):
         self.n_classes = n_classes
 
     def add(self, fold: int, i: int, fit: MultinomialResult) -> None:
-        theta = np.vstack([fit.coef.T, fit.intercept[None, :]]) if self.fit_intercept else fit.coef.T
+        theta = theta_of(fit, self.fit_intercept)
         self.waiting.append((fold, i, Request(theta, classes=self.n_classes, fold=fold, held_out=True,
                                               metrics=True)))
 
@@ -54,9 +54,7 @@ def solve_multinomial_cv(engine, n_classes: int, penalty: Penalty, n_folds: int,
     config = config or SolverConfig()
     Kc, p = int(n_classes), engine.n_features
     q = p + int(fit_intercept)
-    if not supported(penalty, 1.0):
-        raise ValueError(f"penalty {penalty.name!r} with the multinomial loss is not implemented; "
-                         "use l2, l1, elasticnet or group")
+    check_supported(penalty, 1.0)
     loss = Multinomial()
     if scoring not in scorings_for(loss):
         raise ValueError(f"scoring {scoring!r} does not apply to the multinomial loss; choose one of "
@@ -120,8 +118,7 @@ def solve_multinomial_cv(engine, n_classes: int, penalty: Penalty, n_folds: int,
                             stop, last < n - 1)
         if stopped is not None:
             break
-        starts = [np.vstack([fits[j][last].coef.T, fits[j][last].intercept[None, :]]) if fit_intercept
-                  else fits[j][last].coef.T for j in range(K + 1)]
+        starts = [theta_of(fits[j][last], fit_intercept) for j in range(K + 1)]
     if scores.waiting:
         run_lockstep(engine, loss, fit_intercept, [], riders=scores)
     total = engine.n_passes - passes_at_start

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .losses import Multinomial
-from .multinomial import MultinomialResult, class_penalty, multinomial_iterations, supported
+from .multinomial import MultinomialResult, check_supported, class_penalty, multinomial_iterations, theta_of
 from .path import (
     ALPHA_MAX_MARGIN,
     LOCKSTEP_GRAM_BUDGET,
@@ -86,9 +86,7 @@ def solve_multinomial_path(engine, n_classes: int, penalty: Penalty, *, alphas=N
     stop = Stop.after(config.max_time) if stop is None else stop
     K, p = int(n_classes), engine.n_features
     q = p + int(fit_intercept)
-    if not supported(penalty, 1.0):
-        raise ValueError(f"penalty {penalty.name!r} with the multinomial loss is not implemented; "
-                         "use l2, l1, elasticnet or group")
+    check_supported(penalty, 1.0)
     given = checked_alphas(alphas, n_alphas, eps)  # before any pass
     passes_before = engine.n_passes
     S, W, theta, a_max = multinomial_start(engine, K, penalty, fit_intercept=fit_intercept)
@@ -117,7 +115,7 @@ def solve_multinomial_path(engine, n_classes: int, penalty: Penalty, *, alphas=N
             warnings.simplefilter("ignore", ConvergenceWarning)  # summarized below, once
             run_lockstep(engine, Multinomial(), fit_intercept, gens, on_done=done)
         last = fits[idx[-1]]
-        theta = np.vstack([last.coef.T, last.intercept[None, :]]) if fit_intercept else last.coef.T
+        theta = theta_of(last, fit_intercept)
         stopped = next((fits[i].stopped for i in idx if fits[i].stopped), None)
         if stopped is not None:
             break
