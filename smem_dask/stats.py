@@ -347,12 +347,17 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
         if r.system:
             g = grams[i]
             gram[:p, :p] = g if threads else np.triu(g) + np.triu(g, 1).T
-            rhs[:p] = xt_cols[:, c + 1]
             if fit_intercept:
                 gram[:p, p] = gram[p, :p] = xt_cols[:, c]
                 gram[p, p] = col_sums[c]
-                rhs[p] = col_sums[c + 1]
-            c += 2
+            if plan.at_point[i]:  # Σ s x̃ (ω η − ℓ') at the last point: the Gram times it less the gradient
+                rhs = gram @ r.expand[:q] - grad[:, -1]
+                c += 1
+            else:
+                rhs[:p] = xt_cols[:, c + 1]
+                if fit_intercept:
+                    rhs[p] = col_sums[c + 1]
+                c += 2
         n_i, W_i = (n_rows, W) if sel is None else sel.totals[plan.keys[i]]
         out.append(BlockStats(float(n_i), W_i, loss_refs[i] + np.r_[0.0, delta], delta.copy(),
                               grad, gram, rhs, extras[i]))
@@ -411,12 +416,19 @@ class _Plan:
 
     def __init__(self, requests: list[Request], p: int):
         self.requests = requests
-        blocks, offsets = [], [0]
-        for r in requests:
+        # a Newton system at the last point evaluated (the Newton mode's pass): the Hessian weight
+        # at the point's linear predictor, its u·x̃ column left out — the right-hand side
+        # Σ s x̃ (ω η − ℓ') is the Gram times the point less the gradient there, formed after the
+        # tiles (one column fewer in each product with X and Xᵀ)
+        self.at_point = [r.system and r.hessian and r.k > int(r.reference_known)
+                         and np.array_equal(r.expand, r.coefs[:, -1]) for r in requests]
+        blocks, offsets, self.expand_cols = [], [0], []
+        for r, shared in zip(requests, self.at_point, strict=True):
             cols = [r.coefs, r.coefs[:, 1:] - r.coefs[:, :1]]
-            if r.system:
+            if r.system and not shared:
                 cols.append(r.expand[:, None])
             blocks.append(np.column_stack(cols))
+            self.expand_cols.append(offsets[-1] + (r.k - 1 if shared else 2 * r.k - 1))
             offsets.append(offsets[-1] + blocks[-1].shape[1])
         self.points = np.column_stack(blocks)
         self.offsets = offsets
@@ -428,11 +440,16 @@ class _Plan:
         self.evals = np.concatenate([np.arange(a + int(r.reference_known), a + r.k) for r, a in pairs])
         self.refs = np.concatenate([np.full(r.k - 1, a) for r, a in pairs])
         self.steps = np.concatenate([np.arange(a + r.k, a + 2 * r.k - 1) for r, a in pairs])
-        self.n_columns = self.evals.size + 2 * sum(r.system for r in requests)
+        self.n_columns = self.evals.size + sum(
+            (1 if shared else 2) for r, shared in zip(requests, self.at_point, strict=True) if r.system)
         # one request: every loss change is from its point 0, whose column the loss's elementwise
         # formulas then broadcast — the work on the reference once per row, not once per step (a
         # contiguous copy, as numpy's SIMD and strided loops of tanh, exp… differ in the last bit)
         self.ref_cols = self.refs[:1] if self.refs.size and (self.refs == self.refs[0]).all() else self.refs
+        # the columns of the tile's linear predictors each formula reads: a view where they are a
+        # run of consecutive columns (the one request of a fit's pass), else a copy
+        self.take = {name: _run_or_indices(getattr(self, name))
+                     for name in ("starts", "ref_cols", "steps", "evals")}
         self.certified = [i for i, r in enumerate(requests) if r.extra_size(1) - r.metrics_size]
         self.measured = [i for i, r in enumerate(requests) if r.metrics]
         # requests that sum over a fold's rows: the pass then weighs each request's rows itself
@@ -452,9 +469,10 @@ class _Plan:
         system; written in ``out``, a flat buffer of at least the tile's rows × ``n_columns``) and
         each system's weights s·ω."""
         yc = y[:, None]
-        value = loss.value(yc, eta[:, self.starts])
-        change = loss.value_difference(yc, eta[:, self.ref_cols], eta[:, self.steps])
-        dl = loss.derivative(yc, eta[:, self.evals])
+        take = self.take
+        value = loss.value(yc, eta[:, take["starts"]])
+        change = loss.value_difference(yc, eta[:, take["ref_cols"]], eta[:, take["steps"]])
+        dl = loss.derivative(yc, eta[:, take["evals"]])
         loss_refs = np.zeros(len(self.requests))
         if s is None:
             loss_refs[self.valued], loss_deltas = value.sum(axis=0), change.sum(axis=0)
@@ -468,9 +486,10 @@ class _Plan:
         """:meth:`columns` when requests sum over different rows: ``S`` (rows, selections) holds
         each selection's weights, request i's in column ``keys[i]``."""
         yc = y[:, None]
-        value = loss.value(yc, eta[:, self.starts])
-        change = loss.value_difference(yc, eta[:, self.ref_cols], eta[:, self.steps])
-        dl = loss.derivative(yc, eta[:, self.evals])
+        take = self.take
+        value = loss.value(yc, eta[:, take["starts"]])
+        change = loss.value_difference(yc, eta[:, take["ref_cols"]], eta[:, take["steps"]])
+        dl = loss.derivative(yc, eta[:, take["evals"]])
         loss_refs = np.zeros(len(self.requests))
         loss_refs[self.valued] = np.einsum("ij,ij->j", S[:, self.key_valued], value)
         loss_deltas = np.einsum("ij,ij->j", S[:, self.key_refs], change)
@@ -490,17 +509,24 @@ class _Plan:
         columns = out[: n_rows * self.n_columns].reshape((n_rows, self.n_columns), order="F")
         weights = []
         c = 0
-        for i, (r, start, piece) in enumerate(zip(self.requests, self.offsets[:-1], pieces, strict=True)):
+        for i, (r, piece) in enumerate(zip(self.requests, pieces, strict=True)):
             columns[:, c : c + piece.shape[1]] = piece
             c += piece.shape[1]
             sw = None
             if r.system:
-                omega, u = self._e_step(loss, r, y, eta[:, start + 2 * r.k - 1])
                 w = weight_of(i)
-                sw, su = (omega, u) if w is None else (w * omega, w * u)
-                columns[:, c] = sw
-                columns[:, c + 1] = su
-                c += 2
+                eta_x = eta[:, self.expand_cols[i]]
+                if self.at_point[i]:  # ω alone; the right-hand side comes from the Gram
+                    omega = loss.hessian(y, eta_x)
+                    sw = columns[:, c]
+                    np.multiply(omega, 1.0 if w is None else w, out=sw)
+                    c += 1
+                else:
+                    omega, u = self._e_step(loss, r, y, eta_x)
+                    sw, su = (omega, u) if w is None else (w * omega, w * u)
+                    columns[:, c] = sw
+                    columns[:, c + 1] = su
+                    c += 2
             weights.append(sw)
         return columns, weights
 
@@ -514,6 +540,16 @@ class _Plan:
         if r.curvature is None:
             return loss.e_step(y, eta_x) if r.clamp is None else loss.e_step(y, eta_x, clamp=r.clamp)
         return np.full(eta_x.shape[0], float(r.curvature)), r.curvature * eta_x - loss.derivative(y, eta_x)
+
+
+def _run_or_indices(index: np.ndarray):
+    """``index`` (increasing column numbers) as a slice when it is a run of consecutive numbers —
+    indexing with it is then a view of the same memory layout as the copy the numbers would give
+    (an F-ordered block), so every formula gives bitwise the same — else ``index`` itself."""
+    if index.size == 0 or (np.diff(index) == 1).all():
+        start = int(index[0]) if index.size else 0
+        return slice(start, start + index.size)
+    return index
 
 
 #: bytes of X per row tile of the kernel: a tile is read from memory once and stays in cache (2 MiB of

@@ -153,3 +153,49 @@ def test_known_reference_point_is_not_recomputed(rng):
     np.testing.assert_allclose(known.grad[:, 1:], full.grad[:, 1:], rtol=1e-13, atol=1e-13)
     np.testing.assert_array_equal(known.gram, full.gram)
     np.testing.assert_allclose(known.rhs, full.rhs, rtol=1e-13)
+
+
+@pytest.mark.parametrize("name", ["logistic", "poisson", "negbin", "squared"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weighted", [True, False])
+@pytest.mark.parametrize("threads", [True, False])
+def test_newton_system_at_its_candidate_matches_direct_formulas(name, fit_intercept, weighted, threads,
+                                                                rng):
+    """The Newton mode's pass: the Hessian's system at the request's last point. Its right-hand
+    side is formed from the Gram (the Gram times the point less the gradient) instead of a column
+    of its own; it must equal Σ s x̃ (ℓ''·η − ℓ') written out — as must the same system asked at a
+    point that is not the last one (the column path), and a held-out fold's."""
+    from smem_dask.losses import get_loss
+    from smem_dask.stats import Request, block_stats_many
+
+    loss = get_loss(name)
+    n, p = 500, 4
+    X = rng.normal(size=(n, p))
+    if loss.is_classifier:
+        y = rng.integers(0, 2, n).astype(float)
+    elif loss.nonnegative_target:
+        y = rng.poisson(2.0, n).astype(float)
+    else:
+        y = rng.normal(size=n)
+    s = rng.uniform(0, 3, n) if weighted else None
+    folds = rng.integers(0, 3, n)
+    q = p + fit_intercept
+    coefs = 0.3 * rng.normal(size=(q, 2))
+    last, other = coefs[:, 1], 0.3 * rng.normal(size=q)
+    requests = [Request(coefs, last.copy(), hessian=True, reference_known=True),
+                Request(coefs, other, hessian=True, reference_known=True),
+                Request(coefs, last.copy(), hessian=True, reference_known=True, fold=1, held_out=True)]
+    got = block_stats_many(X, y, s, loss, requests, fit_intercept, threads, folds)
+    Xa = np.column_stack([X, np.ones(n)]) if fit_intercept else X
+    base = np.ones(n) if s is None else s
+    for st, point, sw in ((got[0], last, base), (got[1], other, base),
+                          (got[2], last, np.where(folds == 1, base, 0.0))):
+        eta = Xa @ point
+        h = loss.hessian(y, eta)
+        gram = Xa.T @ ((sw * h)[:, None] * Xa)
+        rhs = Xa.T @ (sw * (h * eta - loss.derivative(y, eta)))
+        scale = np.abs(Xa).T @ (sw * np.abs(h * eta - loss.derivative(y, eta)))
+        np.testing.assert_allclose(st.gram, gram, rtol=1e-12, atol=1e-12)
+        assert np.all(np.abs(st.rhs - rhs) <= 1e-12 * (scale + 1.0))
+    # the candidate's gradient (the second point's) is the same in the three forms
+    np.testing.assert_allclose(got[0].grad[:, 1], got[1].grad[:, 1], rtol=1e-13, atol=1e-13)
