@@ -1,5 +1,5 @@
 """``python -m benchmarks NAME [options]``: run one benchmark (``path``, ``paper``, ``scale``, ``chunks``,
-``cv``, ``beyond_ram``, ``multinomial``)."""
+``cv``, ``beyond_ram``, ``multinomial``, ``sparse``)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ BENCHMARKS = {
                   "read rate, passes, worker memory",
     "multinomial": "K classes: SM-EM (Newton, Böhning's bound; in memory and from zarr) versus "
                    "scikit-learn's multinomial LogisticRegression",
+    "sparse": "scipy CSR X: the pass kernel on CSR against dense across densities (the crossover)",
 }
 
 
@@ -55,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import multinomial
 
         multinomial.main(argv[1:])
+    elif argv[0] == "sparse":
+        from . import sparse
+
+        sparse.main(argv[1:])
     return 0
 
 

@@ -154,6 +154,28 @@ def unique(a) -> np.ndarray:
     return np.unique(a)
 
 
+def factorize(labels, n_rows: int):
+    """Integer codes 0 … G − 1 of 1-D labels (numpy or dask: then lazy codes, after one pass over the
+    labels alone for their distinct values) and G. Refused: another length than ``n_rows``, missing
+    labels (NaN, None)."""
+    lazy = is_lazy_input(labels)
+    a = as_array(labels, "clusters") if lazy else np.asarray(labels)
+    if a.ndim != 1 or a.shape[0] != n_rows:
+        raise ValueError(f"clusters must be one label per row: shape ({n_rows},), got {tuple(a.shape)}")
+    if a.dtype.kind == "O" and not lazy:
+        if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in a):
+            raise ValueError("clusters contains missing labels (None or NaN)")
+        a = a.astype(str)
+    levels = unique(a)
+    if levels.dtype.kind == "f" and np.isnan(levels).any():
+        raise ValueError("clusters contains missing labels (NaN)")
+    if lazy:
+        codes = a.map_blocks(lambda b: np.searchsorted(levels, b).astype(np.int64), dtype=np.int64)
+    else:
+        codes = np.searchsorted(levels, a).astype(np.int64)
+    return codes, int(levels.size)
+
+
 def check_shapes(X, y, sample_weight) -> None:
     """Dimensions and lengths of the inputs, with messages naming what is wrong."""
     for name, a in (("X", X), ("y", y), ("sample_weight", sample_weight)):

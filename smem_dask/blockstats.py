@@ -19,7 +19,7 @@ import numpy as np
 
 from .certificate_stats import HIST_DECADES
 
-__all__ = ["BlockStats", "METRICS", "Request", "check_gram_range", "metric_sums", "pack_many",
+__all__ = ["BlockStats", "METRICS", "Request", "check_gram_range", "group_sums", "metric_sums", "pack_many",
            "packed_size", "request_size", "unpack_many"]
 
 #: the prediction errors a request with ``metrics`` sums at each point, in this order
@@ -62,6 +62,13 @@ class Request:
         (n, W, losses, gradients, Gram, certificate) is then over those rows only: the statistics of
         the data with sample weights s_i·[fold_i ≠ k] (or [fold_i = k]).
     held_out : bool — with ``fold``: sum over the rows of fold ``fold`` instead of the others.
+    scores : bool — the system is the scores' outer products Σ (s ℓ'(η̃))² x̃x̃ᵀ at ``expand``
+        instead of an E-step (the middle of a sandwich covariance, :mod:`smem_dask.inference`); its
+        right-hand side is zero.
+    groups : int — G > 0: also sum the score s ℓ'(η) x̃ at point 0 over the rows of each group
+        g = 0 … G − 1 (the pass's integer row labels, the engine's ``folds``, hold each row's group;
+        cluster-robust covariances): G × q numbers in ``extra``, before any metrics (read with
+        :func:`group_sums`).
     classes : int — K > 1 for the multinomial loss: each point is a (q, K) coefficient matrix, its
         K columns consecutive in ``coefs`` (q, K·k), and the gradient at it is (q, K) likewise
         (``grad`` (q, K·k)). The system is either the fixed-curvature Gram c·Σ s x̃x̃ᵀ (q × q, c =
@@ -90,6 +97,8 @@ class Request:
     fold: int | None = None
     held_out: bool = False
     metrics: bool = False
+    scores: bool = False
+    groups: int = 0
     classes: int = 1
 
     def __post_init__(self):
@@ -113,6 +122,15 @@ class Request:
         if self.classes > 1 and self.hessian and self.expand.size != self.coefs.shape[0] * self.classes:
             raise ValueError(f"a multinomial Hessian's expansion point is a (q, {self.classes}) matrix, "
                              f"got {self.expand.size} values")
+        if self.scores and (self.expand is None or self.hessian or self.curvature is not None):
+            raise ValueError("a scores system needs an expansion point and is neither the Hessian's nor "
+                             "the fixed bound's")
+        object.__setattr__(self, "groups", int(self.groups))
+        if self.groups < 0 or (self.groups and (self.fold is not None or self.reference_known)):
+            raise ValueError("groups is a number of groups ≥ 0, summing the scores at point 0 (computed: "
+                             "not reference_known) over every row (no fold)")
+        if self.classes > 1 and (self.scores or self.groups):
+            raise ValueError("a multinomial request (classes > 1) has no scores system or group sums")
         if self.fold is not None:
             object.__setattr__(self, "fold", int(self.fold))
         elif self.held_out:
@@ -153,7 +171,11 @@ class Request:
         size = 0 if self.histogram is None else HIST_DECADES.size
         if self.dual_point is not None:
             size += self.n_duals * (2 + 3 * q) + (q * q + 2 * q if self.dual_lam is None else 0)
-        return size + self.metrics_size
+        return size + self.groups * q + self.metrics_size
+
+    def certificate_size(self, q: int) -> int:
+        """Length of the certificate part at the start of ``extra`` (before group sums and metrics)."""
+        return self.extra_size(q) - self.groups * q - self.metrics_size
 
     @property
     def metrics_size(self) -> int:
@@ -319,6 +341,13 @@ def unpack_many(vec: np.ndarray, q: int, requests: list[Request]) -> list[BlockS
     bounds = np.cumsum([0, *sizes])
     return [BlockStats.unpack(vec[a:b], q, r.k, r.system, r.extra_size(q), r.width, r.system_size(q))
             for a, b, r in zip(bounds[:-1], bounds[1:], requests, strict=True)]
+
+
+def group_sums(stats: BlockStats, request: Request) -> np.ndarray:
+    """The (G, q) sums of the score s ℓ'(η) x̃ over each group's rows of a request with ``groups``."""
+    q = stats.grad.shape[0]
+    a = request.certificate_size(q)
+    return stats.extra[a: a + request.groups * q].reshape(request.groups, q)
 
 
 def metric_sums(stats: BlockStats, request: Request) -> np.ndarray:

@@ -26,29 +26,41 @@ CHECKSUM_COLUMNS = 8
 _MAX_BLOCKS = 2**37
 
 
-def _block_bytes(b: int, xb, yb, sb, fb=None):
-    """The bytes a block's hash covers, piece by piece (see the module's docstring); with fold ids
-    ``fb`` (a cross-validation's engine), they come last."""
+def _block_bytes(b: int, xb, yb, sb, fb=None, ob=None):
+    """The bytes a block's hash covers, piece by piece (see the module's docstring); with row labels
+    ``fb`` (fold ids of a cross-validation's engine) and then offsets ``ob``, they come last (data
+    without them hash as before)."""
     yield struct.pack("<qqq?", int(b), int(xb.shape[0]), int(xb.shape[1]), sb is not None)
-    xb = np.asarray(xb)
-    yield np.ascontiguousarray(xb, dtype=xb.dtype.newbyteorder("<")).data
+    if hasattr(xb, "tocsr") and not isinstance(xb, np.ndarray):  # scipy sparse: its CSR arrays
+        xb = xb.tocsr()
+        xb.sort_indices()
+        yield b"csr"
+        yield np.ascontiguousarray(xb.data, dtype="<f8").data
+        yield np.ascontiguousarray(xb.indices, dtype="<i8").data
+        yield np.ascontiguousarray(xb.indptr - xb.indptr[0], dtype="<i8").data
+    else:
+        xb = np.asarray(xb)
+        yield np.ascontiguousarray(xb, dtype=xb.dtype.newbyteorder("<")).data
     for v in (yb, sb):
         if v is not None:
             yield np.ascontiguousarray(v, dtype="<f8").data
     if fb is not None:
         yield b"folds"
         yield np.ascontiguousarray(fb, dtype="<i8").data
+    if ob is not None:
+        yield b"offset"
+        yield np.ascontiguousarray(ob, dtype="<f8").data
 
 
-def _block_hash(b: int, xb, yb, sb, fb=None) -> int:
+def _block_hash(b: int, xb, yb, sb, fb=None, ob=None) -> int:
     """The 64-bit BLAKE2b hash of block ``b``: its part of the data's checksum."""
     h = hashlib.blake2b(digest_size=8)
-    for piece in _block_bytes(b, xb, yb, sb, fb):
+    for piece in _block_bytes(b, xb, yb, sb, fb, ob):
         h.update(piece)
     return int.from_bytes(h.digest(), "little")
 
 
-def _sample_hash(b: int, xb, yb, sb, fb=None) -> int:
+def _sample_hash(b: int, xb, yb, sb, fb=None, ob=None) -> int:
     """The CRC-32 of the same bytes: the first pass's comparison of one sampled block, read by a
     worker and by the client. It is there to catch an accidental difference (workers that see
     another file system, or another copy of the store, under the same path), which it misses with
@@ -56,7 +68,7 @@ def _sample_hash(b: int, xb, yb, sb, fb=None) -> int:
     80 MB block: 0.02 s against 0.086 s), and it runs in the first pass of every fit from zarr on
     a cluster, on the block's worker and on the client at once."""
     crc = 0
-    for piece in _block_bytes(b, xb, yb, sb, fb):
+    for piece in _block_bytes(b, xb, yb, sb, fb, ob):
         crc = zlib.crc32(piece, crc)
     return crc
 

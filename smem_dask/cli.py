@@ -51,6 +51,8 @@ def _solver_params(args) -> dict:
 def _model_estimator(args, cross_validated: bool = False, **params):
     """The estimator of ``fit``, ``path`` and ``cv`` (``cross_validated``: SMEM…CV, with its
     ``params``) from the model, solver and cluster options."""
+    if getattr(args, "drop_first", False):
+        params["categorical_drop"] = "first"
     return _estimator(args.loss, cross_validated, penalty=args.penalty, persist=args.persist,
                       loss_params=parse_params(args.loss_param, "loss"),
                       penalty_params=parse_params(args.penalty_param, "penalty"),
@@ -185,19 +187,97 @@ def _make_data(args) -> int:
     return 0
 
 
+def _is_parquet(path: str) -> bool:
+    """A parquet file, or a directory of parquet files (not a zarr store)."""
+    path = os.fspath(path)
+    if path.endswith((".parquet", ".pq")):
+        return True
+    return (os.path.isdir(path) and not os.path.exists(os.path.join(path, "zarr.json"))
+            and any(f.endswith(".parquet") for f in os.listdir(path)))
+
+
+def _names(text: str | None) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()] if text else []
+
+
+def _load_data(args, target: bool = True):
+    """X, y, sample weights, offset and cluster labels as the options name them (None when not
+    named; y None without ``target``): arrays of a zarr store, or columns of a parquet dataset read
+    lazily with dask (categorical and text columns are one-hot encoded by the estimator)."""
+    named = {"y": getattr(args, "y", None) if target else None, "weights": getattr(args, "weights", None),
+             "offset": args.offset, "clusters": getattr(args, "clusters", None)}
+    if not _is_parquet(args.data):
+        from .data import open_arrays
+
+        if args.categorical:
+            raise ValueError("--categorical applies to parquet data; a zarr store's X holds numbers")
+        wanted = {"X": args.x or "X", **{k: (v or "y") if k == "y" else v for k, v in named.items()
+                                         if v or (k == "y" and target)}}
+        arrays = dict(zip(wanted, open_arrays(args.data, *wanted.values()), strict=True))
+        return tuple(arrays.get(k) for k in ("X", "y", "weights", "offset", "clusters"))
+    import dask.dataframe as dd
+
+    path = os.path.abspath(args.data)
+    try:
+        frame = dd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read the parquet data {args.data}: {exc}") from exc
+    if target and not named["y"]:
+        named["y"] = "y"
+    others = [v for v in named.values() if v]
+    features = _names(args.x) or [c for c in frame.columns if c not in others]
+    missing = [c for c in features + others + _names(args.categorical) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{args.data} has no columns {missing}; it has {list(frame.columns)[:20]}")
+    for c in _names(args.categorical):
+        if c not in features:
+            raise ValueError(f"--categorical {c}: not one of the feature columns")
+        frame[c] = frame[c].astype("category")
+    return (frame[features],) + tuple(None if not named[k] else frame[named[k]]
+                                      for k in ("y", "weights", "offset", "clusters"))
+
+
 def _fit(args) -> int:
     from .cli_cluster import scheduler
-    from .data import open_store
 
-    X, y = open_store(args.data)
+    if args.clusters and args.cov_type != "cluster":
+        raise ValueError("--clusters is used by --cov-type cluster")
+    if (args.cov_type != "nonrobust" or args.clusters) and not args.summary:
+        raise ValueError("--cov-type and --clusters choose the covariance of --summary; add --summary")
+    if args.summary and args.alpha != 0:
+        raise ValueError("--summary reports standard errors of unpenalized fits: use --alpha 0 (a "
+                         "penalized estimate is biased toward zero, which the usual standard errors do "
+                         "not describe)")
+    X, y, s, offset, clusters = _load_data(args)
     est = _model_estimator(args)
     with _stop_on_signals(), scheduler(args):  # signals count from the start (connecting included)
         t0 = time.perf_counter()
-        est.fit(X, y)
+        est.fit(X, y, sample_weight=s, offset=offset)
         seconds = time.perf_counter() - t0
-    print(f"done: {_summary(est, seconds)}")
+        print(f"done: {_summary(est, seconds)}")
+        table = None
+        if args.summary and est.stopped_ != "interrupted":
+            table = est.coef_table(X, y, s, cov_type=args.cov_type, clusters=clusters, offset=offset)
+    if table is not None:
+        import pandas as pd
+
+        with pd.option_context("display.max_rows", None, "display.width", 120):
+            print(f"coefficients ({args.cov_type} standard errors, 95% intervals):")
+            print(table.to_string(float_format=lambda v: f"{v:.6g}"))
     if args.out:
         result = {
+            "model": "smem_dask", "kind": est._kind, "loss_name": est.loss_.name,
+            "loss_params": parse_params(args.loss_param, "loss"),
+            "fit_intercept": bool(est.fit_intercept), "n_features_in": int(est.n_features_in_),
+            "feature_names": (None if not hasattr(est, "feature_names_in_")
+                              else [str(c) for c in est.feature_names_in_]),
+            "coef_names": est.coef_names_,
+            "encoding": (None if getattr(est, "encoding_", None) is None else
+                         {"columns": [str(c) for c in est.encoding_.columns],
+                          "drop_first": bool(est.encoding_.drop_first),
+                          "levels": [None if lv is None else [_plain(v) for v in lv]
+                                     for lv in est.encoding_.levels]}),
+            "offset": args.offset,
             "loss": repr(est.loss_), "penalty": args.penalty, "alpha": args.alpha,
             "penalty_params": parse_params(args.penalty_param, "penalty"),
             "coef": est.coef_.tolist(), "intercept": np.asarray(est.intercept_).tolist(),
@@ -213,6 +293,78 @@ def _fit(args) -> int:
         print(f"wrote {args.out}")
     if est.stopped_ == "interrupted":
         return _stopped_by_signal(f"iteration {est.n_iter_}", args.out, "not converged")
+    return 0
+
+
+def _plain(v):
+    """A level as JSON keeps it (numpy scalars as Python numbers)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def load_model(path: str):
+    """The estimator a ``fit --out`` file describes, ready to predict (its fitted attributes set)."""
+    from .frames import Encoding
+    from .losses import get_loss
+
+    try:
+        with open(path) as fh:
+            m = json.load(fh)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read the model {path}: {exc}") from exc
+    if not isinstance(m, dict) or m.get("model") != "smem_dask" or "coef" not in m:
+        raise ValueError(f"{path} is not a model written by smem-dask fit --out")
+    loss = get_loss(m["loss_name"], **(m.get("loss_params") or {}))
+    if m["kind"] == "classifier":
+        from .estimators import SMEMClassifier as Estimator
+    else:
+        from .estimators import SMEMRegressor as Estimator
+    est = Estimator(loss="logistic" if loss.name == "multinomial" else loss.name,
+                    loss_params=m.get("loss_params") or None, fit_intercept=m["fit_intercept"])
+    est.loss_ = loss
+    est.coef_ = np.asarray(m["coef"], dtype=np.float64)
+    est.intercept_ = (np.asarray(m["intercept"], dtype=np.float64) if np.ndim(m["intercept"])
+                      else float(m["intercept"]))
+    est.n_features_in_ = int(m["n_features_in"])
+    if m.get("feature_names"):
+        est.feature_names_in_ = np.asarray(m["feature_names"], dtype=object)
+    if m.get("classes") is not None:
+        est.classes_ = np.asarray(m["classes"])
+    if m.get("encoding"):
+        enc = m["encoding"]
+        est.encoding_ = Encoding(tuple(enc["columns"]),
+                                 tuple(None if lv is None else tuple(lv) for lv in enc["levels"]),
+                                 bool(enc.get("drop_first", False)))
+    return est, m
+
+
+def _predict(args) -> int:
+    from .cli_cluster import scheduler
+
+    est, model = load_model(args.model)
+    if model.get("offset") and not args.offset:
+        raise ValueError(f"the model was fitted with an offset ({model['offset']}); name the new data's "
+                         "with --offset")
+    if args.proba and model["kind"] != "classifier":
+        raise ValueError("--proba applies to classifiers")
+    out = os.fspath(args.out)
+    if not out.endswith((".npy", ".csv", ".zarr")):
+        raise ValueError(f"--out {out}: write predictions to a .npy, .csv or .zarr path")
+    X, _, _, offset, _ = _load_data(args, target=False)
+    with scheduler(args):
+        pred = (est.predict_proba(X, offset=offset) if args.proba else est.predict(X, offset=offset))
+        if out.endswith(".zarr"):
+            import dask.array as da
+
+            lazy = pred if isinstance(pred, da.Array) else da.from_array(np.asarray(pred))
+            lazy.to_zarr(out, overwrite=False)
+        else:
+            values = np.asarray(pred.compute() if hasattr(pred, "compute") else pred)
+            if out.endswith(".npy"):
+                np.save(out, values)
+            else:
+                np.savetxt(out, values.reshape(len(values), -1), delimiter=",",
+                           fmt="%s" if values.dtype.kind in "OUS" else "%.17g")
+    print(f"wrote {len(pred)} predictions to {out}")
     return 0
 
 
@@ -481,7 +633,7 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def _check_outputs(args) -> None:
     """Result files (``--out`` of fit, path and cv, ``--plot``) can be written, checked before any data
     pass: a missing or read-only directory is an error now, not after the whole fit."""
-    if args.command not in ("fit", "path", "cv"):
+    if args.command not in ("fit", "path", "cv", "predict"):
         return
     for option in ("out", "plot"):
         target = getattr(args, option, None)
@@ -501,7 +653,7 @@ def _check_outputs(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _RECEIVED.clear()
-    handler = {"demo": _demo, "make-data": _make_data, "fit": _fit, "path": _path,
+    handler = {"demo": _demo, "make-data": _make_data, "fit": _fit, "predict": _predict, "path": _path,
                "cv": _cv}[args.command]
     previous = warnings.showwarning
     warnings.showwarning = _one_line_warning

@@ -48,7 +48,8 @@ def _solver_options(p, alpha=True):
 
 
 def _model_options(p):
-    p.add_argument("data", metavar="DATA.zarr", help="zarr store with arrays X (n × p) and y (n)")
+    p.add_argument("data", metavar="DATA.zarr",
+                   help="zarr store with arrays X (n × p) and y (n); fit also reads a parquet dataset")
     p.add_argument("--loss", choices=sorted(LOSSES), default="logistic")
     p.add_argument("--penalty", choices=sorted(PENALTIES), default="l2")
     p.add_argument("--loss-param", action="append", default=[], metavar="NAME=VALUE",
@@ -129,14 +130,56 @@ def _add_make_data(sub) -> None:
     make.add_argument("--overwrite", action="store_true", help="replace an existing store")
 
 
+def _data_options(p, target: bool = True):
+    """Which arrays of a zarr store, or columns of a parquet dataset, are X, y, weights and offset."""
+    p.add_argument("--x", metavar="NAME",
+                   help="zarr: the array of X (default X); parquet: the feature columns, comma "
+                        "separated (default: every column but the others named here)")
+    if target:
+        p.add_argument("--y", metavar="NAME", help="the array / column of y (default y)")
+        p.add_argument("--weights", metavar="NAME", help="the array / column of the sample weights")
+    p.add_argument("--offset", metavar="NAME",
+                   help="the array / column of the offset (a known term of the linear predictor, "
+                        "e.g. log exposure)")
+    p.add_argument("--categorical", metavar="COL,...",
+                   help="parquet: columns to one-hot encode although they hold numbers (text and "
+                        "categorical columns are encoded anyway)")
+
+
 def _add_fit(sub) -> None:
-    """``smem-dask fit``: one fit of a zarr store's X and y."""
-    fit = sub.add_parser("fit", help="fit a model to the arrays X and y of a zarr store")
+    """``smem-dask fit``: one fit of a zarr store's or a parquet dataset's X and y."""
+    fit = sub.add_parser("fit", help="fit a model to X and y of a zarr store or a parquet dataset")
     _model_options(fit)
+    _data_options(fit)
     _solver_options(fit)
     _cluster_options(fit)
-    fit.add_argument("--out", metavar="JSON", help="write coefficients and fit summary here")
+    fit.add_argument("--out", metavar="JSON", help="write the model (coefficients, names, encoding) and "
+                                                   "the fit summary here (read by smem-dask predict)")
     fit.add_argument("--quiet", action="store_true", help="no per-iteration lines")
+    fit.add_argument("--summary", action="store_true",
+                     help="print the coefficient table (standard errors, z, p-values, 95%% intervals; "
+                          "unpenalized fits: --alpha 0) — one more data pass")
+    fit.add_argument("--drop-first", action="store_true",
+                     help="encoded columns: no indicator for each column's first level (reference "
+                          "coding; needed for --summary with an intercept)")
+    fit.add_argument("--cov-type", choices=("nonrobust", "HC0", "HC1", "cluster"), default="nonrobust",
+                     help="the covariance of --summary")
+    fit.add_argument("--clusters", metavar="NAME", help="the array / column of cluster labels "
+                                                        "(--cov-type cluster)")
+
+
+def _add_predict(sub) -> None:
+    """``smem-dask predict``: a fitted model (fit --out) applied to new data."""
+    pred = sub.add_parser("predict", help="predict with a model written by fit --out")
+    pred.add_argument("model", metavar="MODEL.json", help="the model written by smem-dask fit --out")
+    pred.add_argument("data", metavar="DATA.zarr|DATA.parquet", help="the data to predict")
+    _data_options(pred, target=False)
+    pred.add_argument("--out", metavar="PATH", required=True,
+                      help="where to write the predictions: .npy, .csv or .zarr (class labels for "
+                           "classifiers, the mean for regressors)")
+    pred.add_argument("--proba", action="store_true",
+                      help="classifiers: write the class probabilities (n × classes) instead")
+    _cluster_options(pred)
 
 
 def _grid_options(p):
@@ -209,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Regularized linear models on larger-than-memory data by Scale Mixture EM on Dask.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_make_data, _add_fit, _add_path, _add_cv):
+    for add in (_add_demo, _add_make_data, _add_fit, _add_predict, _add_path, _add_cv):
         add(sub)
     return parser
 

@@ -83,7 +83,7 @@ class _CVMixin:
             raise ValueError(f"scoring {self.scoring!r} does not apply to the {loss.name} loss; choose "
                              f"one of {', '.join(scorings_for(loss))}")
 
-    def fit(self, X, y, sample_weight=None, folds=None, store=None, callback=None):
+    def fit(self, X, y, sample_weight=None, folds=None, store=None, callback=None, offset=None):
         """Cross-validate the path and keep the all-rows fit at the selected α. Returns self.
 
         Parameters
@@ -100,6 +100,8 @@ class _CVMixin:
             held-out f"{scoring}_mean", f"{scoring}_se", "loss_mean", "loss_se" (see
             :func:`smem_dask.cv.solve_cv`). α read whole from ``store`` are not reported. With
             ``verbose``, the estimator's own line is printed first
+        offset : None or (n,) array — as for the base estimator's ``fit`` (the held-out scores are
+            those of the offset model; give it again to ``predict``)
         """
         self._check_cv_params(get_loss(self.loss, **(self.loss_params or {})))
         labels = [None]
@@ -124,7 +126,7 @@ class _CVMixin:
 
         lockstep = lockstep_size(self.batch, self.alphas, self.n_alphas) or 1
         loss, penalty, config, eng = self._prepare(X, y, sample_weight, n_systems=lockstep,
-                                                   folds=fold_ids, path=True)
+                                                   folds=fold_ids, path=True, offset=offset)
         K = self.cv if labels[0] is None else len(labels[0])
         callbacks = [c for c in (_printer(self.scoring) if self.verbose else None, callback) if c]
         callback = None if not callbacks else callbacks[0] if len(callbacks) == 1 else _both(*callbacks)

@@ -223,11 +223,17 @@ def check_format(found, expected: str, where, error: type[ValueError] = ValueErr
     raise error(f"{where} is not a store of this kind (format {found!r}, expected {expected!r})")
 
 
-def open_store(path) -> tuple[zarr.Array, zarr.Array]:
-    """The arrays ``X`` and ``y`` of a zarr store, with a clear error if either is missing or the
-    store was written by a newer smem_dask. Opened read-only: nothing here can change the store.
-    A local path is made absolute first, so that workers started in another directory read the same
-    store (a relative path would be resolved against each worker's own directory)."""
+def open_store(path, x: str = "X", y: str = "y") -> tuple[zarr.Array, zarr.Array]:
+    """The arrays ``X`` and ``y`` of a zarr store (or those named ``x`` and ``y``), with a clear error
+    if either is missing or the store was written by a newer smem_dask. Opened read-only: nothing
+    here can change the store. A local path is made absolute first, so that workers started in
+    another directory read the same store (a relative path would be resolved against each worker's
+    own directory)."""
+    return tuple(open_arrays(path, x, y))
+
+
+def open_arrays(path, *names: str) -> list[zarr.Array]:
+    """The arrays ``names`` of a zarr store, checked as :func:`open_store` checks X and y."""
     if isinstance(path, (str, os.PathLike)) and "://" not in os.fspath(path):
         path = os.path.abspath(path)
     try:
@@ -237,13 +243,13 @@ def open_store(path) -> tuple[zarr.Array, zarr.Array]:
     meta = group.attrs.get("smem_dask")
     if isinstance(meta, dict) and "format" in meta:  # stores of other tools carry no such tag
         check_format(meta["format"], DATA_FORMAT, f"the data store {path!s}")
-    arrays = {}
-    for name in ("X", "y"):
+    arrays = []
+    for name in names:
         try:
             node = group[name]
         except KeyError:
             node = None
         if not isinstance(node, zarr.Array):
             raise ValueError(f"zarr store {path!s} has no array {name!r}")
-        arrays[name] = node
-    return arrays["X"], arrays["y"]
+        arrays.append(node)
+    return arrays

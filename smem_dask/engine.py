@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import dask
 import dask.array as da
 import numpy as np
+import scipy.sparse
 from dask.layers import ArrayBlockIdDep
 from dask.optimization import cull
 from threadpoolctl import ThreadpoolController
@@ -140,14 +141,18 @@ class NumpyEngine(_Engine):
     n_threads : int or None — blocks computed concurrently by this many threads (numpy and BLAS
         release the GIL; None: one per CPU). The sum is taken in block order, so the result does
         not depend on the number of threads.
+    folds : (n,) integers or None — row labels: fold ids (cross-validation) or cluster codes.
+    offset : (n,) array or None — a known term of each row's linear predictor, η = x̃ᵀβ + o.
     """
 
     def __init__(self, X, y, sample_weight=None, *, block_rows: int = 65536,
-                 n_threads: int | None = None, folds=None):
-        X, y = np.asarray(X), np.asarray(y, dtype=np.float64)
+                 n_threads: int | None = None, folds=None, offset=None):
+        X = scipy.sparse.csr_matrix(X) if scipy.sparse.issparse(X) else np.asarray(X)
+        y = np.asarray(y, dtype=np.float64)
         s = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         check_shapes(X, y, s)
         self.folds = _fold_ids(folds, X.shape[0])
+        self.offset = _offset(offset, X.shape[0])
         self.X, self.y, self.sample_weight = X, y, s
         self.block_rows = int(block_rows)
         if n_threads is None:
@@ -160,6 +165,8 @@ class NumpyEngine(_Engine):
 
     @property
     def nbytes(self) -> int:
+        if scipy.sparse.issparse(self.X):  # what a pass reads: the values and their indices
+            return int(self.X.data.nbytes + self.X.indices.nbytes + self.X.indptr.nbytes)
         return int(self.X.nbytes)
 
     def stats_many(self, loss: Loss, requests: list[Request], fit_intercept: bool) -> list[BlockStats]:
@@ -175,9 +182,10 @@ class NumpyEngine(_Engine):
             rows = slice(start, start + self.block_rows)
             s = None if self.sample_weight is None else self.sample_weight[rows]
             f = None if self.folds is None else self.folds[rows]
+            o = None if self.offset is None else self.offset[rows]
             parts = (block_stats_many(self.X[rows], self.y[rows], s, loss, requests, fit_intercept,
-                                      threads, f) if requests else [])
-            return parts, (_block_hash(start // self.block_rows, self.X[rows], self.y[rows], s, f)
+                                      threads, f, o) if requests else [])
+            return parts, (_block_hash(start // self.block_rows, self.X[rows], self.y[rows], s, f, o)
                            if checksum else 0)
 
         totals = [BlockStats.zero(q, r.k, r.width, r.system_size(q)) for r in requests]
@@ -207,14 +215,14 @@ class NumpyEngine(_Engine):
         return tuple(min(self.block_rows, self.n_samples - start) for start in starts)
 
     def count_nonfinite(self) -> tuple[int, int]:
-        """Non-finite entries of (X, y)."""
-        return int(np.size(self.X) - np.isfinite(self.X).sum()), int(
-            np.size(self.y) - np.isfinite(self.y).sum()
-        )
+        """Non-finite entries of (X, y) (of a sparse X: of its stored values)."""
+        x = self.X.data if scipy.sparse.issparse(self.X) else self.X
+        return int(np.size(x) - np.isfinite(x).sum()), int(np.size(self.y) - np.isfinite(self.y).sum())
 
     def largest_abs(self) -> tuple[float, float]:
         """max |X| and max |y| (0 when empty)."""
-        return (float(np.abs(self.X).max(initial=0)), float(np.abs(self.y).max(initial=0)))
+        x = self.X.data if scipy.sparse.issparse(self.X) else self.X
+        return (float(np.abs(x).max(initial=0)), float(np.abs(self.y).max(initial=0)))
 
 
 @functools.cache
@@ -230,20 +238,21 @@ def _aligned(a):
     return a if a is None or a.flags.aligned else np.array(a)
 
 
-def _pass_kernel(xb, yb, sb, fb=None, block_index=None, *, loss, requests, fit_intercept, full=True,
-                 sampled=-1):
+def _pass_kernel(xb, yb, sb, fb=None, ob=None, block_index=None, *, loss, requests, fit_intercept,
+                 full=True, sampled=-1):
     """One block of one pass: read, compute, and pack its statistics into a (1, L) row. Given its
     ``block_index`` (a checksummed pass: the block's (row, column) block numbers), the row ends
     with :data:`CHECKSUM_COLUMNS` columns: the four 16-bit pieces of the block's hash (when
     ``full``; zeros otherwise), then of its sample hash when it is the block ``sampled`` (zeros
-    otherwise). Only the hashes asked for are taken."""
-    xb, yb, sb = _aligned(xb), _aligned(yb), _aligned(sb)
+    otherwise). Only the hashes asked for are taken. ``fb``: the block's row labels (fold ids or
+    cluster codes), ``ob`` its offsets, or None."""
+    xb, yb, sb, ob = _aligned(xb), _aligned(yb), _aligned(sb), _aligned(ob)
     packed = (pack_many(block_stats_many(xb, yb, sb, loss, requests, fit_intercept, _shared_process(),
-                                         fb), requests) if requests else np.zeros(0))
+                                         fb, ob), requests) if requests else np.zeros(0))
     if block_index is not None:
         b = int(block_index[0])  # (row block, column block)
-        whole = _pieces(_block_hash(b, xb, yb, sb, fb)) if full else np.zeros(4)
-        sample = _pieces(_sample_hash(b, xb, yb, sb, fb)) if b == sampled else np.zeros(4)
+        whole = _pieces(_block_hash(b, xb, yb, sb, fb, ob)) if full else np.zeros(4)
+        sample = _pieces(_sample_hash(b, xb, yb, sb, fb, ob)) if b == sampled else np.zeros(4)
         packed = np.concatenate([packed, whole, sample])
     return packed[None, :]
 
@@ -281,19 +290,21 @@ class DaskEngine(_Engine):
         data larger than the workers' free memory, is refused here, before any pass (see
         :func:`~smem_dask.resources._plan_memory`).
     split_every : int — fan-in of the tree reduction of block statistics.
+    folds : (n,) integers (numpy or dask) or None — row labels: fold ids or cluster codes.
+    offset : (n,) array (numpy or dask) or None — a known term of each row's linear predictor.
     """
 
     reduces_on_workers = True  # (on a distributed cluster; else this process's threads)
 
     def __init__(self, X, y, sample_weight=None, *, persist: bool | str = False,
-                 split_every: int = 8, folds=None):
+                 split_every: int = 8, folds=None, offset=None):
         if not (isinstance(split_every, numbers.Integral) and split_every >= 2):
             raise ValueError(f"split_every must be an integer ≥ 2, got {split_every!r}")
         if persist not in (True, False, "auto"):
             raise ValueError(f"persist must be True, False or 'auto', got {persist!r}")
         # arrays handed over in memory are wrapped and persisted once, so that no pass graph
         # carries their data to the scheduler again
-        in_memory = {name for name, a in (("X", X), ("y", y), ("s", sample_weight))
+        in_memory = {name for name, a in (("X", X), ("y", y), ("s", sample_weight), ("offset", offset))
                      if a is not None and not is_lazy(a)}
         X = X if is_lazy(X) else da.from_array(np.asarray(X))
         check_shapes(X, y, sample_weight)
@@ -313,17 +324,25 @@ class DaskEngine(_Engine):
                 raise ValueError(f"fold ids must be integers, got dtype {folds.dtype}")
             folds = _rechunk_like(folds, row_chunks, dtype=np.int64)
         self.folds = folds
+        if offset is not None:
+            if not is_lazy(offset):
+                offset = _offset(offset, X.shape[0])
+            elif tuple(offset.shape) != (X.shape[0],):
+                raise ValueError(f"offset has shape {tuple(offset.shape)}; expected ({X.shape[0]},), one "
+                                 "value per row of X")
+            offset = _rechunk_like(offset, row_chunks, dtype=np.float64)
+        self.offset = offset
         # the zarr arrays read, and the data as read from them (not persisted): after the first
         # pass of a distributed fit the client reads one block itself and compares its hash with
         # the workers' (see _compare_sampled). Every chunk of theirs is there (a listing, no read)
-        check_chunks_stored(X=X, y=y, sample_weight=s, folds=folds)
-        self._zarr = _zarr_behind(X, y, s, folds)
-        self._source = (X, y, s, folds)
+        check_chunks_stored(X=X, y=y, sample_weight=s, folds=folds, offset=offset)
+        self._zarr = _zarr_behind(X, y, s, folds, offset)
+        self._source = (X, y, s, folds, offset)
         persist = _plan_memory(X, y, s, persist)
         # persisted at the first pass, not here (see _persist_pending): every check of the solver
         # and the path runs before any data is read
-        self._to_persist = (("X", "y", "s", "folds") if persist or "X" in in_memory
-                            else tuple(name for name in ("y", "s", "folds") if name in in_memory))
+        self._to_persist = (("X", "y", "s", "folds", "offset") if persist or "X" in in_memory
+                            else tuple(name for name in ("y", "s", "folds", "offset") if name in in_memory))
         self.X, self.y, self.sample_weight = X, y, s
         self.persist = bool(persist)
         self.split_every = int(split_every)
@@ -343,8 +362,8 @@ class DaskEngine(_Engine):
         graph over the data is built, so constructing an engine reads nothing."""
         todo, self._to_persist = self._to_persist, ()
         if "X" in todo:
-            self.X, self.y, self.sample_weight, self.folds = _persist_rows(
-                self.X, self.y, self.sample_weight, self.folds)
+            self.X, self.y, self.sample_weight, self.folds, self.offset = _persist_rows(
+                self.X, self.y, self.sample_weight, self.folds, self.offset)
         else:
             if "y" in todo:
                 self.y = dask.persist(self.y)[0]
@@ -352,6 +371,8 @@ class DaskEngine(_Engine):
                 self.sample_weight = dask.persist(self.sample_weight)[0]
             if "folds" in todo:
                 self.folds = dask.persist(self.folds)[0]
+            if "offset" in todo:
+                self.offset = dask.persist(self.offset)[0]
 
     @property
     def n_blocks(self) -> int:
@@ -372,6 +393,7 @@ class DaskEngine(_Engine):
         size = sum(request_size(q, r) for r in requests)
         s_args = (None, None) if self.sample_weight is None else (self.sample_weight, "i")
         f_args = (None, None) if self.folds is None else (self.folds, "i")
+        o_args = (None, None) if self.offset is None else (self.offset, "i")
         hash_args, hash_kw = (), {}
         if checksum:
             if self.n_blocks >= _MAX_BLOCKS:
@@ -391,6 +413,7 @@ class DaskEngine(_Engine):
             self.y, "i",
             *s_args,
             *f_args,
+            *o_args,
             *hash_args,
             adjust_chunks={"i": 1, "j": size},
             align_arrays=False,  # y and the weights have X's row chunks (made so in __init__)
@@ -437,8 +460,8 @@ class DaskEngine(_Engine):
         this process), hashed as the workers hash it."""
         b = self.sampled_block
         blocks = [None if a is None else a.blocks[b] for a in self._source]
-        xb, yb, sb, fb = dask.compute(*blocks, scheduler="sync")
-        return _sample_hash(b, xb, yb, sb, fb)
+        xb, yb, sb, fb, ob = dask.compute(*blocks, scheduler="sync")
+        return _sample_hash(b, xb, yb, sb, fb, ob)
 
     def _compare_sampled(self, theirs: int, ours: int) -> None:
         """Refuse when the hash of the sampled block the workers read differs from the client's
@@ -518,6 +541,16 @@ def _rechunk_like(v, row_chunks, dtype=None):
     return v if v.chunks[0] == row_chunks else v.rechunk((row_chunks,))
 
 
+def _offset(offset, n_rows: int) -> np.ndarray | None:
+    """An offset as float64 of shape (n_rows,) (None passes through)."""
+    if offset is None:
+        return None
+    o = np.asarray(offset, dtype=np.float64).ravel()
+    if o.shape != (n_rows,):
+        raise ValueError(f"offset has shape {np.shape(offset)}; expected ({n_rows},), one value per row of X")
+    return o
+
+
 def _fold_ids(folds, n_rows: int) -> np.ndarray | None:
     """In-memory fold ids as int64, one per row (None stays None); anything else is refused."""
     if folds is None:
@@ -531,14 +564,29 @@ def _fold_ids(folds, n_rows: int) -> np.ndarray | None:
 
 
 def make_engine(X, y, sample_weight=None, *, persist: bool | str = False, split_every: int = 8,
-                block_rows: int = 65536, folds=None):
+                block_rows: int = 65536, folds=None, offset=None):
     """A :class:`DaskEngine` when X is lazy (dask or zarr), else a :class:`NumpyEngine`. ``folds``:
-    an integer fold id per row (cross-validation), or None."""
+    an integer label per row (fold ids of a cross-validation, cluster codes), or None; ``offset``:
+    a known term of each row's linear predictor, or None."""
     if is_lazy(X):
-        return DaskEngine(X, y, sample_weight, persist=persist, split_every=split_every, folds=folds)
-    if is_lazy(y) or is_lazy(sample_weight) or is_lazy(folds):
-        y, sample_weight, folds = compute(y, sample_weight, folds)
-    return NumpyEngine(X, y, sample_weight, block_rows=block_rows, folds=folds)
+        return DaskEngine(X, y, sample_weight, persist=persist, split_every=split_every, folds=folds,
+                          offset=offset)
+    if is_lazy(y) or is_lazy(sample_weight) or is_lazy(folds) or is_lazy(offset):
+        y, sample_weight, folds, offset = compute(y, sample_weight, folds, offset)
+    return NumpyEngine(X, y, sample_weight, block_rows=block_rows, folds=folds, offset=offset)
+
+
+def with_offset(eta, offset, transform=None, dtype=np.float64):
+    """``transform(η + offset)`` (η + offset without a transform) for a linear predictor η of
+    :func:`linear_predictor` without its transform: numpy, or lazy dask (the offset rechunked to
+    η's rows, one more task per block)."""
+    if is_lazy(eta):
+        out = eta + _rechunk_like(offset, eta.chunks[0], dtype=np.float64)
+        return out if transform is None else out.map_blocks(transform, dtype=dtype)
+    if is_lazy(offset):
+        (offset,) = compute(offset)
+    out = eta + np.asarray(offset, dtype=np.float64)
+    return out if transform is None else transform(out)
 
 
 def _linear_block(xb, coef, intercept, transform):
@@ -556,7 +604,15 @@ def linear_predictor(X, coef: np.ndarray, intercept, transform=None, dtype=np.fl
     """``transform(Xβ + b)`` (η itself if no transform): numpy in, numpy out; dask or zarr in,
     lazy dask out (one task per block). ``coef`` (p,) gives one column η (n,); (p, K) with
     ``intercept`` (K,) gives η (n, K). ``ndim``: the dimensions of the transform's result (default:
-    η's)."""
+    η's). A scipy sparse X gives numpy."""
+    if scipy.sparse.issparse(X):
+        if X.shape[1] != coef.shape[0]:
+            raise ValueError(f"X has {X.shape[1]} features, but the model was fitted with {coef.shape[0]}")
+        data = X.data if hasattr(X, "data") else X.tocsr().data
+        if not np.isfinite(data).all():
+            raise ValueError("X contains NaN or infinite values; predictions need finite features")
+        eta = np.asarray(X @ coef) + intercept
+        return eta if transform is None else transform(eta)
     X = as_array(X, "X")
     if X.ndim != 2:
         raise ValueError(f"X must be 2-dimensional (n_samples, n_features), got shape {X.shape}")

@@ -3,13 +3,16 @@
 They are scikit-learn estimators (``BaseEstimator`` with ``ClassifierMixin`` / ``RegressorMixin``): parameters
 are stored as given in ``__init__`` (keyword-only) and validated in ``fit``; they work in ``Pipeline``,
 ``GridSearchCV`` and ``cross_val_score`` and pass ``check_estimator`` (see ``tests/test_sklearn.py`` for the
-checks that do not apply, with the reason). ``fit`` takes numpy arrays, pandas DataFrames (column names are
-kept in ``feature_names_in_`` and checked at predict), dask arrays, zarr arrays, dask DataFrames (e.g. from
-``dask.dataframe.read_parquet``; numeric and boolean columns, names kept as for pandas) and xarray
-DataArrays; zarr and dask inputs are fitted by the :class:`~smem_dask.engine.DaskEngine` under whatever
+checks that do not apply, with the reason). ``fit`` takes numpy arrays, scipy sparse matrices, pandas
+DataFrames (column names are kept in ``feature_names_in_`` and checked at predict; categorical and text
+columns one-hot encoded, see :mod:`smem_dask.frames`), dask arrays, zarr arrays, dask DataFrames (e.g.
+from ``dask.dataframe.read_parquet``; names and encoding as for pandas) and xarray DataArrays, with
+optional sample weights and an ``offset``; zarr and dask inputs are fitted by the
+:class:`~smem_dask.engine.DaskEngine` under whatever
 dask scheduler is active (a ``distributed`` ``Client`` if one exists) and are never materialized (a dask
 DataFrame's partition lengths are counted by one extra read first); other inputs are fitted in memory.
-``predict*`` return dask arrays for lazy inputs.
+``predict*`` return dask arrays for lazy inputs. Unpenalized fits give standard errors
+(``covariance_matrix``, ``std_errors``, ``coef_table``; :mod:`smem_dask.inference`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from .solver import (
     fit_penalized,
 )
 from .validation import (
+    as_offset,
     as_target,
     as_weight,
     check_class_totals,
@@ -61,7 +65,7 @@ class _SMEMBase(BaseEstimator):
     def __init__(self, *, loss, penalty="l2", alpha=1e-4, l1_ratio=None, fit_intercept=True,
                  acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist="auto",
                  split_every=8, verbose=0, loss_params=None, penalty_params=None,
-                 penalty_solver=None, curvature="auto", max_time=None):
+                 penalty_solver=None, curvature="auto", max_time=None, categorical_drop=None):
         self.loss = loss
         self.penalty = penalty
         self.alpha = alpha
@@ -78,6 +82,7 @@ class _SMEMBase(BaseEstimator):
         self.penalty_solver = penalty_solver
         self.curvature = curvature
         self.max_time = max_time
+        self.categorical_drop = categorical_drop
 
     # -- parameters ------------------------------------------------------------------------------
     def _validated_loss(self) -> Loss:
@@ -104,7 +109,7 @@ class _SMEMBase(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
     def _curvature(self, loss: Loss) -> str:
@@ -122,7 +127,7 @@ class _SMEMBase(BaseEstimator):
         return s
 
     # -- fitting ---------------------------------------------------------------------------------
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, offset=None):
         """Fit by SM-EM. Returns self.
 
         Parameters
@@ -130,8 +135,13 @@ class _SMEMBase(BaseEstimator):
         X : (n, p) numpy array, pandas or dask DataFrame, dask, zarr or xarray array of real numbers
         y : (n,) array — two classes (classifier) or real targets (regressor)
         sample_weight : (n,) array of non-negative weights, optional
+        offset : (n,) array, optional — a known term of each row's linear predictor, η = Xβ + b +
+            offset, with no coefficient: log exposure for counts (``loss="poisson"``, offset log t
+            fits the rate y/t), a prior's log-odds for the logistic loss. The smooth losses of one
+            linear predictor only (not hinge, quantile or multinomial). Give it again to
+            ``predict``: the fitted coefficients do not include it.
         """
-        loss, penalty, config, eng = self._prepare(X, y, sample_weight)
+        loss, penalty, config, eng = self._prepare(X, y, sample_weight, offset=offset)
         callback = _printer(eng.nbytes) if self.verbose else None
         if getattr(loss, "multiclass", False):
             result = fit_multinomial(eng, len(self.classes_), penalty, self.alpha,
@@ -147,7 +157,8 @@ class _SMEMBase(BaseEstimator):
             del self.alpha_path_  # left by an earlier path(): not of this fit
         return self
 
-    def _prepare(self, X, y, sample_weight, n_systems: int = 1, folds=None, path: bool = False):
+    def _prepare(self, X, y, sample_weight, n_systems: int = 1, folds=None, path: bool = False,
+                 offset=None):
         """Validate the parameters and the data (``n_systems`` Grams per pass must fit in memory);
         the loss, penalty, solver settings (``curvature="auto"`` resolved for one fit, or for the
         many of a path or cross-validation: ``path``; the mode is kept as ``curvature_``) and
@@ -173,11 +184,14 @@ class _SMEMBase(BaseEstimator):
                 _resources.check_gram_fits(X.shape[1], bool(self.fit_intercept),
                                            n_systems=K * K * n_systems, split_every=self.split_every,
                                            workers=_arrays.is_lazy(X))
+        if offset is not None:
+            check_offset_applies(loss)
+            offset = as_offset(offset, X.shape[0])
         if s is not None:
             check_sample_weight(s)
         s = self._fit_weights(y, s)
         eng = _engine.make_engine(X, y, s, persist=persist, split_every=self.split_every,
-                                  folds=None if folds is None else folds(X))
+                                  folds=None if folds is None else folds(X), offset=offset)
         self.curvature_ = config.curvature  # the mode "auto" picked (set once the data are valid)
         return loss, penalty, config, eng
 
@@ -205,8 +219,8 @@ class _SMEMBase(BaseEstimator):
         config.check(loss, penalty)
         return config
 
-    def path(self, X, y, sample_weight=None, *, alphas=None, n_alphas=40, eps=1e-3, batch="auto",
-             store=None, callback=None):
+    def path(self, X, y, sample_weight=None, *, offset=None, alphas=None, n_alphas=40, eps=1e-3,
+             batch="auto", store=None, callback=None):
         """Fit a regularization path: ``alphas`` (largest first), or ``n_alphas`` values from α_max
         down to α_max·``eps``. ``batch`` consecutive α run in lockstep (one data pass serves all of
         them; ``"auto"``: all when their Grams fit in memory, see :func:`~smem_dask.path.solve_path`),
@@ -218,11 +232,12 @@ class _SMEMBase(BaseEstimator):
         α not reached hold NaN, see :class:`~smem_dask.path.PathResult`). Returns a
         :class:`smem_dask.path.PathResult`. More than two classes (the multinomial loss): see
         :func:`~smem_dask.multinomial_path.solve_multinomial_path` (``coefs`` (n_alphas, K, p); no
-        ``store`` yet).
+        ``store`` yet). ``offset``: as for :meth:`fit`.
         """
         # an explicit lockstep batch carries one Gram per α in every pass: checked before any read
         lockstep = lockstep_size(batch, alphas, n_alphas) or 1
-        loss, penalty, config, eng = self._prepare(X, y, sample_weight, n_systems=lockstep, path=True)
+        loss, penalty, config, eng = self._prepare(X, y, sample_weight, n_systems=lockstep, path=True,
+                                                   offset=offset)
         if getattr(loss, "multiclass", False):
             if store is not None:
                 raise ValueError("a path store does not keep multinomial paths yet; use store=None")
@@ -254,11 +269,120 @@ class _SMEMBase(BaseEstimator):
         self.duality_gap_ = result.duality_gap
         self.stopped_ = result.stopped
 
+    # -- inference -------------------------------------------------------------------------------
+    def covariance_matrix(self, X, y, sample_weight=None, *, cov_type="nonrobust", clusters=None,
+                          offset=None):
+        """The covariance of the fitted coefficients, (q, q) ordered as ``coef_`` then the intercept,
+        from one pass over the data the estimator was fitted on (numpy, dask or zarr, as ``fit``).
+
+        ``cov_type``: "nonrobust" (the inverse Hessian; times the residual variance for the squared
+        loss), "HC0", "HC1" (White's sandwich, HC1 with n/(n − q)) or "cluster" (``clusters``: one
+        label per row; G/(G − 1)·(n − 1)/(n − q) small-sample factor) — statsmodels' GLM conventions,
+        see :mod:`smem_dask.inference`. For the logistic, Poisson and squared losses, unpenalized
+        fits (``alpha=0``) only: the usual standard errors do not describe a penalized estimate.
+        ``sample_weight`` (as at fit) counts as frequency weights, with cov_type="nonrobust" only;
+        ``offset`` as at fit.
+        Refused with the reason: another loss, a penalized or unconverged fit, class weights, a
+        singular Hessian, and data on which the coefficients are not the optimum.
+        """
+        return self._covariance(X, y, sample_weight, cov_type, clusters, offset).matrix
+
+    def std_errors(self, X, y, sample_weight=None, *, cov_type="nonrobust", clusters=None, offset=None):
+        """Standard errors of ``coef_`` then the intercept: the square roots of the diagonal of
+        :meth:`covariance_matrix` (same arguments)."""
+        return np.sqrt(np.diag(self.covariance_matrix(X, y, sample_weight, cov_type=cov_type,
+                                                      clusters=clusters, offset=offset)))
+
+    def coef_table(self, X, y, sample_weight=None, *, cov_type="nonrobust", clusters=None, offset=None,
+                   level=0.95):
+        """A pandas DataFrame, one row per coefficient (named by ``feature_names_in_``, else x0, x1,
+        …, and "intercept"): coef, std_err, z, p_value (two-sided, normal) and the ``level``
+        confidence interval ci_lower, ci_upper. Arguments as :meth:`covariance_matrix`."""
+        from .inference import z_table
+
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - pandas comes with the test extra
+            raise ImportError("coef_table returns a pandas DataFrame: pip install pandas") from exc
+        if not 0.0 < float(level) < 1.0:
+            raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
+        cov = self._covariance(X, y, sample_weight, cov_type, clusters, offset)
+        names = self.coef_names_
+        if self.fit_intercept:
+            names.append("intercept")
+        return pd.DataFrame(z_table(self._beta(), cov.matrix, float(level)), index=names)
+
+    @property
+    def coef_names_(self) -> list[str]:
+        """The name of each entry of ``coef_`` (the intercept excluded): the feature names, ``x0``,
+        ``x1``, … without them, and ``column[level]`` for the indicators of an encoded column."""
+        check_is_fitted(self, "coef_")
+        if getattr(self, "encoding_", None) is not None:
+            return self.encoding_.names_out
+        if hasattr(self, "feature_names_in_"):
+            return list(map(str, self.feature_names_in_))
+        return [f"x{j}" for j in range(np.shape(self.coef_)[-1])]
+
+    def _beta(self) -> np.ndarray:
+        coef = np.asarray(self.coef_, dtype=np.float64).ravel()
+        return np.r_[coef, float(self.intercept_)] if self.fit_intercept else coef
+
+    def _covariance(self, X, y, sample_weight, cov_type, clusters, offset=None):
+        from .inference import check_cov_type, check_loss, coefficient_covariance
+
+        check_is_fitted(self, "coef_")
+        if self._multinomial_fit():
+            raise ValueError("standard errors of a multinomial fit are not available yet")
+        check_loss(self.loss_)
+        alpha = getattr(self, "alpha_", getattr(self, "alpha", None))  # (a CV estimator's: the selected α)
+        if getattr(self, "alpha_path_", None) is not None or alpha is None or float(alpha) != 0.0:
+            raise ValueError("standard errors are for unpenalized fits (alpha=0): a penalized estimate is "
+                             "biased toward zero (and, for l1, its features chosen by the data), which the "
+                             "usual standard errors do not describe; refit with alpha=0")
+        if getattr(self, "class_weight", None) is not None:
+            raise ValueError("standard errors of a fit with class_weight are not supported: the class "
+                             "weights change the likelihood; refit with class_weight=None")
+        if not self.converged_:
+            raise ValueError("the fit did not converge: its coefficients are not the optimum the standard "
+                             "errors describe; refit with a larger max_iter or max_time")
+        check_cov_type(cov_type, None if clusters is None else 0, sample_weight is not None)
+        X = validate_X(self, X, reset=False)
+        y = as_target(y)
+        s = None if sample_weight is None else as_weight(sample_weight, y)
+        _arrays.check_shapes(X, y, s)
+        if s is not None:
+            check_sample_weight(s)
+        y = self._inference_target(y)
+        codes, n_groups = (None, None) if clusters is None else _arrays.factorize(clusters, X.shape[0])
+        offset = as_offset(offset, X.shape[0])
+        eng = _engine.make_engine(X, y, s, persist=False, split_every=self.split_every, folds=codes,
+                                  offset=offset)
+        return coefficient_covariance(eng, self.loss_, self._beta(), bool(self.fit_intercept), cov_type,
+                                      n_groups)
+
+    def _multinomial_fit(self) -> bool:
+        return getattr(self.loss_, "multiclass", False)
+
+    def _inference_target(self, y):
+        """y encoded as at fit, for the loss of the fit."""
+        return encode_real(y, self.loss_)
+
     # -- prediction ------------------------------------------------------------------------------
     def _predict_input(self, X):
         """Checks shared by every prediction method: fitted, X's features as at fit, X finite."""
         check_is_fitted(self, "coef_")
         return validate_X(self, X, reset=False)
+
+    def _linear(self, X, offset=None, transform=None, dtype=np.float64, ndim=None):
+        """``transform(Xβ + b + offset)`` for checked X (numpy, or lazy dask for lazy X)."""
+        coef = self.coef_.T if self._multinomial_fit() else self.coef_
+        if offset is None:
+            return _engine.linear_predictor(X, coef, self.intercept_, transform, dtype=dtype, ndim=ndim)
+        if self._multinomial_fit():
+            raise ValueError("an offset does not apply to a multinomial fit")
+        offset = as_offset(offset, X.shape[0])
+        return _engine.with_offset(_engine.linear_predictor(X, coef, self.intercept_), offset, transform,
+                                   dtype)
 
 
 def _gives_probabilities(est) -> bool:
@@ -325,6 +449,10 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
         ``converged_`` False, ``stopped_ == "max_time"`` and a ``ConvergenceWarning``. Setting
         :data:`smem_dask.solver.STOP_REQUESTED` (e.g. from a signal handler) stops a fit the same
         way, with ``stopped_ == "interrupted"``
+    categorical_drop : None | "first" — DataFrames with categorical or text columns (one-hot encoded,
+        see :mod:`smem_dask.frames`): None keeps an indicator for every level (pandas.get_dummies);
+        "first" drops each column's first level, which the intercept absorbs (reference coding, as
+        R and statsmodels: an unpenalized fit is then unique and has standard errors)
 
     Attributes
     ----------
@@ -343,13 +471,13 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
     def __init__(self, *, loss="logistic", penalty="l2", alpha=1e-4, l1_ratio=None, class_weight=None,
                  fit_intercept=True, acceleration="nesterov-restart", tol=1e-8, max_iter=1000,
                  persist="auto", split_every=8, verbose=0, loss_params=None, penalty_params=None,
-                 penalty_solver=None, curvature="auto", max_time=None):
+                 penalty_solver=None, curvature="auto", max_time=None, categorical_drop=None):
         super().__init__(
             loss=loss, penalty=penalty, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept,
             acceleration=acceleration, tol=tol, max_iter=max_iter, persist=persist,
             split_every=split_every, verbose=verbose, loss_params=loss_params,
             penalty_params=penalty_params, penalty_solver=penalty_solver, curvature=curvature,
-            max_time=max_time,
+            max_time=max_time, categorical_drop=categorical_drop,
         )
         self.class_weight = class_weight
 
@@ -380,50 +508,49 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
     def _multiclass(self) -> bool:
         return getattr(self.loss_, "multiclass", False)
 
-    def decision_function(self, X):
-        """η = Xβ + b (numpy for numpy input, a lazy dask array for dask or zarr input): shape (n,)
-        for two classes, positive values predicting ``classes_[1]``; (n, K) with the multinomial
-        loss (more than two classes, or ``loss="multinomial"`` given for two), column k for
-        ``classes_[k]``."""
-        X = self._predict_input(X)
-        if self._multiclass():
-            return _engine.linear_predictor(X, self.coef_.T, self.intercept_)
-        return _engine.linear_predictor(X, self.coef_, self.intercept_)
+    def _inference_target(self, y):
+        classes = class_labels(y)
+        unknown = classes[~np.isin(classes, self.classes_)]
+        if unknown.size:
+            raise ValueError(f"y has labels the fit did not see: {unknown[:5].tolist()} (classes_ are "
+                             f"{self.classes_.tolist()})")
+        return (y == self.classes_[1]).astype(np.float64)
+
+    def decision_function(self, X, offset=None):
+        """η = Xβ + b (+ ``offset``, as given to fit) (numpy for numpy input, a lazy dask array for
+        dask or zarr input): shape (n,) for two classes, positive values predicting ``classes_[1]``;
+        (n, K) with the multinomial loss (more than two classes, or ``loss="multinomial"`` given
+        for two), column k for ``classes_[k]``."""
+        return self._linear(self._predict_input(X), offset)
 
     @available_if(_gives_probabilities)
-    def predict_proba(self, X):
+    def predict_proba(self, X, offset=None):
         """Class probabilities, shape (n, K), columns in the order of ``classes_``, rows summing to 1
-        (losses with a probability model only: not the hinge loss)."""
+        (losses with a probability model only: not the hinge loss). ``offset``: as given to fit."""
         X = self._predict_input(X)
-        if self._multiclass():
-            return _engine.linear_predictor(X, self.coef_.T, self.intercept_, self.loss_.inverse_link)
-        p1 = _engine.linear_predictor(X, self.coef_, self.intercept_, self.loss_.inverse_link)
-        return np.stack([1.0 - p1, p1], axis=1)
+        p1 = self._linear(X, offset, self.loss_.inverse_link)
+        return p1 if self._multiclass() else np.stack([1.0 - p1, p1], axis=1)
 
     @available_if(_gives_probabilities)
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X, offset=None):
         """Logarithms of :meth:`predict_proba` (computed stably from η)."""
         check_is_fitted(self, "coef_")
         if self._multiclass():
-            return _engine.linear_predictor(self._predict_input(X), self.coef_.T, self.intercept_,
-                                            log_softmax)
+            return self._linear(self._predict_input(X), offset, log_softmax)
         if self.loss_.name != "logistic":
-            return np.log(self.predict_proba(X))
-        eta = self.decision_function(X)  # log σ(±η) = −log(1 + e^∓η), exact in both tails
+            return np.log(self.predict_proba(X, offset))
+        eta = self.decision_function(X, offset)  # log σ(±η) = −log(1 + e^∓η), exact in both tails
         return np.stack([-np.logaddexp(0.0, eta), -np.logaddexp(0.0, -eta)], axis=1)
 
-    def predict(self, X):
-        """The most probable class of each row (ties go to the first of ``classes_``)."""
+    def predict(self, X, offset=None):
+        """The most probable class of each row (ties go to the first of ``classes_``). ``offset``: as
+        given to fit."""
         X = self._predict_input(X)
         classes = self.classes_
         if self._multiclass():
-            return _engine.linear_predictor(X, self.coef_.T, self.intercept_,
-                                            lambda eta: classes[eta.argmax(axis=1)], dtype=classes.dtype,
-                                            ndim=1)
-        return _engine.linear_predictor(
-            X, self.coef_, self.intercept_, lambda eta: classes[(eta > 0).astype(np.intp)],
-            dtype=classes.dtype,
-        )
+            return self._linear(X, offset, lambda eta: classes[eta.argmax(axis=1)], dtype=classes.dtype,
+                                ndim=1)
+        return self._linear(X, offset, lambda eta: classes[(eta > 0).astype(np.intp)], dtype=classes.dtype)
 
     def score(self, X, y, sample_weight=None):
         """Accuracy (weighted by ``sample_weight`` if given)."""
@@ -449,13 +576,13 @@ class SMEMRegressor(RegressorMixin, _SMEMBase):
     def __init__(self, *, loss="squared", penalty="l2", alpha=1e-4, l1_ratio=None, fit_intercept=True,
                  acceleration="nesterov-restart", tol=1e-8, max_iter=1000, persist="auto",
                  split_every=8, verbose=0, loss_params=None, penalty_params=None,
-                 penalty_solver=None, curvature="auto", max_time=None):
+                 penalty_solver=None, curvature="auto", max_time=None, categorical_drop=None):
         super().__init__(
             loss=loss, penalty=penalty, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept,
             acceleration=acceleration, tol=tol, max_iter=max_iter, persist=persist,
             split_every=split_every, verbose=verbose, loss_params=loss_params,
             penalty_params=penalty_params, penalty_solver=penalty_solver, curvature=curvature,
-            max_time=max_time,
+            max_time=max_time, categorical_drop=categorical_drop,
         )
 
     def __sklearn_tags__(self):
@@ -470,10 +597,10 @@ class SMEMRegressor(RegressorMixin, _SMEMBase):
     def _encode_y(self, y, loss):
         return encode_real(y, loss), loss
 
-    def predict(self, X):
-        """The predicted mean (the inverse link of η)."""
-        X = self._predict_input(X)
-        return _engine.linear_predictor(X, self.coef_, self.intercept_, self.loss_.inverse_link)
+    def predict(self, X, offset=None):
+        """The predicted mean (the inverse link of η = Xβ + b + ``offset``, as given to fit: with a
+        log-exposure offset, the expected count for that exposure)."""
+        return self._linear(self._predict_input(X), offset, self.loss_.inverse_link)
 
     def score(self, X, y, sample_weight=None):
         """Coefficient of determination R² (weighted by ``sample_weight`` if given)."""
@@ -484,6 +611,14 @@ class SMEMRegressor(RegressorMixin, _SMEMBase):
         resid = (y - self.predict(X)) ** 2
         ybar = _weighted_mean(y, s)
         return 1.0 - _weighted_mean(resid, s) / _weighted_mean((y - ybar) ** 2, s)
+
+
+def check_offset_applies(loss: Loss) -> None:
+    """An offset enters η of the smooth losses of one linear predictor."""
+    if not loss.smooth or getattr(loss, "multiclass", False):
+        raise ValueError(f"an offset does not apply to the {loss.name} loss: offsets are for the smooth "
+                         "losses of one linear predictor (logistic, squared, huber, student_t, poisson, "
+                         "negbin)")
 
 
 def _weighted_mean(v, s) -> float:

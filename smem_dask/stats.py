@@ -18,6 +18,7 @@ What a pass is asked and returns (``Request``, ``BlockStats``, their packing) li
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 from scipy.linalg import blas
 
 from .blockstats import (
@@ -68,6 +69,7 @@ def block_stats_many(
     fit_intercept: bool,
     threads: bool = False,
     folds: np.ndarray | None = None,
+    offset: np.ndarray | None = None,
 ) -> list[BlockStats]:
     """Statistics of one row block for each request: the fused per-block work of one EM pass.
 
@@ -91,11 +93,15 @@ def block_stats_many(
     as every other request. A held-out system's Gram is formed from its fold's rows alone (1/K of
     the work of a full Gram).
     """
+    if offset is not None and (not loss.smooth or getattr(loss, "multiclass", False)):
+        raise ValueError(f"an offset does not apply to the {loss.name} loss (offsets are for the smooth "
+                         "losses of one linear predictor)")
     with np.errstate(all="ignore"):
         if any(r.classes > 1 for r in requests):
             return _block_stats_multinomial(X, y, sample_weight, loss, requests, fit_intercept, threads,
                                             folds)
-        return _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, threads, folds)
+        return _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, threads, folds,
+                                 offset)
 
 
 def _block_stats_multinomial(X, y, sample_weight, loss, requests, fit_intercept, threads,
@@ -235,10 +241,17 @@ def _bordered(acc, b: int, p: int, q: int, threads: bool) -> np.ndarray:
     return out
 
 
-def _tiles(X, tile_rows: int):
+def _tiles(X, tile_rows: int, dense: bool = True):
     """(rows, X[rows]) for consecutive tiles of ``tile_rows`` rows, as float64: a float32 block is
-    converted tile by tile into one buffer made once."""
+    converted tile by tile into one buffer made once. A sparse (CSR) block gives CSR tiles, or dense
+    ones with ``dense`` (made tile by tile: the block is never dense whole)."""
     n_rows, p = X.shape
+    if sparse.issparse(X):
+        for start in range(0, n_rows, tile_rows):
+            rows = slice(start, start + tile_rows)
+            Xt = X[rows]
+            yield rows, (Xt.toarray() if dense else Xt)
+        return
     buffer = None if X.dtype == np.float64 else np.empty((min(tile_rows, n_rows), p))
     for start in range(0, n_rows, tile_rows):
         rows = slice(start, start + tile_rows)
@@ -252,8 +265,11 @@ def _tiles(X, tile_rows: int):
 
 def _block_inputs(X, y, sample_weight, fit_intercept):
     """A block's X (float32 kept, other kinds as float64), y and weights as float64 vectors, and
-    its sizes: (X, y, s, n_rows, p, q)."""
-    X = np.asarray(X)
+    its sizes: (X, y, s, n_rows, p, q). A scipy sparse block becomes CSR, float64."""
+    if sparse.issparse(X):
+        X = sparse.csr_matrix(X, dtype=np.float64)
+    else:
+        X = np.asarray(X)
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
     y = np.asarray(y, dtype=np.float64).ravel()
@@ -263,10 +279,20 @@ def _block_inputs(X, y, sample_weight, fit_intercept):
 
 
 def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, threads,
-                      folds=None) -> list[BlockStats]:
+                      folds=None, offset=None) -> list[BlockStats]:
     X, y, s, n_rows, p, q = _block_inputs(X, y, sample_weight, fit_intercept)
+    o = None if offset is None else np.asarray(offset, dtype=np.float64).ravel()
+    # a sparse block: every product with X is sparse, and each Gram is one sparse product per block
+    # (XᵀD X with the weights of all the block's rows, gathered over the tiles) — below
+    # SPARSE_MAX_DENSITY; a denser one is made dense tile by tile
+    is_sparse = sparse.issparse(X) and X.nnz <= SPARSE_MAX_DENSITY * n_rows * p
+    dense_tiles = not is_sparse
     W = float(n_rows) if s is None else float(s.sum())
     plan = _Plan(requests, p)
+    if plan.grouped:
+        if plan.selective:
+            raise ValueError("a pass sums either over folds or over groups, not both")
+        groups = _group_codes(folds, n_rows, max(r.groups for r in requests))
     sel = _Selections(requests, s, folds, n_rows) if plan.selective else None
 
     # accumulated over row tiles: every quantity is a sum over rows
@@ -276,8 +302,9 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
     col_sums = np.zeros(plan.n_columns)
     # dsyrk: upper triangle in place (Fortran order); numpy: the full matrix
     grams = [np.zeros((p, p), order="C" if threads else "F") if r.system else None for r in requests]
+    block_weights = [np.zeros(n_rows) if r.system and is_sparse else None for r in requests]
     extras = [np.zeros(r.extra_size(q)) for r in requests]
-    cert_sizes = [r.extra_size(q) - r.metrics_size for r in requests]  # the certificate part
+    cert_sizes = [r.certificate_size(q) for r in requests]  # the certificate part
     tile_rows = gram_tile_rows(p)
     # the tile's large temporaries live in buffers made once per block: a worker of a distributed
     # cluster runs with glibc's dynamic mmap threshold disabled (MALLOC_TRIM_THRESHOLD_ is set),
@@ -288,23 +315,30 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
     # 13107 × 4 tile: 0.2 ms row-major, 0.01 ms column-major; the kernel on 1e6 × 10: 0.088 s →
     # 0.065 s)
     buffer_rows = min(tile_rows, n_rows)
-    scaled = np.empty((buffer_rows, p))
+    scaled = None if is_sparse else np.empty((buffer_rows, p))
     n_points = plan.points.shape[1]
     eta_buffer = np.empty(buffer_rows * n_points)
     column_buffer = np.empty(buffer_rows * plan.n_columns)
     # one tile of X at a time: read from memory once, then every product below finds it in cache
-    for rows, Xt in _tiles(X, tile_rows):
+    for rows, Xt in _tiles(X, tile_rows, dense=dense_tiles):
         st = None if s is None else s[rows]
         m = Xt.shape[0]
-        eta = np.matmul(Xt, plan.points[:p], out=eta_buffer[: m * n_points].reshape((m, n_points),
-                                                                                  order="F"))
+        eta = eta_buffer[: m * n_points].reshape((m, n_points), order="F")
+        if is_sparse:
+            eta[...] = Xt @ plan.points[:p]
+        else:
+            np.matmul(Xt, plan.points[:p], out=eta)
         if fit_intercept:
             eta += plan.points[p]
+        ot = None
+        if o is not None:  # η = x̃ᵀβ + o at the points and expansion points; the steps X·Δβ have none
+            ot = o[rows]
+            eta[:, plan.offset_cols] += ot[:, None]
         if sel is None:
-            lr, ld, columns, weights = plan.columns(loss, y[rows], st, eta, column_buffer)
+            lr, ld, columns, weights = plan.columns(loss, y[rows], st, eta, column_buffer, ot)
         else:
             st = sel.weights[rows]  # (rows, selections): s on each selection's rows, else 0
-            lr, ld, columns, weights = plan.selected_columns(loss, y[rows], st, eta, column_buffer)
+            lr, ld, columns, weights = plan.selected_columns(loss, y[rows], st, eta, column_buffer, ot)
         loss_refs += lr
         loss_deltas += ld
         xt_cols += Xt.T @ columns
@@ -312,11 +346,16 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
         for i, sw in enumerate(weights):
             if sw is None:
                 continue
+            if is_sparse:
+                block_weights[i][rows] = sw
+                continue
             if sel is not None and sel.sparse[plan.keys[i]]:  # a held-out fold's rows only
                 on = np.flatnonzero(sw)
                 grams[i] = add_weighted_gram(grams[i], Xt[on], sw[on], scaled, threads)
             else:
                 grams[i] = add_weighted_gram(grams[i], Xt, sw, scaled, threads)
+        if is_sparse and (plan.certified or plan.grouped):
+            Xt = Xt.toarray()  # (one tile, dense, for the certificate's and the groups' sums)
         for i in plan.certified:
             if sel is None:
                 extras[i][: cert_sizes[i]] += tile_certificate(
@@ -326,11 +365,26 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
                 extras[i][: cert_sizes[i]] += tile_certificate(
                     requests[i], plan.offsets[i], loss, y[rows], st[:, key], eta, Xt, fit_intercept,
                     selected=None if sel.masks[key] is None else sel.masks[key][rows])
+        for i in plan.grouped:
+            # the score at point 0 (the ℓ' column already weighted), summed per group: a sparse
+            # (G × rows) matrix of the scores times the tile
+            d = columns[:, plan.score_cols[i]]
+            r = requests[i]
+            codes = groups[rows]
+            a = cert_sizes[i]
+            sums = extras[i][a: a + r.groups * q].reshape(r.groups, q)
+            by_group = sparse.csr_matrix((d, (codes, np.arange(m))), shape=(r.groups, m))
+            sums[:, :p] += by_group @ Xt
+            if fit_intercept:
+                sums[:, p] += np.bincount(codes, weights=d, minlength=r.groups)
         for i in plan.measured:
             ws = (st if sel is None else st[:, plan.keys[i]])
             extras[i][cert_sizes[i]:] += _tile_metrics(loss, y[rows], ws, eta, plan.offsets[i],
                                                             requests[i].k)
 
+    for i, w in enumerate(block_weights):
+        if w is not None:  # XᵀDX, full (both triangles)
+            grams[i] = np.asarray((X.T @ X.multiply(w[:, None]).tocsr()).toarray())
     out, c, d = [], 0, 0
     for i, r in enumerate(requests):
         k = r.k
@@ -346,7 +400,7 @@ def _block_stats_many(X, y, sample_weight, loss, requests, fit_intercept, thread
         rhs = np.zeros(q)
         if r.system:
             g = grams[i]
-            gram[:p, :p] = g if threads else np.triu(g) + np.triu(g, 1).T
+            gram[:p, :p] = g if threads or is_sparse else np.triu(g) + np.triu(g, 1).T
             if fit_intercept:
                 gram[:p, p] = gram[p, :p] = xt_cols[:, c]
                 gram[p, p] = col_sums[c]
@@ -450,7 +504,14 @@ class _Plan:
         # run of consecutive columns (the one request of a fit's pass), else a copy
         self.take = {name: _run_or_indices(getattr(self, name))
                      for name in ("starts", "ref_cols", "steps", "evals")}
-        self.certified = [i for i, r in enumerate(requests) if r.extra_size(1) - r.metrics_size]
+        self.offset_cols = _run_or_indices(np.setdiff1d(np.arange(self.points.shape[1]), self.steps))
+        # where each request's ℓ' column at point 0 sits among the columns multiplied by Xᵀ
+        self.score_cols, c = [], 0
+        for r, shared in zip(requests, self.at_point, strict=True):
+            self.score_cols.append(None if r.reference_known else c)
+            c += r.k - int(r.reference_known) + (0 if not r.system else 1 if shared else 2)
+        self.certified = [i for i, r in enumerate(requests) if r.certificate_size(1)]
+        self.grouped = [i for i, r in enumerate(requests) if r.groups]
         self.measured = [i for i, r in enumerate(requests) if r.metrics]
         # requests that sum over a fold's rows: the pass then weighs each request's rows itself
         self.selective = any(r.fold is not None for r in requests)
@@ -463,7 +524,7 @@ class _Plan:
             self.key_evals = np.concatenate([np.full(r.k - int(r.reference_known), key)
                                              for r, key in zip(requests, self.keys, strict=True)])
 
-    def columns(self, loss, y, s, eta, out):
+    def columns(self, loss, y, s, eta, out, offset=None):
         """On one tile: the weighted loss sums at each request's point 0, the loss changes at its
         points j ≥ 1, the columns to multiply by Xᵀ (s·ℓ' at every point, and s·ω, s·u for each
         system; written in ``out``, a flat buffer of at least the tile's rows × ``n_columns``) and
@@ -479,10 +540,10 @@ class _Plan:
         else:
             loss_refs[self.valued], loss_deltas = s @ value, s @ change
             dl *= s[:, None]
-        columns, weights = self._assemble(loss, y, eta, dl, lambda i: s, out)
+        columns, weights = self._assemble(loss, y, eta, dl, lambda i: s, out, offset)
         return loss_refs, loss_deltas, columns, weights
 
-    def selected_columns(self, loss, y, S, eta, out):
+    def selected_columns(self, loss, y, S, eta, out, offset=None):
         """:meth:`columns` when requests sum over different rows: ``S`` (rows, selections) holds
         each selection's weights, request i's in column ``keys[i]``."""
         yc = y[:, None]
@@ -494,10 +555,10 @@ class _Plan:
         loss_refs[self.valued] = np.einsum("ij,ij->j", S[:, self.key_valued], value)
         loss_deltas = np.einsum("ij,ij->j", S[:, self.key_refs], change)
         dl *= S[:, self.key_evals]
-        columns, weights = self._assemble(loss, y, eta, dl, lambda i: S[:, self.keys[i]], out)
+        columns, weights = self._assemble(loss, y, eta, dl, lambda i: S[:, self.keys[i]], out, offset)
         return loss_refs, loss_deltas, columns, weights
 
-    def _assemble(self, loss, y, eta, dl, weight_of, out):
+    def _assemble(self, loss, y, eta, dl, weight_of, out, offset=None):
         """The columns to multiply by Xᵀ (each request's weighted ℓ' columns, then s·ω, s·u of its
         system), written in the flat buffer ``out``, and each system's weights s·ω, with
         ``weight_of(i)`` request i's row weights (None: all ones)."""
@@ -521,9 +582,20 @@ class _Plan:
                     sw = columns[:, c]
                     np.multiply(omega, 1.0 if w is None else w, out=sw)
                     c += 1
+                elif r.scores:  # (s ℓ')², and a zero right-hand side
+                    sd = loss.derivative(y, eta_x)
+                    if w is not None:
+                        sd *= w
+                    sw = columns[:, c]
+                    np.multiply(sd, sd, out=sw)
+                    columns[:, c + 1] = 0.0
+                    c += 2
                 else:
                     omega, u = self._e_step(loss, r, y, eta_x)
                     sw, su = (omega, u) if w is None else (w * omega, w * u)
+                    if offset is not None:
+                        # the quadratic ½ω(x̃ᵀβ + o)² − u(x̃ᵀβ + o) in β: its linear term is u − ωo
+                        su = su - sw * offset
                     columns[:, c] = sw
                     columns[:, c + 1] = su
                     c += 2
@@ -542,6 +614,18 @@ class _Plan:
         return np.full(eta_x.shape[0], float(r.curvature)), r.curvature * eta_x - loss.derivative(y, eta_x)
 
 
+def _group_codes(labels, n_rows: int, n_groups: int) -> np.ndarray:
+    """The pass's row labels as group codes 0 … n_groups − 1 (refused otherwise)."""
+    if labels is None:
+        raise ValueError("a request sums over groups, but the pass has no row labels")
+    codes = np.asarray(labels).ravel()
+    if codes.shape != (n_rows,) or codes.dtype.kind not in "iu":
+        raise ValueError(f"group codes must be {n_rows} integers, got {codes.dtype} of shape {codes.shape}")
+    if codes.size and (codes.min() < 0 or codes.max() >= n_groups):
+        raise ValueError(f"group codes must lie in 0 … {n_groups - 1}, got {codes.min()} … {codes.max()}")
+    return codes.astype(np.intp, copy=False)
+
+
 def _run_or_indices(index: np.ndarray):
     """``index`` (increasing column numbers) as a slice when it is a run of consecutive numbers —
     indexing with it is then a view of the same memory layout as the copy the numbers would give
@@ -551,6 +635,11 @@ def _run_or_indices(index: np.ndarray):
         return slice(start, start + index.size)
     return index
 
+
+#: a sparse block denser than this is made dense tile by tile for the kernel: measured
+#: (``python -m benchmarks sparse``, 2e5 × 100, one thread; benchmarks/results/sparse.md) the
+#: sparse kernel took 0.38× the dense one's time at density 0.01, 0.63× at 0.03 and 2.6× at 0.1
+SPARSE_MAX_DENSITY = 0.05
 
 #: bytes of X per row tile of the kernel: a tile is read from memory once and stays in cache (2 MiB of
 #: L2 per core here) for its product with the points, its product with the gradient columns and the

@@ -16,17 +16,32 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
 from . import arrays as _arrays
+from .frames import is_frame, learn_encoding, needs_encoding
 from .losses import Loss
 
 #: dtypes X is fitted in without a copy (float32 is accumulated in float64 by the kernel)
 _X_DTYPES = [np.float64, np.float32]
+#: scipy sparse formats taken as they are (others become CSR): the kernel's products and Grams are
+#: sparse (see smem_dask.stats)
+_SPARSE = ["csr", "csc"]
 
 
 def validate_X(est, X, *, reset: bool):
     """X as a numpy array (checked by scikit-learn) or a lazy dask array (zarr arrays, dask
     DataFrames and dask-backed xarray DataArrays become one; shape and feature names checked
     without reading it: a DataFrame's column names are checked on its empty ``_meta``). ``reset``:
-    at fit."""
+    at fit. A pandas or dask DataFrame with categorical or text columns is one-hot encoded
+    (:mod:`smem_dask.frames`): the encoding is learned at fit (``est.encoding_``) and applied at
+    predict, where the frame's columns may come in another order."""
+    if reset and hasattr(est, "encoding_"):
+        del est.encoding_  # of an earlier fit
+    encoding = getattr(est, "encoding_", None)
+    if is_frame(X) and (encoding is not None or (reset and needs_encoding(X))):
+        return _encoded(est, X, reset)
+    if encoding is not None:
+        encoded = [repr(c) for c, lv in zip(encoding.columns, encoding.levels, strict=True) if lv is not None]
+        raise ValueError(f"this {type(est).__name__} was fitted on a DataFrame with encoded columns "
+                         f"({', '.join(encoded)}); pass a DataFrame with those columns")
     if _arrays.is_xarray(X):
         X = _arrays.as_array(X, "X")  # its data: a dask array stays lazy
     if _arrays.is_lazy_input(X):
@@ -46,13 +61,14 @@ def validate_X(est, X, *, reset: bool):
     if getattr(getattr(X, "dtype", None), "kind", None) in ("U", "S"):
         raise ValueError(f"X must hold real numbers, got dtype {X.dtype}")
     if not reset:
-        return validate_data(est, X, reset=False, dtype=_X_DTYPES)
+        return validate_data(est, X, reset=False, dtype=_X_DTYPES, accept_sparse=_SPARSE)
     if getattr(X, "ndim", None) == 1:
         raise ValueError(f"X must be 2-dimensional (n_samples, n_features), got shape {X.shape}; "
                          "reshape a single feature with X.reshape(-1, 1)")
     try:
         # non-finite values are counted (with their number) by the engine's first pass
-        return validate_data(est, X, reset=True, dtype=_X_DTYPES, ensure_all_finite=False)
+        return validate_data(est, X, reset=True, dtype=_X_DTYPES, ensure_all_finite=False,
+                             accept_sparse=_SPARSE)
     except ValueError as exc:
         if "could not convert" in str(exc) or "argument must be a string" in str(exc):
             raise ValueError(f"X must hold real numbers: {exc}") from exc
@@ -69,6 +85,20 @@ def validate_fit_data(est, X, y, sample_weight):
     s = None if sample_weight is None else as_weight(sample_weight, y)
     _arrays.check_shapes(X, y, s)
     return X, y, s
+
+
+def _encoded(est, X, reset: bool):
+    """A DataFrame with encoded columns as X (numpy or lazy dask), its names checked as scikit-learn
+    checks them (after putting its columns in the fitted order at predict)."""
+    if not reset:
+        names = [str(c) for c in est.encoding_.columns]
+        if sorted(map(str, X.columns)) == sorted(names) and list(map(str, X.columns)) != names:
+            X = X[list(est.encoding_.columns)]
+    meta = _arrays.frame_meta(X)
+    validate_data(est, X if meta is None else meta, skip_check_array=True, reset=reset)
+    if reset:
+        est.encoding_ = learn_encoding(X, getattr(est, "categorical_drop", None))
+    return est.encoding_.transform(X)
 
 
 def check_flags(fit_intercept, persist) -> None:
@@ -105,6 +135,23 @@ def as_weight(sample_weight, y):
     if s.ndim == 0:
         return np.full(y.shape[0], float(s))
     return s
+
+
+def as_offset(offset, n_rows: int):
+    """An offset (a known term of each row's linear predictor, e.g. log exposure) as a numpy or dask
+    float64 array of shape (n_rows,), finite (a dask offset is checked by one read of it alone)."""
+    if offset is None:
+        return None
+    o = _arrays.as_array(offset, "offset")
+    if o.ndim != 1 or o.shape[0] != n_rows:
+        raise ValueError(f"offset must hold one value per row: shape ({n_rows},), got {tuple(o.shape)}")
+    if o.dtype.kind not in "biuf":
+        raise ValueError(f"offset must hold real numbers, got dtype {o.dtype}")
+    o = o.astype(np.float64)
+    (n_bad,) = _arrays.compute((~np.isfinite(o)).sum())
+    if n_bad:
+        raise ValueError(f"offset contains {int(n_bad)} NaN or infinite values")
+    return o
 
 
 def check_no_missing(y) -> None:

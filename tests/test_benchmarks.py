@@ -283,3 +283,19 @@ def test_multinomial_benchmark_quick(tmp_path):
     newton = [int(rows[n][1]) for n in rows if n.startswith("SM-EM newton")]
     assert max(newton) <= 8 and int(rows["SM-EM fixed (numpy)"][1]) > max(newton)
     assert len(set(newton)) == 1  # the same iterates on every engine
+
+
+def test_sparse_benchmark_quick(tmp_path):
+    """The sparse benchmark's --quick run: the CSR and dense kernels give the same Gram (1e-12
+    relative) at every density, and the 1% fits the same coefficients (1e-10)."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "sparse", "--quick", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "sparse.md").read_text()
+    assert "- command: `python -m benchmarks sparse --quick" in text and "- machine: " in text
+    rows = _table(text)
+    assert [float(r[0]) for r in rows] == [0.01, 0.1, 0.5]
+    assert all(float(r[7]) <= 1e-12 for r in rows)
+    assert "Crossover:" in text
+    largest = re.search(r"largest coefficient difference ([0-9.e+-]+)", text).group(1).rstrip(".")
+    assert float(largest) <= 1e-10

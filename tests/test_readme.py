@@ -38,3 +38,24 @@ def test_readme_sklearn_example_runs(tmp_path):
     exec(compile(code.replace("print(", "("), "readme", "exec"), namespace)  # the same search in-process
     search = namespace["search"]
     assert proc.stdout.strip() == f"{search.best_params_} {round(search.best_score_, 4)}"
+
+
+def test_readme_standard_errors_example_runs(tmp_path):
+    """The standard-errors example prints the table shown under it (Stata's numbers for Spector)."""
+    _, proc = _run_example("Standard errors", tmp_path)
+    shown = re.search(r"## Standard errors\n.*?```python\n.*?```\n\n```\n(.*?)```", README.read_text(),
+                      re.S).group(1)
+    assert proc.stdout.startswith(shown), proc.stdout
+
+
+def test_readme_offsets_example_runs(tmp_path):
+    _, proc = _run_example("Offsets", tmp_path)
+    assert proc.stdout.split() == ["True", "True"], proc.stdout
+
+
+def test_readme_tabular_data_example_runs(tmp_path):
+    _, proc = _run_example("Tabular data", tmp_path)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == ("['age', 'region[east]', 'region[north]', 'region[south]', 'region[west]', "
+                        "'plan[basic]', 'plan[plus]']")
+    assert lines[1] == "True"
