@@ -346,10 +346,7 @@ class _SMEMBase(BaseEstimator):
             raise ValueError("the fit did not converge: its coefficients are not the optimum the standard "
                              "errors describe; refit with a larger max_iter or max_time")
         check_cov_type(cov_type, None if clusters is None else 0, sample_weight is not None)
-        X = validate_X(self, X, reset=False)
-        y = as_target(y)
-        s = None if sample_weight is None else as_weight(sample_weight, y)
-        _arrays.check_shapes(X, y, s)
+        X, y, s = validate_fit_data(self, X, y, sample_weight, reset=False)
         if s is not None:
             check_sample_weight(s)
         y = self._inference_target(y)

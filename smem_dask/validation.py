@@ -75,12 +75,12 @@ def validate_X(est, X, *, reset: bool):
         raise
 
 
-def validate_fit_data(est, X, y, sample_weight):
+def validate_fit_data(est, X, y, sample_weight, reset: bool = True):
     """X, y and the sample weights of a fit, checked and as arrays (the estimator ``est`` records X's
-    features)."""
+    features; with ``reset=False`` X is checked against the fitted ones, as at predict)."""
     if y is None:
         raise ValueError(f"{type(est).__name__} requires y to be passed, but the target y is None")
-    X = validate_X(est, X, reset=True)
+    X = validate_X(est, X, reset=reset)
     y = as_target(y)
     s = None if sample_weight is None else as_weight(sample_weight, y)
     _arrays.check_shapes(X, y, s)
