@@ -204,15 +204,15 @@ def _load_data(args, target: bool = True):
     """X, y, sample weights, offset and cluster labels as the options name them (None when not
     named; y None without ``target``): arrays of a zarr store, or columns of a parquet dataset read
     lazily with dask (categorical and text columns are one-hot encoded by the estimator)."""
-    named = {"y": getattr(args, "y", None) if target else None, "weights": getattr(args, "weights", None),
-             "offset": args.offset, "clusters": getattr(args, "clusters", None)}
+    named = {"y": (getattr(args, "y", None) or "y") if target else None,
+             "weights": getattr(args, "weights", None), "offset": args.offset,
+             "clusters": getattr(args, "clusters", None)}
     if not _is_parquet(args.data):
         from .data import open_arrays
 
         if args.categorical:
             raise ValueError("--categorical applies to parquet data; a zarr store's X holds numbers")
-        wanted = {"X": args.x or "X", **{k: (v or "y") if k == "y" else v for k, v in named.items()
-                                         if v or (k == "y" and target)}}
+        wanted = {"X": args.x or "X", **{k: v for k, v in named.items() if v}}
         arrays = dict(zip(wanted, open_arrays(args.data, *wanted.values()), strict=True))
         return tuple(arrays.get(k) for k in ("X", "y", "weights", "offset", "clusters"))
     import dask.dataframe as dd
@@ -222,8 +222,6 @@ def _load_data(args, target: bool = True):
         frame = dd.read_parquet(path)
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read the parquet data {args.data}: {exc}") from exc
-    if target and not named["y"]:
-        named["y"] = "y"
     others = [v for v in named.values() if v]
     features = _names(args.x) or [c for c in frame.columns if c not in others]
     missing = [c for c in features + others + _names(args.categorical) if c not in frame.columns]

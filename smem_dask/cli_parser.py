@@ -6,7 +6,7 @@ import argparse
 
 from .losses import LOSSES
 from .penalties import PENALTIES
-from .settings import ACCELERATIONS, CURVATURES, PENALTY_SOLVERS, SCORINGS, SELECTIONS
+from .settings import ACCELERATIONS, COV_TYPES, CURVATURES, PENALTY_SOLVERS, SCORINGS, SELECTIONS
 
 __all__ = ["build_parser", "parse_params"]
 
@@ -162,7 +162,7 @@ def _add_fit(sub) -> None:
     fit.add_argument("--drop-first", action="store_true",
                      help="encoded columns: no indicator for each column's first level (reference "
                           "coding; needed for --summary with an intercept)")
-    fit.add_argument("--cov-type", choices=("nonrobust", "HC0", "HC1", "cluster"), default="nonrobust",
+    fit.add_argument("--cov-type", choices=COV_TYPES, default="nonrobust",
                      help="the covariance of --summary")
     fit.add_argument("--clusters", metavar="NAME", help="the array / column of cluster labels "
                                                         "(--cov-type cluster)")

@@ -331,7 +331,7 @@ class _SMEMBase(BaseEstimator):
         from .inference import check_cov_type, check_loss, coefficient_covariance
 
         check_is_fitted(self, "coef_")
-        if self._multinomial_fit():
+        if self._multiclass():
             raise ValueError("standard errors of a multinomial fit are not available yet")
         check_loss(self.loss_)
         alpha = getattr(self, "alpha_", getattr(self, "alpha", None))  # (a CV estimator's: the selected α)
@@ -357,7 +357,8 @@ class _SMEMBase(BaseEstimator):
         return coefficient_covariance(eng, self.loss_, self._beta(), bool(self.fit_intercept), cov_type,
                                       n_groups)
 
-    def _multinomial_fit(self) -> bool:
+    def _multiclass(self) -> bool:
+        """The fit is multinomial (more than two classes, or ``loss="multinomial"``)."""
         return getattr(self.loss_, "multiclass", False)
 
     def _inference_target(self, y):
@@ -372,10 +373,10 @@ class _SMEMBase(BaseEstimator):
 
     def _linear(self, X, offset=None, transform=None, dtype=np.float64, ndim=None):
         """``transform(Xβ + b + offset)`` for checked X (numpy, or lazy dask for lazy X)."""
-        coef = self.coef_.T if self._multinomial_fit() else self.coef_
+        coef = self.coef_.T if self._multiclass() else self.coef_
         if offset is None:
             return _engine.linear_predictor(X, coef, self.intercept_, transform, dtype=dtype, ndim=ndim)
-        if self._multinomial_fit():
+        if self._multiclass():
             raise ValueError("an offset does not apply to a multinomial fit")
         offset = as_offset(offset, X.shape[0])
         return _engine.with_offset(_engine.linear_predictor(X, coef, self.intercept_), offset, transform,
@@ -501,9 +502,6 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
         if s is not None:
             check_class_totals(self.classes_, labels, s)
         return s
-
-    def _multiclass(self) -> bool:
-        return getattr(self.loss_, "multiclass", False)
 
     def _inference_target(self, y):
         classes = class_labels(y)

@@ -35,10 +35,10 @@ from scipy import stats
 
 from .blockstats import Request, group_sums
 from .losses import Loss
+from .settings import COV_TYPES
 
 __all__ = ["COV_TYPES", "SUPPORTED_LOSSES", "Covariance", "coefficient_covariance", "z_table"]
 
-COV_TYPES = ("nonrobust", "HC0", "HC1", "cluster")
 #: losses whose Hessian is the information the standard errors are defined by (canonical links)
 SUPPORTED_LOSSES = ("logistic", "poisson", "squared")
 
