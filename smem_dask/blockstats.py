@@ -39,6 +39,9 @@ class Request:
     hessian : bool — the system is the loss's second-order expansion at ``expand`` instead of its
         E-step: ω = ℓ''(η̃), u = ω·η̃ − ℓ'(η̃) (losses with ``has_hessian``; the Newton mode). Not a
         majorizer: its step must be checked by the objective.
+    expected : bool — with ``hessian``: the expected information weight E[ℓ''] at η̃
+        (``Loss.expected_hessian``, free of y) instead of the observed ℓ''(η̃). The two are the same
+        for the canonical links; standard errors of the negbin loss use the expected one.
     reference_known : bool — point 0 is only the reference of the loss changes (its loss and
         gradient are known to the caller from an earlier pass): they are not computed and come
         back as zeros, so ``loss[j]`` holds the change alone for j ≥ 1.
@@ -87,6 +90,7 @@ class Request:
     expand: np.ndarray | None = None
     curvature: float | None = None
     hessian: bool = False
+    expected: bool = False
     reference_known: bool = False
     dual_point: np.ndarray | None = None
     dual_width: float = 1.0
@@ -111,6 +115,9 @@ class Request:
         if self.hessian and self.curvature is not None:
             raise ValueError("a system is either the fixed bound's (curvature) or the Hessian's, not both")
         object.__setattr__(self, "classes", int(self.classes))
+        if self.expected and (not self.hessian or self.classes > 1):
+            raise ValueError("expected (the expected information weight) applies to a binary request's "
+                             "Hessian system only")
         if self.classes < 1 or self.coefs.shape[1] % self.classes:
             raise ValueError(f"coefs has {self.coefs.shape[1]} columns, not a multiple of classes="
                              f"{self.classes}")

@@ -34,9 +34,11 @@ def _estimator(loss: str, cross_validated: bool = False, **params):
     from .losses import LOSSES
 
     if cross_validated:
-        from .cv_estimators import SMEMClassifierCV as Classifier, SMEMRegressorCV as Regressor
+        from .cv_estimators import SMEMClassifierCV as Classifier
+        from .cv_estimators import SMEMRegressorCV as Regressor
     else:
-        from .estimators import SMEMClassifier as Classifier, SMEMRegressor as Regressor
+        from .estimators import SMEMClassifier as Classifier
+        from .estimators import SMEMRegressor as Regressor
     return (Classifier if LOSSES[loss].is_classifier else Regressor)(loss=loss, **params)
 
 
@@ -246,6 +248,11 @@ def _fit(args) -> int:
         raise ValueError("--summary reports standard errors of unpenalized fits: use --alpha 0 (a "
                          "penalized estimate is biased toward zero, which the usual standard errors do "
                          "not describe)")
+    if args.summary:  # before any read: a loss without standard errors is refused now, not after the fit
+        from .inference import check_loss
+        from .losses import get_loss
+
+        check_loss(get_loss(args.loss, **parse_params(args.loss_param, "loss")))
     X, y, s, offset, clusters = _load_data(args)
     est = _model_estimator(args)
     with _stop_on_signals(), scheduler(args):  # signals count from the start (connecting included)

@@ -275,11 +275,12 @@ class _SMEMBase(BaseEstimator):
         """The covariance of the fitted coefficients, (q, q) ordered as ``coef_`` then the intercept,
         from one pass over the data the estimator was fitted on (numpy, dask or zarr, as ``fit``).
 
-        ``cov_type``: "nonrobust" (the inverse Hessian; times the residual variance for the squared
-        loss), "HC0", "HC1" (White's sandwich, HC1 with n/(n − q)) or "cluster" (``clusters``: one
-        label per row; G/(G − 1)·(n − 1)/(n − q) small-sample factor) — statsmodels' GLM conventions,
-        see :mod:`smem_dask.inference`. For the logistic, Poisson and squared losses, unpenalized
-        fits (``alpha=0``) only: the usual standard errors do not describe a penalized estimate.
+        ``cov_type``: "nonrobust" (the inverse information — the Hessian, the expected one for
+        negbin — times the residual variance for the squared loss), "HC0", "HC1" (White's sandwich,
+        HC1 with n/(n − q)) or "cluster" (``clusters``: one label per row; G/(G − 1)·(n − 1)/(n − q)
+        small-sample factor) — statsmodels' GLM conventions, see :mod:`smem_dask.inference`. For the
+        logistic, Poisson, negbin and squared losses, unpenalized fits (``alpha=0``) only: the usual
+        standard errors do not describe a penalized estimate.
         ``sample_weight`` (as at fit) counts as frequency weights, with cov_type="nonrobust" only;
         ``offset`` as at fit.
         Refused with the reason: another loss, a penalized or unconverged fit, class weights, a

@@ -2,8 +2,14 @@
 
 At the optimum β̂ of F(β) = Σ s ℓ(y, x̃ᵀβ) (α = 0) the pass sums, in one read of X:
 
-* the Hessian H = Σ s ℓ''(η) x̃x̃ᵀ (the Newton mode's Gram; the Fisher information for the canonical
-  links of the logistic and Poisson losses, where observed and expected information agree),
+* the information H = Σ s ℓ''(η) x̃x̃ᵀ (the Newton mode's Gram; the Fisher information for the
+  canonical links of the logistic and Poisson losses, where observed and expected information
+  agree). For the negative binomial (log link, a known shape h — not its canonical link) the
+  nonrobust covariance's H is the expected information Σ s·μ/(1 + μ/h)·x̃x̃ᵀ, μ = h·e^η, as in the
+  iteratively reweighted least squares of R's ``glm.nb`` and statsmodels'
+  ``GLM(family=NegativeBinomial(alpha=1/h))``; the robust ones' bread is the observed Hessian
+  Σ s (y + h) σ(η)(1 − σ(η)) x̃x̃ᵀ (it estimates E[−∂²ℓ] whether or not the model holds, the reason
+  to ask for them; statsmodels' choice too),
 * for the robust covariances, the scores' outer products M = Σ (s ℓ'(η))² x̃x̃ᵀ (HC0, HC1), or each
   cluster's score sum S_g = Σ_{i∈g} s ℓ'(η_i) x̃_i (cluster), and
 * the gradient there (its size is reported: it is ≈ 0 at a converged fit).
@@ -11,7 +17,7 @@ At the optimum β̂ of F(β) = Σ s ℓ(y, x̃ᵀβ) (α = 0) the pass sums, in 
 Then, with n rows, q coefficients (the intercept included) and G clusters:
 
 =============  ===========================================================================
-nonrobust      φ H⁻¹ — φ = 1 (logistic, Poisson), φ = Σ s r² / (Σ s − q) (squared loss)
+nonrobust      φ H⁻¹ — φ = 1 (logistic, Poisson, negbin), φ = Σ s r² / (Σ s − q) (squared loss)
 HC0            H⁻¹ M H⁻¹ (White's sandwich)
 HC1            n / (n − q) · HC0
 cluster        G/(G − 1) · (n − 1)/(n − q) · H⁻¹ (Σ_g S_g S_gᵀ) H⁻¹
@@ -39,8 +45,10 @@ from .settings import COV_TYPES
 
 __all__ = ["COV_TYPES", "SUPPORTED_LOSSES", "Covariance", "coefficient_covariance", "z_table"]
 
-#: losses whose Hessian is the information the standard errors are defined by (canonical links)
-SUPPORTED_LOSSES = ("logistic", "poisson", "squared")
+#: losses with standard errors: the canonical links (Hessian = information) and the negative binomial
+SUPPORTED_LOSSES = ("logistic", "poisson", "squared", "negbin")
+#: those whose information is the expected one, E[ℓ''] (``Loss.expected_hessian``), not ℓ'' at y
+EXPECTED_INFORMATION = ("negbin",)
 
 
 @dataclass(frozen=True)
@@ -76,8 +84,8 @@ def check_loss(loss: Loss) -> None:
     """Refuse a loss whose standard errors are not defined here."""
     if loss.name not in SUPPORTED_LOSSES:
         raise ValueError(f"standard errors are available for the {', '.join(SUPPORTED_LOSSES)} losses, not "
-                         f"{loss.name!r} (its Hessian is not the information of a likelihood with a "
-                         "canonical link, or it has none)")
+                         f"{loss.name!r} (not the likelihood of a generalized linear model, or a "
+                         "non-smooth loss)")
 
 
 def coefficient_covariance(engine, loss: Loss, beta: np.ndarray, fit_intercept: bool,
@@ -92,7 +100,10 @@ def coefficient_covariance(engine, loss: Loss, beta: np.ndarray, fit_intercept: 
     check_cov_type(cov_type, n_groups, engine.sample_weight is not None)
     beta = np.asarray(beta, dtype=np.float64).ravel()
     q = beta.size
-    requests = [Request(beta, beta.copy(), hessian=True)]
+    # the nonrobust covariance is the inverse of the model's information; a sandwich's bread is the
+    # observed Hessian, which estimates E[−∂²ℓ] under the data's own distribution, the model's or not
+    expected = loss.name in EXPECTED_INFORMATION and cov_type == "nonrobust"
+    requests = [Request(beta, beta.copy(), hessian=True, expected=expected)]
     if cov_type in ("HC0", "HC1"):
         requests.append(Request(beta, beta.copy(), scores=True))
     elif cov_type == "cluster":

@@ -101,6 +101,12 @@ class Loss(abc.ABC):
         """Elementwise ∂²ℓ/∂η² ≥ 0 (losses with ``has_hessian``): the Newton weight."""
         raise NotImplementedError(f"the {self.name} loss has no Newton weight")
 
+    def expected_hessian(self, eta: np.ndarray) -> np.ndarray:
+        """E[∂²ℓ/∂η²] over y given η under the loss's own model: the Fisher information weight, which
+        standard errors use. It equals :meth:`hessian` wherever η is the canonical parameter (the
+        logistic, Poisson and squared losses), so only the other likelihoods override it."""
+        raise NotImplementedError(f"the {self.name} loss has no expected information weight here")
+
     def value_difference(self, y: np.ndarray, eta_ref: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """ℓ(y, η_ref + δ) − ℓ(y, η_ref), accurate for small δ (override with a stable formula).
 
@@ -413,6 +419,12 @@ class NegativeBinomial(Loss):
 
     def hessian(self, y, eta):
         return (y + self.h) * sigmoid_slope(eta)
+
+    def expected_hessian(self, eta):
+        """E[(y + h)] σ(η)(1 − σ(η)) with E[y] = h·e^η: h·σ(η) = μ/(1 + μ/h), the iteratively
+        reweighted least squares weight of the log-link negative binomial GLM (η is not its canonical
+        parameter, so this differs from the observed :meth:`hessian` away from E[y])."""
+        return self.h * sigmoid(eta)
 
     def inverse_link(self, eta):
         return self.h * np.exp(eta)

@@ -578,7 +578,7 @@ class _Plan:
                 w = weight_of(i)
                 eta_x = eta[:, self.expand_cols[i]]
                 if self.at_point[i]:  # ω alone; the right-hand side comes from the Gram
-                    omega = loss.hessian(y, eta_x)
+                    omega = loss.expected_hessian(eta_x) if r.expected else loss.hessian(y, eta_x)
                     sw = columns[:, c]
                     np.multiply(omega, 1.0 if w is None else w, out=sw)
                     c += 1
@@ -607,7 +607,7 @@ class _Plan:
         """The weights ω and working responses u of request r's system at its expansion point (the
         E-step's, the fixed bound's, or the Hessian's)."""
         if r.hessian:
-            h = loss.hessian(y, eta_x)
+            h = loss.expected_hessian(eta_x) if r.expected else loss.hessian(y, eta_x)
             return h, h * eta_x - loss.derivative(y, eta_x)
         if r.curvature is None:
             return loss.e_step(y, eta_x) if r.clamp is None else loss.e_step(y, eta_x, clamp=r.clamp)

@@ -302,7 +302,7 @@ def test_cv_prints_each_alpha_and_selects_as_the_estimator(cv_data, tmp_path):
         assert float(se) == pytest.approx(ref.cv_std_[k], rel=1e-2)
         assert int(nonzero) == ref.cv_result_.n_nonzero[k]
     summary = proc.stdout[proc.stdout.index("done:"):]
-    assert f"3-fold cross-validation of 8 alphas" in summary
+    assert "3-fold cross-validation of 8 alphas" in summary
     assert f"{ref.n_passes_} data passes" in summary and "read from the store" not in summary
     assert f"alpha_min {ref.alpha_min_:.4e}" in summary
     assert f"alpha_1se {ref.alpha_1se_:.4e}" in summary and "(chosen: --selection 1se)" in summary

@@ -109,6 +109,8 @@ def test_tabular_errors_are_one_line(tmp_path):
     assert proc.returncode == 2 and "has no columns ['nope']" in proc.stderr
     proc = run("fit", data, "--y", "claims", "--loss", "poisson", "--summary")
     assert proc.returncode == 2 and "use --alpha 0" in proc.stderr
+    proc = run("fit", data, "--y", "claims", "--loss", "huber", "--alpha", "0", "--summary")
+    assert proc.returncode == 2 and "not 'huber'" in proc.stderr and "done:" not in proc.stdout
     proc = run("fit", data, "--y", "claims", "--cov-type", "HC0")
     assert proc.returncode == 2 and "add --summary" in proc.stderr
     proc = run("predict", tmp_path / "missing.json", data, "--out", tmp_path / "p.npy")

@@ -34,19 +34,55 @@ def test_logit_standard_errors_equal_stata_on_spector():
     np.testing.assert_allclose(est.covariance_matrix(X, y), ref.cov_params, rtol=1e-6)
 
 
+def _r_glm_fit_poisson(X, y):
+    """R's ``glm.fit`` for the Poisson family, step by step: mustart = y + 0.1, then weighted least
+    squares on the working response until |dev − dev_old| / (|dev| + 0.1) < 1e-8. Returns the
+    coefficients and the point whose IRLS weights R's ``summary.glm`` takes its covariance from —
+    the iterate before the last solve (R keeps that solve's QR), not the returned coefficients."""
+    Xc = np.column_stack([X, np.ones(len(y))])
+
+    def deviance(mu):
+        return 2.0 * np.sum(np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / mu), 0.0) - (y - mu))
+
+    mu = y + 0.1
+    eta = np.log(mu)
+    weights_at, dev_old = None, deviance(mu)
+    for _ in range(25):
+        z = eta + (y - mu) / mu
+        w = np.sqrt(mu)
+        weights_at = eta
+        beta = np.linalg.lstsq(Xc * w[:, None], z * w, rcond=None)[0]
+        eta = Xc @ beta
+        mu = np.exp(eta)
+        dev = deviance(mu)
+        if abs(dev - dev_old) / (abs(dev) + 0.1) < 1e-8:
+            break
+        dev_old = dev
+    # the point with the linear predictor the last weights came from (Xc has full column rank)
+    return beta, np.linalg.lstsq(Xc, weights_at, rcond=None)[0]
+
+
 def test_poisson_standard_errors_equal_r_on_cpunish():
     from statsmodels.genmod.tests.results.results_glm import Cpunish
 
+    from smem_dask.engine import NumpyEngine
+    from smem_dask.inference import coefficient_covariance
+    from smem_dask.losses import Poisson
+
     X, y = _cpunish()
+    ref = Cpunish()
     est = SMEMRegressor(loss="poisson", alpha=0.0, tol=1e-12).fit(X, y)
     se = est.std_errors(X, y)
-    # R's values are printed to 7 digits and differ from the exact ones by up to 8.5e-6 relative:
-    # statsmodels' own GLM differs from them by as much (its test compares 4 decimals)
-    ref = np.asarray(Cpunish().bse)
-    np.testing.assert_allclose(se, ref, rtol=1e-5)
     glm = sm.GLM(y, sm.add_constant(X, prepend=False), family=sm.families.Poisson()).fit(tol=1e-13)
-    np.testing.assert_allclose(np.abs(glm.bse / ref - 1).max(), np.abs(se / ref - 1).max(), rtol=1e-6)
     np.testing.assert_allclose(se, glm.bse, rtol=1e-9)
+    # R prints its standard errors from the IRLS weights of its last iteration — one iterate before
+    # the coefficients it reports, 1.8e-6 to 8.5e-6 away from the exact ones at its optimum (which
+    # statsmodels and we give). The same formula at R's point gives R's numbers to their 7 digits.
+    beta_r, at_r = _r_glm_fit_poisson(X, y)  # (the intercept last, as statsmodels stores R's results)
+    np.testing.assert_allclose(beta_r, ref.params, rtol=1e-6)
+    assert np.abs(se / ref.bse - 1).max() > 1e-6  # our standard errors are not at R's point
+    cov = coefficient_covariance(NumpyEngine(X, y), Poisson(), at_r, True)
+    np.testing.assert_allclose(np.sqrt(np.diag(cov.matrix)), ref.bse, rtol=1e-6)
 
 
 def _problem(loss, n=3000, seed=0):
@@ -57,21 +93,33 @@ def _problem(loss, n=3000, seed=0):
         y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
     elif loss == "poisson":
         y = rng.poisson(np.exp(0.5 * eta)).astype(float)
+    elif loss == "negbin":  # shape H, mean H·e^η: NB(H, 1/(1 + e^η)) counts
+        y = rng.negative_binomial(H, 1.0 / (1.0 + np.exp(0.5 * eta))).astype(float)
     else:
         y = eta + rng.standard_t(3, n)  # heavy-tailed: robust and plain standard errors differ
     clusters = rng.integers(0, 40, n)
     return X, y, clusters
 
 
-def _family(loss):
-    return {"logistic": sm.families.Binomial(), "poisson": sm.families.Poisson(),
-            "squared": sm.families.Gaussian()}[loss]
+#: the negative binomial's shape in these tests
+H = 2.0
+
+
+def _glm(loss, y, Xc, **kwargs):
+    """statsmodels' GLM of the same model; the negative binomial's log link on the mean H·e^η is
+    statsmodels' NegativeBinomial(alpha=1/H) with the offset log H."""
+    if loss == "negbin":
+        return sm.GLM(y, Xc, family=sm.families.NegativeBinomial(alpha=1.0 / H),
+                      offset=np.full(len(y), np.log(H)), **kwargs)
+    family = {"logistic": sm.families.Binomial(), "poisson": sm.families.Poisson(),
+              "squared": sm.families.Gaussian()}[loss]
+    return sm.GLM(y, Xc, family=family, **kwargs)
 
 
 def _estimator(loss):
     if loss == "logistic":
         return SMEMClassifier(alpha=0.0, tol=1e-12)
-    return SMEMRegressor(loss=loss, alpha=0.0, tol=1e-12)
+    return SMEMRegressor(loss=loss, alpha=0.0, tol=1e-12, loss_params={"h": H} if loss == "negbin" else None)
 
 
 def _inputs(kind, X, y, clusters, tmp_path):
@@ -91,18 +139,22 @@ def _inputs(kind, X, y, clusters, tmp_path):
             da.from_zarr(str(tmp_path / "data.zarr"), component="g"))
 
 
-@pytest.mark.parametrize("loss", ["logistic", "poisson", "squared"])
+@pytest.mark.parametrize("loss", ["logistic", "poisson", "squared", "negbin"])
 @pytest.mark.parametrize("kind", ["numpy", "dask", "zarr"])
 def test_covariances_equal_statsmodels(loss, kind, tmp_path):
     X, y, clusters = _problem(loss)
     est = _estimator(loss).fit(X, y)
     Xc = sm.add_constant(X, prepend=False)
-    model = sm.GLM(y, Xc, family=_family(loss))
-    plain = model.fit(tol=1e-14)
+    model = _glm(loss, y, Xc)
+    # statsmodels' IRLS reports the covariance at the weights of its last iterate; restarted from its
+    # optimum, that iterate is the optimum (for the negative binomial, whose IRLS is Fisher scoring and
+    # converges linearly, a cold fit's last iterate is 1e-7 away)
+    start = model.fit(tol=1e-14).params
+    plain = model.fit(tol=1e-14, start_params=start)
     np.testing.assert_allclose(np.r_[est.coef_, est.intercept_], plain.params, rtol=1e-7, atol=1e-9)
     Xi, yi, gi = _inputs(kind, X, y, clusters, tmp_path)
-    hc0 = model.fit(cov_type="HC0", tol=1e-14)
-    clustered = model.fit(cov_type="cluster", cov_kwds={"groups": clusters}, tol=1e-14)
+    hc0 = model.fit(cov_type="HC0", tol=1e-14, start_params=start)
+    clustered = model.fit(cov_type="cluster", cov_kwds={"groups": clusters}, tol=1e-14, start_params=start)
     # HC1 = n/(n − q)·HC0 (statsmodels' GLM(cov_type="HC1") applies no factor; its OLS and
     # cov_white_simple(use_correction=True) do)
     hc1 = np.sqrt(np.diag(sw.cov_white_simple(hc0, use_correction=True)))
@@ -119,12 +171,12 @@ def test_covariances_equal_statsmodels(loss, kind, tmp_path):
         np.testing.assert_allclose(est.std_errors(X, y), sm.OLS(y, Xc).fit().bse, rtol=1e-8)
 
 
-@pytest.mark.parametrize("loss", ["logistic", "poisson", "squared"])
+@pytest.mark.parametrize("loss", ["logistic", "poisson", "squared", "negbin"])
 def test_weights_are_frequency_weights(loss):
     X, y, _ = _problem(loss, n=800, seed=3)
     s = np.random.default_rng(4).integers(1, 4, X.shape[0]).astype(float)
     est = _estimator(loss).fit(X, y, sample_weight=s)
-    ref = sm.GLM(y, sm.add_constant(X, prepend=False), family=_family(loss), freq_weights=s).fit(tol=1e-14)
+    ref = _glm(loss, y, sm.add_constant(X, prepend=False), freq_weights=s).fit(tol=1e-14)
     np.testing.assert_allclose(est.std_errors(X, y, s), ref.bse, rtol=1e-8)
     # the same as repeating each row s times
     rows = np.repeat(np.arange(X.shape[0]), s.astype(int))
@@ -153,6 +205,8 @@ def test_refusals_name_the_reason():
         SMEMClassifier(alpha=1e-3).fit(X, y).std_errors(X, y)
     with pytest.raises(ValueError, match="hinge"):
         SMEMClassifier(loss="hinge", alpha=0.0).fit(X, y).std_errors(X, y)
+    with pytest.raises(ValueError, match="huber"):
+        SMEMRegressor(loss="huber", alpha=0.0).fit(X, y).std_errors(X, y)
     with pytest.raises(ValueError, match="cov_type must be one of"):
         fitted.std_errors(X, y, cov_type="HC3")
     with pytest.raises(ValueError, match="needs clusters"):
@@ -181,3 +235,24 @@ def test_refusals_name_the_reason():
         collinear = SMEMClassifier(alpha=0.0, tol=1e-10, max_iter=500).fit(Xd, y)
     with pytest.raises(ValueError, match="Hessian at the fit is singular"):
         collinear.std_errors(Xd, y)
+
+
+def test_negbin_information_is_the_expected_one():
+    """The negative binomial's standard errors come from the expected information Σ h σ(η) x̃x̃ᵀ
+    (statsmodels' GLM and R's glm.nb), which on these data differs from the observed one Σ (y + h)
+    σ(η)(1 − σ(η)) x̃x̃ᵀ by more than the tolerance of the comparison with statsmodels."""
+    from smem_dask.blockstats import Request
+
+    X, y, _ = _problem("negbin", n=2000, seed=5)
+    est = _estimator("negbin").fit(X, y)
+    se = est.std_errors(X, y)
+    Xc = np.column_stack([X, np.ones(len(y))])
+    eta = Xc @ np.r_[est.coef_, est.intercept_]
+    sig = 1.0 / (1.0 + np.exp(-eta))
+    expected = np.sqrt(np.diag(np.linalg.inv(Xc.T @ ((H * sig)[:, None] * Xc))))
+    observed = np.sqrt(np.diag(np.linalg.inv(Xc.T @ (((y + H) * sig * (1 - sig))[:, None] * Xc))))
+    np.testing.assert_allclose(se, expected, rtol=1e-9)
+    assert np.abs(observed / expected - 1).max() > 1e-3
+    np.testing.assert_allclose(se, _glm("negbin", y, Xc).fit(tol=1e-14).bse, rtol=1e-8)
+    with pytest.raises(ValueError, match="Hessian system only"):
+        Request(np.zeros(3), np.zeros(3), expected=True)
