@@ -40,6 +40,7 @@ from .resources import (
     _plan_memory,
     check_gram_fits,
     gram_systems_that_fit,
+    has_sparse_blocks,
 )
 from .stats import BlockStats, Request, block_stats_many, pack_many, request_size, unpack_many
 
@@ -234,8 +235,18 @@ def _aligned(a):
     """``a`` itself, or an aligned copy when its data do not start on a multiple of the item size:
     blocks moved between workers arrive in buffers at any byte offset, and BLAS and numpy sum
     misaligned data in another order (measured: 1e-13 differences in the Gram; and slower). A copy
-    makes every pass bitwise identical wherever its blocks were computed."""
-    return a if a is None or a.flags.aligned else np.array(a)
+    makes every pass bitwise identical wherever its blocks were computed. A scipy sparse block (of a
+    dask array of sparse blocks) becomes CSR (CSC stays: the kernel takes both), its arrays
+    aligned likewise."""
+    if a is None:
+        return None
+    if scipy.sparse.issparse(a):
+        if a.format not in ("csr", "csc"):
+            a = a.tocsr()
+        if not all(v.flags.aligned for v in (a.data, a.indices, a.indptr)):
+            a = a.copy()
+        return a
+    return a if a.flags.aligned else np.array(a)
 
 
 def _pass_kernel(xb, yb, sb, fb=None, ob=None, block_index=None, *, loss, requests, fit_intercept,
@@ -338,7 +349,7 @@ class DaskEngine(_Engine):
         check_chunks_stored(X=X, y=y, sample_weight=s, folds=folds, offset=offset)
         self._zarr = _zarr_behind(X, y, s, folds, offset)
         self._source = (X, y, s, folds, offset)
-        persist = _plan_memory(X, y, s, persist)
+        persist = _plan_memory(X, y, s, persist, others=(folds, offset))
         # persisted at the first pass, not here (see _persist_pending): every check of the solver
         # and the path runs before any data is read
         self._to_persist = (("X", "y", "s", "folds", "offset") if persist or "X" in in_memory
@@ -353,8 +364,9 @@ class DaskEngine(_Engine):
         self._sample_pending = self.sampled_block is not None
 
     @property
-    def nbytes(self) -> int:
-        return int(self.X.nbytes)
+    def nbytes(self) -> int | float:
+        """Bytes of X as stored; NaN for a dask array of sparse blocks (not known before reading)."""
+        return float("nan") if has_sparse_blocks(self.X) else int(self.X.nbytes)
 
     def _persist_pending(self) -> None:
         """Persist, once, what ``__init__`` chose to keep in memory: all inputs (``persist``, or X
@@ -477,14 +489,38 @@ class DaskEngine(_Engine):
     def count_nonfinite(self) -> tuple[int, int]:
         """Non-finite entries of (X, y) — one extra pass, used only to explain a failure."""
         self._persist_pending()
-        nx, ny = _compute_watched((~da.isfinite(self.X)).sum(), (~da.isfinite(self.y)).sum())
+        nx, ny = _compute_watched(_per_block(self.X, _count_nonfinite).sum(), (~da.isfinite(self.y)).sum())
         return int(nx), int(ny)
 
     def largest_abs(self) -> tuple[float, float]:
         """max |X| and max |y| — one extra pass, used only to explain a failure."""
         self._persist_pending()
-        x, y = _compute_watched(abs(self.X).max(), abs(self.y).max())
+        x, y = _compute_watched(_per_block(self.X, _largest_abs).max(), abs(self.y).max())
         return float(x), float(y)
+
+
+def _values(xb):
+    """A block's values: its stored ones when it is scipy sparse (the others are zeros)."""
+    return xb.data if scipy.sparse.issparse(xb) else np.asarray(xb)
+
+
+def _count_nonfinite(xb) -> int:
+    v = _values(xb)
+    return int(v.size - np.count_nonzero(np.isfinite(v)))
+
+
+def _largest_abs(xb) -> float:
+    return float(np.abs(_values(xb)).max(initial=0))
+
+
+def _reduced_block(xb, reduce) -> np.ndarray:
+    return np.full((1, 1), reduce(xb), dtype=np.float64)
+
+
+def _per_block(X: da.Array, reduce) -> da.Array:
+    """``reduce`` of each block of X (dense or scipy sparse blocks) as one number per block."""
+    return X.map_blocks(_reduced_block, reduce, chunks=tuple((1,) * n for n in X.numblocks),
+                        dtype=np.float64, meta=np.empty((0, 0), dtype=np.float64))
 
 
 def _persist_rows(*arrays):
@@ -590,12 +626,13 @@ def with_offset(eta, offset, transform=None, dtype=np.float64):
 
 
 def _linear_block(xb, coef, intercept, transform):
-    xb = np.asarray(xb, dtype=np.float64)
-    n_bad = int(xb.size - np.count_nonzero(np.isfinite(xb)))
+    if not scipy.sparse.issparse(xb):
+        xb = np.asarray(xb, dtype=np.float64)
+    n_bad = _count_nonfinite(xb)
     if n_bad:
         raise ValueError(f"X contains {n_bad} NaN or infinite values in a block of {xb.shape[0]} rows; "
                          "predictions need finite features")
-    eta = xb @ coef + intercept
+    eta = np.asarray(xb @ coef) + intercept
     return eta if transform is None else transform(eta)
 
 

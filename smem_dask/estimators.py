@@ -461,8 +461,8 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
     n_passes_, n_restarts_, objective_, objective_history_ (F at the start and after each iteration),
     history_, converged_, duality_gap_ (hinge and quantile: F(β) − D(a), an upper bound on F(β) − F*;
     NaN for the other losses), stopped_ (None, or why the fit stopped early: "max_time",
-    "interrupted"), bytes_read_ (data passes × bytes of X as stored), curvature_ (the curvature mode
-    used: ``curvature`` with "auto" resolved)
+    "interrupted"), bytes_read_ (data passes × bytes of X as stored; NaN for a dask array of sparse
+    blocks), curvature_ (the curvature mode used: ``curvature`` with "auto" resolved)
     """
 
     _kind = "classifier"

@@ -148,31 +148,41 @@ def _pause_fraction() -> float:
     return 1.0
 
 
-def _block_nbytes(X, y=None, s=None) -> float:
-    """Bytes of the largest row block of X with its y and weights."""
-    per_row = X.shape[1] * X.dtype.itemsize + sum(np.dtype(a.dtype).itemsize for a in (y, s)
+def _block_nbytes(X, y=None, s=None, others=()) -> float:
+    """Bytes of the largest row block of X with its y, weights and ``others`` (per-row arrays: fold
+    ids, offsets)."""
+    per_row = X.shape[1] * X.dtype.itemsize + sum(np.dtype(a.dtype).itemsize for a in (y, s, *others)
                                                   if a is not None)
     return float(max(X.chunks[0], default=0) * per_row)
 
 
-def _describe_block(X, y=None, s=None) -> str:
+def _describe_block(X, y=None, s=None, others=()) -> str:
     rows = max(X.chunks[0], default=0)
     return (f"a block of {rows:,} rows (X: {X.shape[1]:,} {X.dtype} columns, with y"
-            f"{'' if s is None else ' and the weights'}) takes {_size(_block_nbytes(X, y, s))}")
+            f"{'' if s is None else ' and the weights'}) takes {_size(_block_nbytes(X, y, s, others))}")
 
 
-def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto") -> None:
+def has_sparse_blocks(X) -> bool:
+    """Whether ``X`` is a dask array whose blocks are scipy sparse matrices (its meta says so): the
+    bytes it takes are then not known before it is read."""
+    import scipy.sparse
+
+    return isinstance(X, da.Array) and scipy.sparse.issparse(da.utils.meta_from_array(X))
+
+
+def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto", others=()) -> None:
     """Refuse, before any task runs, inputs that cannot fit the workers of a distributed cluster
     (nothing to check for numpy inputs, dask's threads, or a cluster without workers yet).
 
     Each worker thread computing a block holds about :data:`PASS_MEMORY_FACTOR` × the block (X's
-    rows with their y and weights); a worker has room for its memory limit × the pause fraction
-    (:func:`_pause_fraction`, 80% by default: above it a worker stops taking tasks) less what its
-    process takes itself (:func:`_own`). A block that does not fit the worker with the least
-    room is refused (:class:`WorkerMemoryError`, with both sizes), as is ``persist=True`` on inputs
-    larger than the workers' room less a block per thread.
+    rows with their y, weights and ``others``: fold ids, offsets); a worker has room for its memory
+    limit × the pause fraction (:func:`_pause_fraction`, 80% by default: above it a worker stops
+    taking tasks) less what its process takes itself (:func:`_own`). A block that does not fit the
+    worker with the least room is refused (:class:`WorkerMemoryError`, with both sizes), as is ``persist=True`` on inputs
+    larger than the workers' room less a block per thread. A dask array of sparse blocks is not
+    checked: what its blocks take is known only once they are read.
     """
-    if not isinstance(X, da.Array):  # is_lazy(X) (smem_dask.arrays imports this module)
+    if not isinstance(X, da.Array) or has_sparse_blocks(X):  # (is_lazy: arrays imports this module)
         return
     client = _distributed_client((X,))
     workers = [] if client is None else _workers(client)
@@ -182,7 +192,8 @@ def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto")
 
     total = psutil.virtual_memory().total
     pause = _pause_fraction()
-    need = PASS_MEMORY_FACTOR * _block_nbytes(X, y, sample_weight)
+    others = tuple(a for a in others if a is not None)
+    need = PASS_MEMORY_FACTOR * _block_nbytes(X, y, sample_weight, others)
 
     def room(w):  # for the blocks its threads compute at once
         return (w["limit"] or total) * pause - _own(w)
@@ -194,11 +205,11 @@ def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto")
         advice = ("give the workers more memory: no block fits beside the process itself" if room(tight) <= 0
                   else "use smaller chunks (chunk_rows) or workers with more memory")
         raise WorkerMemoryError(
-            f"{_describe_block(X, y, sample_weight)} and a data pass needs about "
+            f"{_describe_block(X, y, sample_weight, others)} and a data pass needs about "
             f"{PASS_MEMORY_FACTOR}× that ({_size(need)}){per_thread}; the workers' memory limit is "
             f"{_size(tight['limit'] or total)}, {pause:.0%} usable, of which the worker process "
             f"takes {_size(_own(tight))} itself: {advice}")
-    nbytes = sum(float(a.nbytes) for a in (X, y, sample_weight) if a is not None)
+    nbytes = sum(float(a.nbytes) for a in (X, y, sample_weight, *others) if a is not None)
     free = sum(room(w) - need * w["nthreads"] for w in workers)
     if persist not in (False, "auto") and bool(persist) and nbytes > free:
         limits = sum(w["limit"] or total for w in workers)
@@ -211,15 +222,18 @@ def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto")
             "workers or memory")
 
 
-def _plan_memory(X, y, s, persist) -> bool:
+def _plan_memory(X, y, s, persist, others=()) -> bool:
     """Whether to persist the inputs, after :func:`check_memory_fits` refused what cannot fit.
     "auto" persists when the inputs take at most :data:`PERSIST_FRACTION` of
     :func:`memory_available` plus what the workers hold of these very inputs already
-    (:func:`_held_bytes`); on a cluster without workers yet, it streams."""
-    check_memory_fits(X, y, s, persist=persist)
+    (:func:`_held_bytes`); on a cluster without workers yet, or for a dask array of sparse blocks
+    (whose size is not known before it is read), it streams."""
+    check_memory_fits(X, y, s, persist=persist, others=others)
     if persist != "auto":
         return bool(persist)
-    arrays = [a for a in (X, y, s) if a is not None]
+    if has_sparse_blocks(X):  # its size is not known before it is read: streamed unless asked
+        return False
+    arrays = [a for a in (X, y, s, *others) if a is not None]
     nbytes = sum(float(a.nbytes) for a in arrays)
     return nbytes <= PERSIST_FRACTION * (memory_available() + _held_bytes(arrays))
 

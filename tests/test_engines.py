@@ -225,6 +225,21 @@ def test_persist_auto_decides_from_the_workers_memory(cluster_client, logistic_p
         DaskEngine(Xd, y, persist="yes")
 
 
+def test_persist_auto_counts_the_offset_and_the_fold_ids(cluster_client, logistic_problem, monkeypatch):
+    """The per-row arrays a pass reads beside X, y and the weights count in the persist decision."""
+    from smem_dask import resources
+
+    X, y = logistic_problem
+    Xd = da.from_array(X, chunks=(700, -1)) + 0.0  # keys no other test persisted
+    extra = 8.0 * X.shape[0]  # an offset or fold ids: 8 bytes a row
+    monkeypatch.setattr(resources, "PERSIST_FRACTION", 1.0)
+    monkeypatch.setattr(resources, "memory_available", lambda: X.nbytes + y.nbytes + 0.5 * extra)
+    with dask.config.set(scheduler=cluster_client):
+        assert DaskEngine(Xd, y, persist="auto").persist
+        assert not DaskEngine(Xd, y, persist="auto", offset=np.zeros(X.shape[0])).persist
+        assert not DaskEngine(Xd, y, persist="auto", folds=np.arange(X.shape[0]) % 3).persist
+
+
 @pytest.mark.distributed
 def test_persist_auto_counts_the_datas_own_blocks_the_workers_hold_as_free(cluster_client, rng,
                                                                          tmp_path, monkeypatch):

@@ -97,3 +97,60 @@ def test_sparse_data_checksum_and_refusals():
     bad.data[3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         SMEMClassifier().fit(bad, y)
+
+
+def _sparse_blocks(Xs, rows, cols=None, fmt="csr"):
+    """A dask array of scipy sparse blocks (``fmt``) of ``Xs``."""
+    import dask.array as da
+
+    return da.from_array(Xs.asformat(fmt), chunks=(rows, cols or Xs.shape[1]), asarray=False)
+
+
+@pytest.mark.parametrize("chunks", [(5000, None, "csr"), (3000, 15, "csr"), (7000, None, "csc")])
+def test_dask_arrays_of_sparse_blocks_equal_the_in_memory_fit(chunks):
+    rows, cols, fmt = chunks
+    Xs, y = _data()
+    Xd = _sparse_blocks(Xs, rows, cols, fmt)
+    ref = SMEMClassifier(alpha=1e-4, tol=1e-12).fit(Xs, y)
+    est = SMEMClassifier(alpha=1e-4, tol=1e-12).fit(Xd, y)
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=0, atol=1e-10)
+    assert est.intercept_ == pytest.approx(ref.intercept_, abs=1e-10)
+    assert est.n_passes_ == ref.n_passes_
+    np.testing.assert_allclose(est.predict_proba(Xd).compute(), ref.predict_proba(Xs), rtol=1e-10)
+    # the bytes of sparse blocks are not known before they are read
+    assert np.isnan(est.bytes_read_)
+
+
+def test_sparse_blocks_on_a_cluster_with_weights_offset_cv_and_standard_errors(cluster_client):
+    import dask
+    import dask.array as da
+
+    from smem_dask import SMEMRegressorCV
+
+    Xs, y = _data(6000, 20, density=0.03, seed=2, task="poisson")
+    rng = np.random.default_rng(3)
+    s, o = rng.integers(1, 3, len(y)).astype(float), 0.1 * rng.normal(size=len(y))
+    Xd = _sparse_blocks(Xs, 1500)
+    with dask.config.set(scheduler=cluster_client):
+        ref = SMEMRegressor(loss="poisson", alpha=0.0, tol=1e-12).fit(Xs, y, sample_weight=s, offset=o)
+        for persist in (False, True):
+            est = SMEMRegressor(loss="poisson", alpha=0.0, tol=1e-12, persist=persist).fit(
+                Xd, da.from_array(y, chunks=1500), sample_weight=s, offset=o)
+            np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(est.std_errors(Xd, y, s, offset=o), ref.std_errors(Xs, y, s, offset=o),
+                                   rtol=1e-10)
+        cv = SMEMRegressorCV(loss="poisson", n_alphas=5, cv=3).fit(Xd, y)
+    cv_ref = SMEMRegressorCV(loss="poisson", n_alphas=5, cv=3).fit(Xs, y)
+    np.testing.assert_allclose(cv.cv_mean_, cv_ref.cv_mean_, rtol=1e-10)
+    np.testing.assert_allclose(cv.coef_, cv_ref.coef_, rtol=1e-10, atol=1e-12)
+
+
+def test_sparse_blocks_with_nan_are_refused_at_fit_and_predict():
+    Xs, y = _data(2000, 10, density=0.05)
+    bad = Xs.copy()
+    bad.data[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        SMEMClassifier().fit(_sparse_blocks(bad, 500), y)
+    est = SMEMClassifier().fit(_sparse_blocks(Xs, 500), y)
+    with pytest.raises(ValueError, match="NaN or infinite values in a block"):
+        est.predict(_sparse_blocks(bad, 500)).compute()
