@@ -203,9 +203,13 @@ def test_two_whole_path_runs_started_together_never_both_write(tmp_path):
         computed = [out for code, out, _ in results if code == 0 and "read from the store" not in out]
         assert len(computed) == 1, results  # exactly one run computed the path
         for code, out, err in results:
-            if code == 2:  # the other was refused in one line naming the live writer
+            if code == 2:  # the other was refused in one line naming the live writer — or saying
+                # that the writer has created the lock but not yet written its pid in it (a window of
+                # microseconds, hit once in a full suite while the machine was busy)
                 lines = err.strip().splitlines()
-                assert len(lines) == 1 and "is being written by pid" in lines[0], err
+                unsigned = "another process (it has not written its pid into the lock file yet)"
+                named = "is being written by pid" in lines[0] or unsigned in lines[0]
+                assert len(lines) == 1 and named, err
             else:  # or came after it and read everything back
                 assert code == 0 and ("8 read from the store" in out or out in computed), results
         assert not (store / ".smem_dask.lock").exists()
