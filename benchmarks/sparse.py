@@ -9,8 +9,11 @@ entries are nonzero with the given probability (standard normal values). For eac
 median of ``--repeats`` interleaved runs of the kernel on the CSR block and on the dense one, their
 ratio, and the crossover (the density above which the dense kernel is faster), with the bytes each
 reads. Then one default fit (α = 1e-4, tol 1e-10) on CSR and on dense at 1% density: seconds and the
-largest coefficient difference. Writes ``results/sparse.md`` (``--quick``: a small run to a
-temporary directory, never the published results).
+largest coefficient difference. Then a DataFrame with two numeric columns and a categorical column
+of ``--levels`` levels (``--n`` rows): its default fit with the one-hot columns as CSR (what the
+estimator makes of such a frame) against the same fit on ``pandas.get_dummies``' dense array, seconds,
+passes and the largest coefficient difference. Writes ``results/sparse.md`` (``--quick``: a small run
+to a temporary directory, never the published results).
 """
 
 from __future__ import annotations
@@ -33,17 +36,47 @@ def _block(n, p, density, seed):
     return Xs, y
 
 
+def _one_hot_fits(n: int, levels: int) -> dict:
+    """The default logistic fit on a frame with a categorical column of ``levels`` levels: encoded
+    by the estimator (CSR) and on ``get_dummies``' dense array; seconds, passes, their difference."""
+    import pandas as pd
+
+    from smem_dask import SMEMClassifier
+
+    rng = np.random.default_rng(5)
+    names = np.array([f"l{i:05d}" for i in range(levels)])
+    codes = rng.integers(0, levels, n)
+    frame = pd.DataFrame({"x1": rng.standard_normal(n), "x2": rng.standard_normal(n),
+                          "group": pd.Categorical(names[codes], categories=names)})
+    eta = frame["x1"].to_numpy() - 0.5 * frame["x2"].to_numpy() + rng.normal(0, 0.5, levels)[codes]
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(float)
+    dense = pd.get_dummies(frame, columns=["group"], dtype=float).to_numpy()
+    out = {"p": dense.shape[1], "density": float(np.count_nonzero(dense)) / dense.size}
+    fitted = {}
+    for name, data in (("csr", frame), ("dense", dense)):
+        t = time.perf_counter()
+        est = SMEMClassifier(alpha=1e-4, tol=1e-10).fit(data, y)
+        out[name] = (time.perf_counter() - t, est.n_passes_)
+        fitted[name] = est
+    if not fitted["csr"].encoding_.sparse:
+        raise RuntimeError("the frame was not encoded sparse: raise --levels")
+    out["diff"] = float(np.max(np.abs(fitted["csr"].coef_ - fitted["dense"].coef_)))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks sparse", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200_000)
     parser.add_argument("--p", type=int, default=100)
     parser.add_argument("--densities", default="0.001,0.003,0.01,0.03,0.1,0.3")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--levels", type=int, default=1000,
+                        help="levels of the one-hot fit's categorical column")
     parser.add_argument("--quick", action="store_true", help="2e4 × 30, three densities, 3 repeats")
     add_out_option(parser)
     args = parse_args(parser, "sparse", argv)
     if args.quick:
-        args.n, args.p, args.densities, args.repeats = 20_000, 30, "0.01,0.1,0.5", 3
+        args.n, args.p, args.densities, args.repeats, args.levels = 20_000, 30, "0.01,0.1,0.5", 3, 100
     densities = [float(d) for d in args.densities.split(",")]
 
     from threadpoolctl import threadpool_limits
@@ -100,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
             t = time.perf_counter()
             est = SMEMClassifier(alpha=1e-4, tol=1e-10).fit(data, y)
             fits[name] = (time.perf_counter() - t, est)
+        onehot = _one_hot_fits(args.n, args.levels)
     fit_diff = float(np.max(np.abs(fits["csr"][1].coef_ - fits["dense"][1].coef_)))
     faster = [r["density"] for r in rows if r["csr"] < r["dense"]]
     slower = [r["density"] for r in rows if r["csr"] >= r["dense"]]
@@ -129,5 +163,17 @@ def main(argv: list[str] | None = None) -> None:
     lines.append(f"One default fit (α = 1e-4, tol 1e-10) at density 0.01: CSR {fits['csr'][0]:.2f} s "
                  f"({fits['csr'][1].n_passes_} passes), dense {fits['dense'][0]:.2f} s "
                  f"({fits['dense'][1].n_passes_} passes); largest coefficient difference {fit_diff:.1e}.\n")
+    lines.append(f"## One-hot columns\n\nA DataFrame of {args.n:,} rows: two standard normal columns "
+                 f"and a categorical column of {args.levels} levels (uniform), {onehot['p']} columns "
+                 f"once encoded ({onehot['density']:.2%} nonzero); the default fit (α = 1e-4, tol "
+                 "1e-10), one thread. *csr*: the frame given to the estimator, which encodes it as CSR "
+                 f"(its density is below {threshold:g}); *dense*: the same fit on `pandas.get_dummies` "
+                 "of the frame as a dense array.\n")
+    lines.append("| X | seconds | passes | seconds per pass |\n|---|---|---|---|")
+    for name in ("csr", "dense"):
+        sec, passes = onehot[name]
+        lines.append(f"| {name} | {sec:.2f} | {passes} | {sec / passes:.3f} |")
+    lines.append(f"\ndense ÷ CSR: {onehot['dense'][0] / onehot['csr'][0]:.1f}× the time; largest coefficient "
+                 f"difference {onehot['diff']:.1e}.\n")
     path = write("sparse.md", "\n".join(lines), args.out)
     print(f"wrote {path}")

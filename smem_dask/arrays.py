@@ -112,17 +112,25 @@ def frame_as_array(frame, name: str) -> da.Array:
         # mixed columns (bool with numbers becomes object) and nullable pandas dtypes (Int64,
         # Float64, boolean: missing values become NaN) are taken as float64
         frame = frame.astype("float64")
-    arr = frame.to_dask_array()
+    return with_counted_rows(frame.to_dask_array())
+
+
+def with_counted_rows(arr: da.Array, meta=None) -> da.Array:
+    """``arr`` (blocks made from a frame's partitions) with its row chunks known, and ``meta`` (a
+    block type other than numpy's, such as scipy CSR) when given. Unknown row counts are counted
+    by one read of the partitions, watched like a pass (only each block's row count comes back)."""
+    chunks = arr.chunks
     if any(np.isnan(c) for c in arr.chunks[0]):
-        # each partition's row count (one read of the partitions, watched like a pass)
         counts = arr.map_blocks(_n_rows, chunks=((1,) * arr.numblocks[0],),
-                                drop_axis=list(range(1, arr.ndim)), dtype=np.int64)
+                                drop_axis=list(range(1, arr.ndim)), dtype=np.int64,
+                                meta=np.empty((0,), dtype=np.int64))
         (lengths,) = _compute_watched(counts)
-        # the same graph with the counted row chunks (``to_dask_array(lengths=…)`` would check them
-        # against the frame's partitions before read optimizations merged some)
-        arr = da.Array(arr.dask, arr.name, (tuple(int(n) for n in lengths), *arr.chunks[1:]),
-                       dtype=arr.dtype)
-    return arr
+        chunks = (tuple(int(n) for n in lengths), *arr.chunks[1:])
+    elif meta is None:
+        return arr
+    # the same graph with the counted row chunks (``to_dask_array(lengths=…)`` would check them
+    # against the frame's partitions before read optimizations merged some)
+    return da.Array(arr.dask, arr.name, chunks, dtype=arr.dtype if meta is None else meta.dtype, meta=meta)
 
 
 def _n_rows(block) -> np.ndarray:

@@ -10,6 +10,13 @@ a categorical dtype with known categories, in their order; otherwise the sorted 
 by one read of those columns alone. A level not seen at fit, and a missing value in an encoded column,
 is an error naming the column (an all-zero row would be a silent guess). The encoded X of a dask
 DataFrame is made block by block where its partitions are read; it is never gathered whole.
+
+A row of the encoded X has at most one nonzero per input column. When that is a small part of its
+columns — below the kernel's :data:`~smem_dask.stats.SPARSE_MAX_DENSITY` (a column of many
+levels) — X is made as scipy CSR (blocks of CSR for a dask DataFrame), whose pass costs about
+(nonzeros per row)² per row for the Gram instead of (columns)²: the indicators' block of XᵀWX is
+diagonal, and the sparse product finds that without being told (``python -m benchmarks sparse``
+measures it). Otherwise X is dense.
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .arrays import frame_as_array, is_dask_frame
+from .arrays import frame_as_array, is_dask_frame, with_counted_rows
 from .resources import _compute_watched
+from .stats import SPARSE_MAX_DENSITY
 
 __all__ = ["Encoding", "is_frame", "learn_encoding", "needs_encoding"]
 
@@ -71,17 +79,29 @@ class Encoding:
     def n_out(self) -> int:
         return sum(1 if lv is None else len(self._kept(lv)) for lv in self.levels)
 
+    @property
+    def sparse(self) -> bool:
+        """Whether X is made sparse: at most one nonzero per input column in each row, a share of
+        X's columns below the kernel's sparse threshold."""
+        return len(self.columns) < SPARSE_MAX_DENSITY * self.n_out
+
     def transform(self, frame):
-        """X from a frame with these columns (any order): numpy float64 for pandas, a lazy dask
-        array (known row chunks) for dask."""
+        """X from a frame with these columns (any order): numpy float64 (scipy CSR when
+        :attr:`sparse`) for pandas, a lazy dask array (known row chunks; CSR blocks when
+        :attr:`sparse`) for dask."""
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
             raise ValueError(f"X lacks the columns {missing[:5]} the estimator was fitted with")
         frame = frame[list(self.columns)]
         if not is_dask_frame(frame):
-            return self._encode(frame)
+            return self._encode_sparse(frame) if self.sparse else self._encode(frame)
         import pandas as pd
 
+        if self.sparse:
+            import scipy.sparse
+
+            meta = scipy.sparse.csr_matrix((0, self.n_out))
+            return with_counted_rows(frame.map_partitions(self._encode_sparse, meta=meta), meta)
         meta = pd.DataFrame({name: np.zeros(0) for name in self.names_out})
         encoded = frame.map_partitions(self._encode_frame, meta=meta)
         return frame_as_array(encoded, "X")
@@ -91,16 +111,16 @@ class Encoding:
 
         return pd.DataFrame(self._encode(part), columns=self.names_out, index=part.index)
 
-    def _encode(self, part) -> np.ndarray:
+    def _entries(self, part):
+        """For each input column: (rows, X's columns, values) of its entries in the encoded X."""
         import pandas as pd
 
         n = len(part)
-        out = np.zeros((n, self.n_out))
         j = 0
         for name, levels in zip(self.columns, self.levels, strict=True):
             col = part[name]
             if levels is None:
-                out[:, j] = np.asarray(col, dtype=np.float64)
+                yield np.arange(n), np.full(n, j), np.asarray(col, dtype=np.float64)
                 j += 1
                 continue
             values = col.astype(object) if isinstance(col.dtype, pd.CategoricalDtype) else col
@@ -115,11 +135,25 @@ class Encoding:
                                  f"{list(pd.unique(seen))[:5]}")
             if self.drop_first:  # the first level: no indicator (the intercept's)
                 rows = np.flatnonzero(codes > 0)
-                out[rows, j + codes[rows] - 1] = 1.0
+                yield rows, j + codes[rows] - 1, np.ones(rows.size)
             else:
-                out[np.arange(n), j + codes] = 1.0
+                yield np.arange(n), j + codes, np.ones(n)
             j += len(self._kept(levels))
+
+    def _encode(self, part) -> np.ndarray:
+        out = np.zeros((len(part), self.n_out))
+        for rows, cols, values in self._entries(part):
+            out[rows, cols] = values
         return out
+
+    def _encode_sparse(self, part):
+        """The encoded X as scipy CSR (the numbers' zeros stored too: one entry per input column
+        in every row, less the dropped first levels)."""
+        import scipy.sparse
+
+        pieces = list(self._entries(part))
+        rows, cols, values = (np.concatenate([piece[i] for piece in pieces]) for i in range(3))
+        return scipy.sparse.csr_matrix((values, (rows, cols)), shape=(len(part), self.n_out))
 
 
 def learn_encoding(frame, drop=None) -> Encoding:

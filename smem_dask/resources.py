@@ -178,9 +178,9 @@ def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto",
     rows with their y, weights and ``others``: fold ids, offsets); a worker has room for its memory
     limit × the pause fraction (:func:`_pause_fraction`, 80% by default: above it a worker stops
     taking tasks) less what its process takes itself (:func:`_own`). A block that does not fit the
-    worker with the least room is refused (:class:`WorkerMemoryError`, with both sizes), as is ``persist=True`` on inputs
-    larger than the workers' room less a block per thread. A dask array of sparse blocks is not
-    checked: what its blocks take is known only once they are read.
+    worker with the least room is refused (:class:`WorkerMemoryError`, with both sizes), as is
+    ``persist=True`` on inputs larger than the workers' room less a block per thread. A dask array
+    of sparse blocks is not checked: what its blocks take is known only once they are read.
     """
     if not isinstance(X, da.Array) or has_sparse_blocks(X):  # (is_lazy: arrays imports this module)
         return

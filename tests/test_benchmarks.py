@@ -293,9 +293,14 @@ def test_sparse_benchmark_quick(tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / "sparse.md").read_text()
     assert "- command: `python -m benchmarks sparse --quick" in text and "- machine: " in text
-    rows = _table(text)
+    rows = _table(text[:text.index("## One-hot columns")])
     assert [float(r[0]) for r in rows] == [0.01, 0.1, 0.5]
     assert all(float(r[7]) <= 1e-12 for r in rows)
     assert "Crossover:" in text
     largest = re.search(r"largest coefficient difference ([0-9.e+-]+)", text).group(1).rstrip(".")
+    assert float(largest) <= 1e-10
+    # the frame's one-hot fit: encoded CSR by the estimator, the same coefficients as get_dummies' dense
+    assert "## One-hot columns" in text and "| csr |" in text and "| dense |" in text
+    onehot = text[text.index("## One-hot columns"):]
+    largest = re.search(r"largest coefficient difference ([0-9.e+-]+)", onehot).group(1).rstrip(".")
     assert float(largest) <= 1e-10

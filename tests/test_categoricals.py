@@ -146,3 +146,44 @@ def _dummies_first(frame):
                  if c.startswith(("region_", "kind_")) else c)
     d["flag"] = d["flag"].astype(float)
     return d.rename(columns={"const": "intercept"})
+
+
+def _many_levels(n=8000, levels=300, seed=4):
+    rng = np.random.default_rng(seed)
+    names = np.array([f"s{j:03d}" for j in range(levels)])
+    codes = rng.integers(0, levels, n)
+    frame = pd.DataFrame({"x1": rng.normal(size=n), "store": names[codes], "x2": rng.normal(size=n)})
+    eta = 0.5 * frame["x1"] - 0.3 * frame["x2"] + rng.normal(0, 0.4, levels)[codes]
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
+    dummies = pd.get_dummies(frame, columns=["store"], dtype=float)
+    return frame, y, dummies.rename(columns=lambda c: c.replace("store_", "store[") + "]"
+                                    if c.startswith("store_") else c)
+
+
+def test_a_column_of_many_levels_is_encoded_sparse_with_the_dense_answer(cluster_client):
+    """3 nonzeros in 302 columns: X is CSR (blocks of CSR for a dask frame), with the fit, the
+    predictions and the standard errors of get_dummies' dense array."""
+    import dask
+    import scipy.sparse as sp
+
+    frame, y, dummies = _many_levels()
+    est = SMEMClassifier(alpha=1e-3, tol=1e-12).fit(frame, y)
+    assert est.encoding_.sparse and sp.issparse(est.encoding_.transform(frame))
+    assert sorted(est.coef_names_) == sorted(dummies.columns)
+    dummies = dummies[est.coef_names_]  # (get_dummies puts the indicators last)
+    ref = SMEMClassifier(alpha=1e-3, tol=1e-12).fit(dummies, y)
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(est.predict_proba(frame[["x2", "store", "x1"]]), ref.predict_proba(dummies),
+                               rtol=1e-10)
+    lazy = dd.from_pandas(frame, npartitions=4)
+    with dask.config.set(scheduler=cluster_client):
+        fitted = SMEMClassifier(alpha=1e-3, tol=1e-12).fit(lazy, y)
+        proba = fitted.predict_proba(lazy[["x2", "x1", "store"]]).compute()
+    np.testing.assert_allclose(fitted.coef_, ref.coef_, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(proba, ref.predict_proba(dummies), rtol=1e-10)
+    # reference coding, unpenalized: the standard errors of the dense dummies' fit
+    first = SMEMClassifier(alpha=0.0, tol=1e-12, categorical_drop="first").fit(frame, y)
+    dense_first = dummies.drop(columns="store[s000]")
+    ref_first = SMEMClassifier(alpha=0.0, tol=1e-12).fit(dense_first, y)
+    np.testing.assert_allclose(first.coef_, ref_first.coef_, rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(first.std_errors(frame, y), ref_first.std_errors(dense_first, y), rtol=1e-8)
