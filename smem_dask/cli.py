@@ -352,16 +352,24 @@ def _predict(args) -> int:
     if args.proba and model["kind"] != "classifier":
         raise ValueError("--proba applies to classifiers")
     out = os.fspath(args.out)
-    if not out.endswith((".npy", ".csv", ".zarr")):
-        raise ValueError(f"--out {out}: write predictions to a .npy, .csv or .zarr path")
+    if not out.endswith((".npy", ".csv", ".zarr", ".parquet")):
+        raise ValueError(f"--out {out}: write predictions to a .npy, .csv, .zarr or .parquet path")
+    if out.endswith(".parquet") and os.path.exists(out):
+        raise ValueError(f"--out {out} exists; name a new parquet path")
     X, _, _, offset, _ = _load_data(args, target=False)
     with scheduler(args):
         pred = (est.predict_proba(X, offset=offset) if args.proba else est.predict(X, offset=offset))
-        if out.endswith(".zarr"):
+        if out.endswith((".zarr", ".parquet")):
             import dask.array as da
 
             lazy = pred if isinstance(pred, da.Array) else da.from_array(np.asarray(pred))
-            lazy.to_zarr(out, overwrite=False)
+            if out.endswith(".zarr"):
+                lazy.to_zarr(out, overwrite=False)
+            else:  # written by the workers, block by block: one column, or one per class
+                import dask.dataframe as dd
+
+                columns = ([f"proba[{c}]" for c in est.classes_] if args.proba else ["prediction"])
+                dd.from_dask_array(lazy, columns=columns).to_parquet(out, write_index=False)
         else:
             values = np.asarray(pred.compute() if hasattr(pred, "compute") else pred)
             if out.endswith(".npy"):
@@ -388,9 +396,8 @@ def _pyplot():
 def _path(args) -> int:
     plt = _pyplot() if args.plot else None
     from .cli_cluster import scheduler
-    from .data import open_store
 
-    X, y = open_store(args.data)
+    X, y, s, offset, _ = _load_data(args)
     est = _model_estimator(args)
     n_alphas = args.n_alphas
 
@@ -402,8 +409,8 @@ def _path(args) -> int:
 
     with _stop_on_signals(), scheduler(args):  # signals count from the start (connecting included)
         t0 = time.perf_counter()
-        path = est.path(X, y, n_alphas=n_alphas, eps=args.eps, batch=args.batch, store=args.store,
-                        callback=None if args.quiet else progress)
+        path = est.path(X, y, s, offset=offset, n_alphas=n_alphas, eps=args.eps, batch=args.batch,
+                        store=args.store, callback=None if args.quiet else progress)
         seconds = time.perf_counter() - t0
     n_resumed = int(path.resumed.sum())
     print(f"done: {len(path.alphas)} alphas from {path.alphas[0]:.4e} to {path.alphas[-1]:.4e}, "
@@ -484,14 +491,16 @@ def _cv(args) -> int:
     plt = _pyplot() if args.plot else None
     from .cli_cluster import scheduler
     from .cv import NothingToSelectError, scorings_for
-    from .data import open_store
     from .losses import get_loss
 
     loss = get_loss(args.loss, **parse_params(args.loss_param, "loss"))
     if args.scoring not in scorings_for(loss):
         raise ValueError(f"--scoring {args.scoring} does not apply to the {loss.name} loss; choose "
                          f"one of {', '.join(scorings_for(loss))}")
-    X, y = open_store(args.data)
+    if args.fold_ids is not None and _is_parquet(args.data):
+        raise ValueError("--fold-ids names an integer array of a zarr store; with parquet data use "
+                         "generated folds (--folds K)")
+    X, y, s, offset, _ = _load_data(args)
     folds = None if args.fold_ids is None else _fold_ids(args.data, args.fold_ids, X.shape[0])
     est = _model_estimator(args, cross_validated=True, cv=args.folds or 5, random_state=args.seed or 0,
                            n_alphas=args.n_alphas, eps=args.eps, scoring=args.scoring,
@@ -502,9 +511,12 @@ def _cv(args) -> int:
     n_alphas = args.n_alphas
 
     def n_coefs() -> int:
-        """Coefficients of a fit: p, or K·p with K > 2 classes (the multinomial loss)."""
+        """Coefficients of a fit: p (the encoded columns of a frame), or K·p with K > 2 classes (the
+        multinomial loss)."""
         k = len(getattr(est, "classes_", ()))
-        return X.shape[1] * (k if k > 2 else 1)
+        encoding = getattr(est, "encoding_", None)
+        p = X.shape[1] if encoding is None else encoding.n_out
+        return p * (k if k > 2 else 1)
 
     def progress(i, alpha, row):
         print(f"alpha {i + 1:3d}/{n_alphas}  {alpha:.4e}  held-out {score_name()} "
@@ -514,7 +526,8 @@ def _cv(args) -> int:
     with _stop_on_signals(), scheduler(args):  # signals count from the start (connecting included)
         t0 = time.perf_counter()
         try:
-            est.fit(X, y, folds=folds, store=args.store, callback=None if args.quiet else progress)
+            est.fit(X, y, s, folds=folds, store=args.store, offset=offset,
+                    callback=None if args.quiet else progress)
         except NothingToSelectError:
             # stopped before any α was finished by every path: there is nothing to select
             before = "before any alpha was finished by every fold; nothing to select"

@@ -175,8 +175,9 @@ def _add_predict(sub) -> None:
     pred.add_argument("data", metavar="DATA.zarr|DATA.parquet", help="the data to predict")
     _data_options(pred, target=False)
     pred.add_argument("--out", metavar="PATH", required=True,
-                      help="where to write the predictions: .npy, .csv or .zarr (class labels for "
-                           "classifiers, the mean for regressors)")
+                      help="where to write the predictions: .npy, .csv, .zarr or .parquet (class "
+                           "labels for classifiers, the mean for regressors; parquet: a column "
+                           "'prediction', or 'proba[CLASS]' per class with --proba)")
     pred.add_argument("--proba", action="store_true",
                       help="classifiers: write the class probabilities (n × classes) instead")
     _cluster_options(pred)
@@ -190,9 +191,10 @@ def _grid_options(p):
 
 
 def _add_path(sub) -> None:
-    """``smem-dask path``: a regularization path of a zarr store's X and y."""
+    """``smem-dask path``: a regularization path of a zarr store's or a parquet dataset's X and y."""
     path = sub.add_parser("path", help="fit a regularization path (α_max down to α_max·eps)")
     _model_options(path)
+    _data_options(path)
     _solver_options(path, alpha=False)
     _cluster_options(path)
     _grid_options(path)
@@ -207,7 +209,8 @@ def _add_path(sub) -> None:
 
 
 def _add_cv(sub) -> None:
-    """``smem-dask cv``: a K-fold cross-validated regularization path of a zarr store's X and y."""
+    """``smem-dask cv``: a K-fold cross-validated regularization path of a zarr store's or a parquet
+    dataset's X and y."""
     cv = sub.add_parser(
         "cv", help="choose α by K-fold cross-validation: K training paths and the all-rows path "
                    "in the same data passes",
@@ -216,6 +219,7 @@ def _add_cv(sub) -> None:
                     "score (--selection min) or glmnet's one-standard-error rule (1se), and the "
                     "coefficients are the all-rows fit's at that α.")
     _model_options(cv)
+    _data_options(cv)
     _solver_options(cv, alpha=False)
     _cluster_options(cv)
     folds = cv.add_mutually_exclusive_group()

@@ -99,6 +99,19 @@ def test_zarr_arrays_named_with_weights_and_predict_probabilities(tmp_path):
     proc = run("predict", out, store, "--x", "features", "--proba", "--out", pred)
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_allclose(np.loadtxt(pred, delimiter=","), ref.predict_proba(X), rtol=1e-10)
+    # parquet, written by dask block by block: a column per class, or the labels
+    for extra, name in ((["--proba"], "p.parquet"), ([], "labels.parquet")):
+        proc = run("predict", out, store, "--x", "features", *extra, "--out", tmp_path / name)
+        assert proc.returncode == 0, proc.stderr
+        written = pd.read_parquet(tmp_path / name)
+        if extra:
+            assert list(written.columns) == ["proba[0.0]", "proba[1.0]"]
+            np.testing.assert_allclose(written.to_numpy(), ref.predict_proba(X), rtol=1e-10)
+        else:
+            assert list(written.columns) == ["prediction"]
+            np.testing.assert_array_equal(written["prediction"], ref.predict(X))
+    proc = run("predict", out, store, "--x", "features", "--out", tmp_path / "labels.parquet")
+    assert proc.returncode == 2 and "is a directory" in proc.stderr  # (nothing overwritten)
 
 
 def test_tabular_errors_are_one_line(tmp_path):
@@ -115,3 +128,51 @@ def test_tabular_errors_are_one_line(tmp_path):
     assert proc.returncode == 2 and "add --summary" in proc.stderr
     proc = run("predict", tmp_path / "missing.json", data, "--out", tmp_path / "p.npy")
     assert proc.returncode == 2 and "cannot read the model" in proc.stderr
+
+
+def test_path_and_cv_on_parquet_with_categoricals_weights_and_offset(tmp_path):
+    """smem-dask path and cv read parquet (and named zarr arrays) as fit does: the same paths and
+    cross-validation as the estimators on the same frame in memory."""
+    from smem_dask import SMEMRegressorCV
+
+    frame = _counts(2000, seed=3)
+    data = tmp_path / "claims.parquet"
+    dd.from_pandas(frame, npartitions=2).to_parquet(data)
+    features = frame[["age", "zone", "grade"]]
+    common = ("--loss", "poisson", "--penalty", "l1", "--y", "claims", "--x", "age,zone,grade",
+              "--weights", "w", "--offset", "log_t", "--n-alphas", 5, "--tol", 1e-10, "--quiet")
+    out = tmp_path / "path.json"
+    proc = run("path", data, *common, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    ref = SMEMRegressor(loss="poisson", penalty="l1", tol=1e-10).path(
+        features, frame["claims"], frame["w"], offset=frame["log_t"], n_alphas=5)
+    written = json.loads(out.read_text())
+    np.testing.assert_allclose(written["alphas"], ref.alphas, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(written["coefs"]), ref.coefs, rtol=1e-8, atol=1e-10)
+    out = tmp_path / "cv.json"
+    proc = run("cv", data, *common, "--folds", 3, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    cv = SMEMRegressorCV(loss="poisson", penalty="l1", tol=1e-10, n_alphas=5, cv=3).fit(
+        features, frame["claims"], frame["w"], offset=frame["log_t"])
+    written = json.loads(out.read_text())
+    np.testing.assert_allclose(written["cv_mean"], cv.cv_mean_, rtol=1e-8)
+    assert written["alpha"] == pytest.approx(cv.alpha_, rel=1e-12)
+    np.testing.assert_allclose(written["coef"], cv.coef_, rtol=1e-8, atol=1e-10)
+    # counted over the encoded columns: age, zone[a], zone[b], zone[c], grade
+    assert re.search(r"alpha_min .* nonzero \d+/5\b", proc.stdout), proc.stdout
+    proc = run("cv", data, *common, "--fold-ids", "zone")
+    assert proc.returncode == 2 and "use generated folds" in proc.stderr
+    # named zarr arrays, with the offset
+    store = zarr.open_group(str(tmp_path / "named.zarr"), mode="w")
+    Xn = frame[["age", "grade"]].to_numpy(dtype=float)
+    for name, values in (("features", Xn), ("counts", frame["claims"].to_numpy()),
+                         ("exposure", frame["log_t"].to_numpy())):
+        store.create_array(name, data=values, chunks=(500,) + values.shape[1:])
+    out = tmp_path / "zpath.json"
+    proc = run("path", tmp_path / "named.zarr", "--loss", "poisson", "--x", "features", "--y", "counts",
+               "--offset", "exposure", "--n-alphas", 4, "--tol", 1e-10, "--quiet", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    ref = SMEMRegressor(loss="poisson", tol=1e-10).path(Xn, frame["claims"].to_numpy(),
+                                                        offset=frame["log_t"].to_numpy(), n_alphas=4)
+    np.testing.assert_allclose(np.asarray(json.loads(out.read_text())["coefs"]), ref.coefs, rtol=1e-8,
+                               atol=1e-10)
