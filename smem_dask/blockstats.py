@@ -40,8 +40,9 @@ class Request:
         E-step: ω = ℓ''(η̃), u = ω·η̃ − ℓ'(η̃) (losses with ``has_hessian``; the Newton mode). Not a
         majorizer: its step must be checked by the objective.
     expected : bool — with ``hessian``: the expected information weight E[ℓ''] at η̃
-        (``Loss.expected_hessian``, free of y) instead of the observed ℓ''(η̃). The two are the same
-        for the canonical links; standard errors of the negbin loss use the expected one.
+        (``Loss.expected_hessian``, free of y; defined by the negbin loss only) instead of the
+        observed ℓ''(η̃). The two agree for the canonical links; the negbin loss's standard errors
+        use the expected one.
     reference_known : bool — point 0 is only the reference of the loss changes (its loss and
         gradient are known to the caller from an earlier pass): they are not computed and come
         back as zeros, so ``loss[j]`` holds the change alone for j ≥ 1.

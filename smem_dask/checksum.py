@@ -33,7 +33,8 @@ def _block_bytes(b: int, xb, yb, sb, fb=None, ob=None):
     yield struct.pack("<qqq?", int(b), int(xb.shape[0]), int(xb.shape[1]), sb is not None)
     if hasattr(xb, "tocsr") and not isinstance(xb, np.ndarray):  # scipy sparse: its CSR arrays
         xb = xb.tocsr()
-        xb.sort_indices()
+        if not xb.has_sorted_indices:
+            xb = xb.sorted_indices()  # (a copy: the block itself, perhaps persisted, is left as it is)
         yield b"csr"
         yield np.ascontiguousarray(xb.data, dtype="<f8").data
         yield np.ascontiguousarray(xb.indices, dtype="<i8").data

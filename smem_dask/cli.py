@@ -381,6 +381,16 @@ def _predict(args) -> int:
     return 0
 
 
+def _coef_names(est, X) -> list[str]:
+    """The names of a path's or a cross-validation's coefficients (per class for multinomial fits):
+    the encoded columns of a frame, its column names, else x0, x1, …"""
+    encoding = getattr(est, "encoding_", None)
+    if encoding is not None:
+        return encoding.names_out
+    names = getattr(est, "feature_names_in_", None)
+    return [str(c) for c in names] if names is not None else [f"x{j}" for j in range(X.shape[1])]
+
+
 def _pyplot():
     """matplotlib's pyplot drawing to files (Agg), or the one-line error saying how to install it."""
     try:
@@ -421,7 +431,8 @@ def _path(args) -> int:
         # α not reached (a stopped path) are null, not NaN (which is not JSON)
         reached = [f is not None for f in path.fits]
         _write_json(args.out, {
-            "loss": repr(est.loss_), "penalty": args.penalty, "alphas": path.alphas.tolist(),
+            "loss": repr(est.loss_), "penalty": args.penalty, "coef_names": _coef_names(est, X),
+            "alphas": path.alphas.tolist(),
             "coefs": [c.tolist() if r else None for c, r in zip(path.coefs, reached, strict=True)],
             "intercepts": [np.asarray(b).tolist() if r else None
                            for b, r in zip(path.intercepts, reached, strict=True)],
@@ -561,7 +572,7 @@ def _cv(args) -> int:
             return [float(v) if np.isfinite(v) else None for v in values]
 
         out = {
-            "loss": repr(est.loss_), "penalty": args.penalty,
+            "loss": repr(est.loss_), "penalty": args.penalty, "coef_names": _coef_names(est, X),
             "penalty_params": parse_params(args.penalty_param, "penalty"),
             "scoring": args.scoring, "selection": args.selection, "n_folds": K,
             "folds": ({"fold_ids": args.fold_ids,

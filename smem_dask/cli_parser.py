@@ -48,8 +48,9 @@ def _solver_options(p, alpha=True):
 
 
 def _model_options(p):
-    p.add_argument("data", metavar="DATA.zarr",
-                   help="zarr store with arrays X (n × p) and y (n); fit also reads a parquet dataset")
+    p.add_argument("data", metavar="DATA.zarr|DATA.parquet",
+                   help="zarr store with arrays X (n × p) and y (n) (or those named by --x, --y), or "
+                        "a parquet dataset (its columns named by --y, --x, …)")
     p.add_argument("--loss", choices=sorted(LOSSES), default="logistic")
     p.add_argument("--penalty", choices=sorted(PENALTIES), default="l2")
     p.add_argument("--loss-param", action="append", default=[], metavar="NAME=VALUE",

@@ -303,12 +303,15 @@ class DaskEngine(_Engine):
     split_every : int — fan-in of the tree reduction of block statistics.
     folds : (n,) integers (numpy or dask) or None — row labels: fold ids or cluster codes.
     offset : (n,) array (numpy or dask) or None — a known term of each row's linear predictor.
+    x_nbytes : int or None — for X of scipy sparse blocks, a bound of its bytes (what a one-hot
+        encoding knows: one value per input column in each row); without it such an X is streamed
+        under ``persist="auto"``, not checked against the workers' memory, and ``nbytes`` is NaN.
     """
 
     reduces_on_workers = True  # (on a distributed cluster; else this process's threads)
 
     def __init__(self, X, y, sample_weight=None, *, persist: bool | str = False,
-                 split_every: int = 8, folds=None, offset=None):
+                 split_every: int = 8, folds=None, offset=None, x_nbytes=None):
         if not (isinstance(split_every, numbers.Integral) and split_every >= 2):
             raise ValueError(f"split_every must be an integer ≥ 2, got {split_every!r}")
         if persist not in (True, False, "auto"):
@@ -349,7 +352,8 @@ class DaskEngine(_Engine):
         check_chunks_stored(X=X, y=y, sample_weight=s, folds=folds, offset=offset)
         self._zarr = _zarr_behind(X, y, s, folds, offset)
         self._source = (X, y, s, folds, offset)
-        persist = _plan_memory(X, y, s, persist, others=(folds, offset))
+        self._x_nbytes = None if x_nbytes is None else int(x_nbytes)
+        persist = _plan_memory(X, y, s, persist, others=(folds, offset), x_nbytes=self._x_nbytes)
         # persisted at the first pass, not here (see _persist_pending): every check of the solver
         # and the path runs before any data is read
         self._to_persist = (("X", "y", "s", "folds", "offset") if persist or "X" in in_memory
@@ -365,8 +369,11 @@ class DaskEngine(_Engine):
 
     @property
     def nbytes(self) -> int | float:
-        """Bytes of X as stored; NaN for a dask array of sparse blocks (not known before reading)."""
-        return float("nan") if has_sparse_blocks(self.X) else int(self.X.nbytes)
+        """Bytes of X as stored. For a dask array of sparse blocks: the bound ``x_nbytes`` given at
+        construction (a one-hot encoding's), else NaN (not known before reading)."""
+        if has_sparse_blocks(self.X):
+            return float("nan") if self._x_nbytes is None else self._x_nbytes
+        return int(self.X.nbytes)
 
     def _persist_pending(self) -> None:
         """Persist, once, what ``__init__`` chose to keep in memory: all inputs (``persist``, or X
@@ -500,8 +507,10 @@ class DaskEngine(_Engine):
 
 
 def _values(xb):
-    """A block's values: its stored ones when it is scipy sparse (the others are zeros)."""
-    return xb.data if scipy.sparse.issparse(xb) else np.asarray(xb)
+    """A block's values: its stored ones when it is scipy sparse (the others are zeros; any format)."""
+    if scipy.sparse.issparse(xb):
+        return (xb if xb.format in ("csr", "csc", "coo") else xb.tocsr()).data
+    return np.asarray(xb)
 
 
 def _count_nonfinite(xb) -> int:
@@ -600,13 +609,14 @@ def _fold_ids(folds, n_rows: int) -> np.ndarray | None:
 
 
 def make_engine(X, y, sample_weight=None, *, persist: bool | str = False, split_every: int = 8,
-                block_rows: int = 65536, folds=None, offset=None):
+                block_rows: int = 65536, folds=None, offset=None, x_nbytes=None):
     """A :class:`DaskEngine` when X is lazy (dask or zarr), else a :class:`NumpyEngine`. ``folds``:
     an integer label per row (fold ids of a cross-validation, cluster codes), or None; ``offset``:
-    a known term of each row's linear predictor, or None."""
+    a known term of each row's linear predictor, or None; ``x_nbytes``: a bound of the bytes of a
+    dask array of sparse blocks (its memory planning; see :func:`~smem_dask.resources._plan_memory`)."""
     if is_lazy(X):
         return DaskEngine(X, y, sample_weight, persist=persist, split_every=split_every, folds=folds,
-                          offset=offset)
+                          offset=offset, x_nbytes=x_nbytes)
     if is_lazy(y) or is_lazy(sample_weight) or is_lazy(folds) or is_lazy(offset):
         y, sample_weight, folds, offset = compute(y, sample_weight, folds, offset)
     return NumpyEngine(X, y, sample_weight, block_rows=block_rows, folds=folds, offset=offset)

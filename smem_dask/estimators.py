@@ -191,9 +191,15 @@ class _SMEMBase(BaseEstimator):
             check_sample_weight(s)
         s = self._fit_weights(y, s)
         eng = _engine.make_engine(X, y, s, persist=persist, split_every=self.split_every,
-                                  folds=None if folds is None else folds(X), offset=offset)
+                                  folds=None if folds is None else folds(X), offset=offset,
+                                  x_nbytes=self._encoded_nbytes(X))
         self.curvature_ = config.curvature  # the mode "auto" picked (set once the data are valid)
         return loss, penalty, config, eng
+
+    def _encoded_nbytes(self, X):
+        """A bound of the bytes of X when it is a DataFrame's sparse one-hot encoding, else None."""
+        encoding = getattr(self, "encoding_", None)
+        return None if encoding is None or not encoding.sparse else encoding.sparse_nbytes(X.shape[0])
 
     def _config(self, loss: Loss, penalty: Penalty, path: bool) -> SolverConfig:
         """The solver settings for ``loss`` and ``penalty`` (``curvature="auto"`` resolved), refused
@@ -354,7 +360,7 @@ class _SMEMBase(BaseEstimator):
         codes, n_groups = (None, None) if clusters is None else _arrays.factorize(clusters, X.shape[0])
         offset = as_offset(offset, X.shape[0])
         eng = _engine.make_engine(X, y, s, persist=False, split_every=self.split_every, folds=codes,
-                                  offset=offset)
+                                  offset=offset, x_nbytes=self._encoded_nbytes(X))
         return coefficient_covariance(eng, self.loss_, self._beta(), bool(self.fit_intercept), cov_type,
                                       n_groups)
 
@@ -461,8 +467,9 @@ class SMEMClassifier(ClassifierMixin, _SMEMBase):
     n_passes_, n_restarts_, objective_, objective_history_ (F at the start and after each iteration),
     history_, converged_, duality_gap_ (hinge and quantile: F(β) − D(a), an upper bound on F(β) − F*;
     NaN for the other losses), stopped_ (None, or why the fit stopped early: "max_time",
-    "interrupted"), bytes_read_ (data passes × bytes of X as stored; NaN for a dask array of sparse
-    blocks), curvature_ (the curvature mode used: ``curvature`` with "auto" resolved)
+    "interrupted"), bytes_read_ (data passes × bytes of X as stored; a bound for a DataFrame's sparse
+    one-hot encoding; NaN for another dask array of sparse blocks), curvature_ (the curvature mode
+    used: ``curvature`` with "auto" resolved)
     """
 
     _kind = "classifier"
@@ -636,11 +643,12 @@ def _printer(nbytes: int, file=None):
         passes = rec.n_passes - passes_before[0]
         passes_before[0] = rec.n_passes
         rate = passes * nbytes / rec.pass_seconds / 1e6 if rec.pass_seconds > 0 else float("nan")
+        speed = "     — MB/s" if np.isnan(rate) else f"{rate:8.0f} MB/s"  # (bytes of sparse blocks: unknown)
         change = "" if rec.iteration == 0 else f"{rec.change:10.2e}"
         flag = "  restart" if rec.restarted else ""
         print(f"iter {rec.iteration:4d}  F={rec.objective:.12f}  dF/F={change:>10}  "
               f"|grad|={rec.grad_norm:.2e}  passes={rec.n_passes:3d}  "
-              f"pass={rec.pass_seconds:6.2f}s  {rate:8.0f} MB/s{flag}", file=out, flush=True)
+              f"pass={rec.pass_seconds:6.2f}s  {speed}{flag}", file=out, flush=True)
 
     return show
 

@@ -79,6 +79,12 @@ class Encoding:
     def n_out(self) -> int:
         return sum(1 if lv is None else len(self._kept(lv)) for lv in self.levels)
 
+    def sparse_nbytes(self, n_rows: int) -> int:
+        """An upper bound of the bytes of the CSR X of ``n_rows`` rows: at most one stored value
+        (float64) and column index (int32, as scipy stores them) per input column in each row, and
+        a row pointer per row."""
+        return int(n_rows) * (12 * len(self.columns) + 4) + 4
+
     @property
     def sparse(self) -> bool:
         """Whether X is made sparse: at most one nonzero per input column in each row, a share of

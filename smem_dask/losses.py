@@ -103,8 +103,10 @@ class Loss(abc.ABC):
 
     def expected_hessian(self, eta: np.ndarray) -> np.ndarray:
         """E[∂²ℓ/∂η²] over y given η under the loss's own model: the Fisher information weight, which
-        standard errors use. It equals :meth:`hessian` wherever η is the canonical parameter (the
-        logistic, Poisson and squared losses), so only the other likelihoods override it."""
+        standard errors use. Defined only where it differs from :meth:`hessian`, the observed one:
+        for the negbin loss, whose η is not the canonical parameter. For the logistic, Poisson and
+        squared losses (canonical) the two agree and the standard errors use :meth:`hessian`;
+        the others raise."""
         raise NotImplementedError(f"the {self.name} loss has no expected information weight here")
 
     def value_difference(self, y: np.ndarray, eta_ref: np.ndarray, delta: np.ndarray) -> np.ndarray:

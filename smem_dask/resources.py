@@ -148,18 +148,25 @@ def _pause_fraction() -> float:
     return 1.0
 
 
-def _block_nbytes(X, y=None, s=None, others=()) -> float:
+def _x_nbytes(X, x_nbytes=None) -> float:
+    """Bytes of X: as stored, or ``x_nbytes`` (a bound the caller knows) for sparse blocks."""
+    return float(x_nbytes) if x_nbytes is not None and has_sparse_blocks(X) else float(X.nbytes)
+
+
+def _block_nbytes(X, y=None, s=None, others=(), x_nbytes=None) -> float:
     """Bytes of the largest row block of X with its y, weights and ``others`` (per-row arrays: fold
-    ids, offsets)."""
-    per_row = X.shape[1] * X.dtype.itemsize + sum(np.dtype(a.dtype).itemsize for a in (y, s, *others)
-                                                  if a is not None)
+    ids, offsets); ``x_nbytes``: a bound of X's bytes when its blocks are sparse."""
+    x_row = _x_nbytes(X, x_nbytes) / max(X.shape[0], 1)
+    per_row = x_row + sum(np.dtype(a.dtype).itemsize for a in (y, s, *others) if a is not None)
     return float(max(X.chunks[0], default=0) * per_row)
 
 
-def _describe_block(X, y=None, s=None, others=()) -> str:
+def _describe_block(X, y=None, s=None, others=(), x_nbytes=None) -> str:
     rows = max(X.chunks[0], default=0)
-    return (f"a block of {rows:,} rows (X: {X.shape[1]:,} {X.dtype} columns, with y"
-            f"{'' if s is None else ' and the weights'}) takes {_size(_block_nbytes(X, y, s, others))}")
+    also = ["y"] + (["the weights"] if s is not None else []) + (["the offset or fold ids"] if others else [])
+    return (f"a block of {rows:,} rows (X: {X.shape[1]:,} {X.dtype} columns"
+            f"{', sparse' if has_sparse_blocks(X) else ''}, with {' and '.join(also)}) takes "
+            f"{_size(_block_nbytes(X, y, s, others, x_nbytes))}")
 
 
 def has_sparse_blocks(X) -> bool:
@@ -170,7 +177,8 @@ def has_sparse_blocks(X) -> bool:
     return isinstance(X, da.Array) and scipy.sparse.issparse(da.utils.meta_from_array(X))
 
 
-def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto", others=()) -> None:
+def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto", others=(),
+                      x_nbytes=None) -> None:
     """Refuse, before any task runs, inputs that cannot fit the workers of a distributed cluster
     (nothing to check for numpy inputs, dask's threads, or a cluster without workers yet).
 
@@ -180,9 +188,11 @@ def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto",
     taking tasks) less what its process takes itself (:func:`_own`). A block that does not fit the
     worker with the least room is refused (:class:`WorkerMemoryError`, with both sizes), as is
     ``persist=True`` on inputs larger than the workers' room less a block per thread. A dask array
-    of sparse blocks is not checked: what its blocks take is known only once they are read.
+    of sparse blocks is checked with ``x_nbytes``, a bound of its bytes (a one-hot encoding knows
+    one), and not at all without it: what its blocks take is known only once they are read.
     """
-    if not isinstance(X, da.Array) or has_sparse_blocks(X):  # (is_lazy: arrays imports this module)
+    # (is_lazy: arrays imports this module)
+    if not isinstance(X, da.Array) or (x_nbytes is None and has_sparse_blocks(X)):
         return
     client = _distributed_client((X,))
     workers = [] if client is None else _workers(client)
@@ -193,7 +203,7 @@ def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto",
     total = psutil.virtual_memory().total
     pause = _pause_fraction()
     others = tuple(a for a in others if a is not None)
-    need = PASS_MEMORY_FACTOR * _block_nbytes(X, y, sample_weight, others)
+    need = PASS_MEMORY_FACTOR * _block_nbytes(X, y, sample_weight, others, x_nbytes)
 
     def room(w):  # for the blocks its threads compute at once
         return (w["limit"] or total) * pause - _own(w)
@@ -205,11 +215,12 @@ def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto",
         advice = ("give the workers more memory: no block fits beside the process itself" if room(tight) <= 0
                   else "use smaller chunks (chunk_rows) or workers with more memory")
         raise WorkerMemoryError(
-            f"{_describe_block(X, y, sample_weight, others)} and a data pass needs about "
+            f"{_describe_block(X, y, sample_weight, others, x_nbytes)} and a data pass needs about "
             f"{PASS_MEMORY_FACTOR}× that ({_size(need)}){per_thread}; the workers' memory limit is "
             f"{_size(tight['limit'] or total)}, {pause:.0%} usable, of which the worker process "
             f"takes {_size(_own(tight))} itself: {advice}")
-    nbytes = sum(float(a.nbytes) for a in (X, y, sample_weight, *others) if a is not None)
+    nbytes = _x_nbytes(X, x_nbytes) + sum(float(a.nbytes) for a in (y, sample_weight, *others)
+                                           if a is not None)
     free = sum(room(w) - need * w["nthreads"] for w in workers)
     if persist not in (False, "auto") and bool(persist) and nbytes > free:
         limits = sum(w["limit"] or total for w in workers)
@@ -222,23 +233,25 @@ def check_memory_fits(X, y, sample_weight=None, *, persist: bool | str = "auto",
             "workers or memory")
 
 
-def _plan_memory(X, y, s, persist, others=()) -> bool:
+def _plan_memory(X, y, s, persist, others=(), x_nbytes=None) -> bool:
     """Whether to persist the inputs, after :func:`check_memory_fits` refused what cannot fit.
     "auto" persists when the inputs take at most :data:`PERSIST_FRACTION` of
     :func:`memory_available` plus what the workers hold of these very inputs already
     (:func:`_held_bytes`); on a cluster without workers yet, or for a dask array of sparse blocks
-    (whose size is not known before it is read), it streams."""
-    check_memory_fits(X, y, s, persist=persist, others=others)
+    without ``x_nbytes`` (a bound of its bytes: its size is not known before it is read), it
+    streams."""
+    check_memory_fits(X, y, s, persist=persist, others=others, x_nbytes=x_nbytes)
     if persist != "auto":
         return bool(persist)
-    if has_sparse_blocks(X):  # its size is not known before it is read: streamed unless asked
+    if x_nbytes is None and has_sparse_blocks(X):  # streamed unless asked
         return False
     arrays = [a for a in (X, y, s, *others) if a is not None]
-    nbytes = sum(float(a.nbytes) for a in arrays)
-    return nbytes <= PERSIST_FRACTION * (memory_available() + _held_bytes(arrays))
+    nbytes = _x_nbytes(X, x_nbytes) + sum(float(a.nbytes) for a in arrays[1:])
+    x_scale = _x_nbytes(X, x_nbytes) / max(float(X.nbytes), 1.0)  # (sparse blocks: their bound)
+    return nbytes <= PERSIST_FRACTION * (memory_available() + _held_bytes(arrays, x_scale))
 
 
-def _held_bytes(arrays) -> float:
+def _held_bytes(arrays, x_scale: float = 1.0) -> float:
     """Bytes of the blocks of ``arrays`` the workers of a distributed client hold in memory now
     (0 without one): counted in the workers' memory use, but a persist of the same keys reuses
     them rather than taking that memory again. They are there right after an earlier engine on the
@@ -247,10 +260,11 @@ def _held_bytes(arrays) -> float:
     if client is None:
         return 0.0
     sizes = {}
-    for a in arrays:
+    for j, a in enumerate(arrays):
+        scale = x_scale if j == 0 else 1.0  # the first array is X (``x_scale``: its bytes ÷ dense bytes)
         for index in np.ndindex(*a.numblocks):
             shape = [a.chunks[d][i] for d, i in enumerate(index)]
-            sizes[(a.name, *index)] = float(np.prod(shape)) * a.dtype.itemsize
+            sizes[(a.name, *index)] = float(np.prod(shape)) * a.dtype.itemsize * scale
     held = client.who_has()  # every key in memory (who_has of keys takes futures only)
     return sum(sizes[key] for key, where in held.items() if where and key in sizes)
 

@@ -638,7 +638,8 @@ def _run_or_indices(index: np.ndarray):
 
 #: a sparse block denser than this is made dense tile by tile for the kernel: measured
 #: (``python -m benchmarks sparse``, 2e5 × 100, one thread; benchmarks/results/sparse.md) the
-#: sparse kernel took 0.38× the dense one's time at density 0.01, 0.63× at 0.03 and 2.6× at 0.1
+#: sparse kernel took 0.38–0.48× the dense one's time at density 0.01, 0.63–0.71× at 0.03 and
+#: 2.6–3.3× at 0.1 (two runs)
 SPARSE_MAX_DENSITY = 0.05
 
 #: bytes of X per row tile of the kernel: a tile is read from memory once and stays in cache (2 MiB of

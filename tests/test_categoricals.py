@@ -160,9 +160,9 @@ def _many_levels(n=8000, levels=300, seed=4):
                                     if c.startswith("store_") else c)
 
 
-def test_a_column_of_many_levels_is_encoded_sparse_with_the_dense_answer(cluster_client):
-    """3 nonzeros in 302 columns: X is CSR (blocks of CSR for a dask frame), with the fit, the
-    predictions and the standard errors of get_dummies' dense array."""
+def test_a_column_of_many_levels_is_encoded_sparse_with_the_dense_answer(cluster_client, tmp_path):
+    """3 nonzeros in 302 columns: X is CSR (blocks of CSR for a dask frame, from memory or parquet),
+    with the fit, the predictions and the standard errors of get_dummies' dense array."""
     import dask
     import scipy.sparse as sp
 
@@ -176,11 +176,19 @@ def test_a_column_of_many_levels_is_encoded_sparse_with_the_dense_answer(cluster
     np.testing.assert_allclose(est.predict_proba(frame[["x2", "store", "x1"]]), ref.predict_proba(dummies),
                                rtol=1e-10)
     lazy = dd.from_pandas(frame, npartitions=4)
+    path = tmp_path / "many.parquet"
+    lazy.to_parquet(path)
     with dask.config.set(scheduler=cluster_client):
         fitted = SMEMClassifier(alpha=1e-3, tol=1e-12).fit(lazy, y)
         proba = fitted.predict_proba(lazy[["x2", "x1", "store"]]).compute()
+        read = SMEMClassifier(alpha=1e-3, tol=1e-12).fit(dd.read_parquet(path), y)
     np.testing.assert_allclose(fitted.coef_, ref.coef_, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(read.coef_, ref.coef_, rtol=0, atol=1e-10)
     np.testing.assert_allclose(proba, ref.predict_proba(dummies), rtol=1e-10)
+    # the CSR blocks' bytes are bounded by the encoding (3 values and indices a row), not unknown
+    bound = fitted.encoding_.sparse_nbytes(len(frame))
+    assert bound == len(frame) * (12 * 3 + 4) + 4 < 0.2 * dummies.to_numpy().nbytes
+    assert fitted.bytes_read_ == fitted.n_passes_ * bound
     # reference coding, unpenalized: the standard errors of the dense dummies' fit
     first = SMEMClassifier(alpha=0.0, tol=1e-12, categorical_drop="first").fit(frame, y)
     dense_first = dummies.drop(columns="store[s000]")

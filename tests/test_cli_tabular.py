@@ -147,6 +147,7 @@ def test_path_and_cv_on_parquet_with_categoricals_weights_and_offset(tmp_path):
     ref = SMEMRegressor(loss="poisson", penalty="l1", tol=1e-10).path(
         features, frame["claims"], frame["w"], offset=frame["log_t"], n_alphas=5)
     written = json.loads(out.read_text())
+    assert written["coef_names"] == ["age", "zone[a]", "zone[b]", "zone[c]", "grade"]
     np.testing.assert_allclose(written["alphas"], ref.alphas, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(written["coefs"]), ref.coefs, rtol=1e-8, atol=1e-10)
     out = tmp_path / "cv.json"
@@ -155,6 +156,7 @@ def test_path_and_cv_on_parquet_with_categoricals_weights_and_offset(tmp_path):
     cv = SMEMRegressorCV(loss="poisson", penalty="l1", tol=1e-10, n_alphas=5, cv=3).fit(
         features, frame["claims"], frame["w"], offset=frame["log_t"])
     written = json.loads(out.read_text())
+    assert written["coef_names"] == cv.coef_names_
     np.testing.assert_allclose(written["cv_mean"], cv.cv_mean_, rtol=1e-8)
     assert written["alpha"] == pytest.approx(cv.alpha_, rel=1e-12)
     np.testing.assert_allclose(written["coef"], cv.coef_, rtol=1e-8, atol=1e-10)

@@ -116,6 +116,14 @@ def _glm(loss, y, Xc, **kwargs):
     return sm.GLM(y, Xc, family=family, **kwargs)
 
 
+def _glm_fit(model, **kwargs):
+    """statsmodels' fit restarted from its own optimum: its IRLS reports the covariance at the weights
+    of its last iterate, which for the negative binomial (Fisher scoring, linear convergence) is
+    about 1e-7 from the optimum after a cold fit; restarted there, it is the optimum."""
+    start = model.fit(tol=1e-14).params
+    return model.fit(tol=1e-14, start_params=start, **kwargs)
+
+
 def _estimator(loss):
     if loss == "logistic":
         return SMEMClassifier(alpha=0.0, tol=1e-12)
@@ -146,15 +154,11 @@ def test_covariances_equal_statsmodels(loss, kind, tmp_path):
     est = _estimator(loss).fit(X, y)
     Xc = sm.add_constant(X, prepend=False)
     model = _glm(loss, y, Xc)
-    # statsmodels' IRLS reports the covariance at the weights of its last iterate; restarted from its
-    # optimum, that iterate is the optimum (for the negative binomial, whose IRLS is Fisher scoring and
-    # converges linearly, a cold fit's last iterate is 1e-7 away)
-    start = model.fit(tol=1e-14).params
-    plain = model.fit(tol=1e-14, start_params=start)
+    plain = _glm_fit(model)
     np.testing.assert_allclose(np.r_[est.coef_, est.intercept_], plain.params, rtol=1e-7, atol=1e-9)
     Xi, yi, gi = _inputs(kind, X, y, clusters, tmp_path)
-    hc0 = model.fit(cov_type="HC0", tol=1e-14, start_params=start)
-    clustered = model.fit(cov_type="cluster", cov_kwds={"groups": clusters}, tol=1e-14, start_params=start)
+    hc0 = _glm_fit(model, cov_type="HC0")
+    clustered = _glm_fit(model, cov_type="cluster", cov_kwds={"groups": clusters})
     # HC1 = n/(n − q)·HC0 (statsmodels' GLM(cov_type="HC1") applies no factor; its OLS and
     # cov_white_simple(use_correction=True) do)
     hc1 = np.sqrt(np.diag(sw.cov_white_simple(hc0, use_correction=True)))
@@ -176,7 +180,7 @@ def test_weights_are_frequency_weights(loss):
     X, y, _ = _problem(loss, n=800, seed=3)
     s = np.random.default_rng(4).integers(1, 4, X.shape[0]).astype(float)
     est = _estimator(loss).fit(X, y, sample_weight=s)
-    ref = _glm(loss, y, sm.add_constant(X, prepend=False), freq_weights=s).fit(tol=1e-14)
+    ref = _glm_fit(_glm(loss, y, sm.add_constant(X, prepend=False), freq_weights=s))
     np.testing.assert_allclose(est.std_errors(X, y, s), ref.bse, rtol=1e-8)
     # the same as repeating each row s times
     rows = np.repeat(np.arange(X.shape[0]), s.astype(int))
@@ -253,6 +257,6 @@ def test_negbin_information_is_the_expected_one():
     observed = np.sqrt(np.diag(np.linalg.inv(Xc.T @ (((y + H) * sig * (1 - sig))[:, None] * Xc))))
     np.testing.assert_allclose(se, expected, rtol=1e-9)
     assert np.abs(observed / expected - 1).max() > 1e-3
-    np.testing.assert_allclose(se, _glm("negbin", y, Xc).fit(tol=1e-14).bse, rtol=1e-8)
+    np.testing.assert_allclose(se, _glm_fit(_glm("negbin", y, Xc)).bse, rtol=1e-8)
     with pytest.raises(ValueError, match="Hessian system only"):
         Request(np.zeros(3), np.zeros(3), expected=True)
