@@ -217,13 +217,11 @@ class NumpyEngine(_Engine):
 
     def count_nonfinite(self) -> tuple[int, int]:
         """Non-finite entries of (X, y) (of a sparse X: of its stored values)."""
-        x = self.X.data if scipy.sparse.issparse(self.X) else self.X
-        return int(np.size(x) - np.isfinite(x).sum()), int(np.size(self.y) - np.isfinite(self.y).sum())
+        return _count_nonfinite(self.X), _count_nonfinite(self.y)
 
     def largest_abs(self) -> tuple[float, float]:
         """max |X| and max |y| (0 when empty)."""
-        x = self.X.data if scipy.sparse.issparse(self.X) else self.X
-        return (float(np.abs(x).max(initial=0)), float(np.abs(self.y).max(initial=0)))
+        return _largest_abs(self.X), _largest_abs(self.y)
 
 
 @functools.cache
@@ -507,7 +505,8 @@ class DaskEngine(_Engine):
 
 
 def _values(xb):
-    """A block's values: its stored ones when it is scipy sparse (the others are zeros; any format)."""
+    """A block's (or an in-memory X's) values: its stored ones when it is scipy sparse (the others are
+    zeros; any format)."""
     if scipy.sparse.issparse(xb):
         return (xb if xb.format in ("csr", "csc", "coo") else xb.tocsr()).data
     return np.asarray(xb)
